@@ -1,0 +1,255 @@
+//! The faults s3chaos injects, one small file per kind, all behind one trait.
+//!
+//! # The contract (what a fault may and may not do)
+//! - A fault never decides *whether* it fires: the engine matched the rule, rolled the
+//!   probability and counted skip/limit before any fault runs. A fault gets a [`Draw`]
+//!   (deterministic randomness for this request) when it needs to pick a value, such as a
+//!   latency within a range, so a seeded scenario replays exactly.
+//! - A fault acts in named phases of a request, and implements only the phases it needs:
+//!   [`Fault::on_request`] before the upstream is contacted, [`Fault::on_response_body`]
+//!   while the upstream's answer streams back.
+//! - A fault never buffers a body: body faults wrap the stream and work chunk by chunk.
+//! - A fault that needs something from the connection (a TCP RST, a held socket) asks the
+//!   connection for it through [`ConnControl`]; no other layer special-cases a fault kind.
+//!
+//! Adding a fault kind is one file here, one variant in [`FaultSpec`], and one key in
+//! [`FaultList`]'s parser; the compiler finds every `match` that misses it.
+
+pub mod blackhole;
+pub mod error;
+pub mod latency;
+pub mod reset;
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Response;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+
+use crate::engine::Draw;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::conn::ConnControl;
+use crate::s3::RequestInfo;
+
+pub use blackhole::Blackhole;
+pub use error::ErrorFault;
+pub use latency::Latency;
+pub use reset::Reset;
+
+/// What a fault does to a request before the upstream sees it.
+pub enum RequestAction {
+    /// Nothing in this phase.
+    Continue,
+    /// Wait this long first (delays add up across faults and rules).
+    Delay(Duration),
+    /// Answer the client with this response; the upstream is never contacted.
+    Respond(Response<ProxyBody>),
+    /// Never answer; hold the connection until the client gives up.
+    Blackhole,
+    /// Abort the connection with a TCP RST before any response byte.
+    Reset,
+}
+
+/// The request a fault acts on, and its share of randomness.
+pub struct FaultCtx<'a> {
+    pub request: &'a RequestInfo<'a>,
+    pub draw: Draw,
+}
+
+/// One kind of fault. See the module docs for the contract.
+pub trait Fault: Send + Sync + fmt::Debug {
+    /// The kind as written in a scenario (`latency`, `error`, ...), for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Whether this fault ends rule evaluation when it fires: error, blackhole and reset do
+    /// (the request is answered or cut), latency does not (later rules may still apply).
+    fn is_terminal(&self) -> bool;
+
+    /// The request phase, before the upstream is contacted. The default does nothing.
+    fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
+        RequestAction::Continue
+    }
+
+    /// The response body phase: wrap the upstream's body stream. The default passes it on.
+    fn on_response_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>) -> ProxyBody {
+        body
+    }
+
+    /// A one-line description for logs, e.g. `latency 250ms` or `error SlowDown (503)`.
+    fn describe(&self) -> String;
+}
+
+/// Every fault kind a scenario can name.
+#[derive(Debug, Clone)]
+pub enum FaultSpec {
+    Latency(Latency),
+    Error(ErrorFault),
+    Blackhole(Blackhole),
+    Reset(Reset),
+}
+
+impl FaultSpec {
+    pub fn as_fault(&self) -> &dyn Fault {
+        match self {
+            FaultSpec::Latency(f) => f,
+            FaultSpec::Error(f) => f,
+            FaultSpec::Blackhole(f) => f,
+            FaultSpec::Reset(f) => f,
+        }
+    }
+}
+
+/// The `fault:` value of a rule: one or more faults, non-terminal ones first, at most one
+/// terminal fault. Written as a bare name (`fault: blackhole`, `fault: reset`) or a map
+/// (`fault: {latency: 250ms, error: SlowDown}`).
+#[derive(Debug, Clone)]
+pub struct FaultList(Vec<FaultSpec>);
+
+impl FaultList {
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Fault> {
+        self.0.iter().map(FaultSpec::as_fault)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.iter().any(|f| f.is_terminal())
+    }
+
+    fn from_specs(mut specs: Vec<FaultSpec>) -> Result<FaultList, String> {
+        if specs.is_empty() {
+            return Err(
+                "a rule needs at least one fault (latency, error, blackhole or reset)".into(),
+            );
+        }
+        let terminal: Vec<&str> = specs
+            .iter()
+            .map(FaultSpec::as_fault)
+            .filter(|f| f.is_terminal())
+            .map(|f| f.kind())
+            .collect();
+        if terminal.len() > 1 {
+            return Err(format!(
+                "a rule can end a request only one way, but this one has {}; split it into rules",
+                terminal.join(" and ")
+            ));
+        }
+        // Apply order: delays first, then the fault that ends the request.
+        specs.sort_by_key(|s| s.as_fault().is_terminal());
+        Ok(FaultList(specs))
+    }
+}
+
+const FAULT_KINDS: &[&str] = &["latency", "error", "blackhole", "reset"];
+
+impl<'de> Deserialize<'de> for FaultList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FaultList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fault: `blackhole`, `reset`, or a map such as {latency: 250ms} or {error: SlowDown}")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FaultList, E> {
+                let spec = match v {
+                    "blackhole" => FaultSpec::Blackhole(Blackhole),
+                    "reset" => FaultSpec::Reset(Reset::default()),
+                    "latency" | "error" => {
+                        return Err(E::custom(format!(
+                            "`{v}` needs a value, e.g. `fault: {{{v}: ...}}`"
+                        )));
+                    }
+                    other => return Err(E::unknown_variant(other, FAULT_KINDS)),
+                };
+                FaultList::from_specs(vec![spec]).map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FaultList, A::Error> {
+                let mut specs: Vec<FaultSpec> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let spec = match key.as_str() {
+                        "latency" => FaultSpec::Latency(map.next_value()?),
+                        "error" => FaultSpec::Error(map.next_value()?),
+                        "blackhole" => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            FaultSpec::Blackhole(Blackhole)
+                        }
+                        "reset" => {
+                            FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default())
+                        }
+                        other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
+                    };
+                    if specs
+                        .iter()
+                        .any(|s| s.as_fault().kind() == spec.as_fault().kind())
+                    {
+                        return Err(de::Error::custom(format!("fault `{key}` is given twice")));
+                    }
+                    specs.push(spec);
+                }
+                FaultList::from_specs(specs).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<FaultList, String> {
+        serde_yaml_ng::from_str::<FaultList>(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bare_names_and_maps() {
+        assert_eq!(
+            parse("blackhole").unwrap().iter().next().unwrap().kind(),
+            "blackhole"
+        );
+        assert_eq!(
+            parse("reset").unwrap().iter().next().unwrap().kind(),
+            "reset"
+        );
+        let list = parse("{error: SlowDown, latency: 250ms}").unwrap();
+        let kinds: Vec<_> = list.iter().map(|f| f.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["latency", "error"],
+            "delays apply before the terminal fault"
+        );
+        assert!(list.is_terminal());
+        assert!(!parse("{latency: 1s}").unwrap().is_terminal());
+        assert_eq!(
+            parse("{reset: {after_bytes: 1MiB}}")
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap()
+                .describe(),
+            "reset after 1048576 response bytes"
+        );
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        assert!(
+            parse("explode")
+                .unwrap_err()
+                .contains("unknown variant `explode`")
+        );
+        assert!(parse("latency").unwrap_err().contains("needs a value"));
+        assert!(
+            parse("{error: SlowDown, reset: {}}")
+                .unwrap_err()
+                .contains("only one way")
+        );
+        assert!(parse("{}").unwrap_err().contains("at least one fault"));
+        assert!(
+            parse("{latncy: 1s}")
+                .unwrap_err()
+                .contains("unknown field `latncy`")
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! # s3chaos
+//!
+//! A fault-injection reverse proxy for S3-compatible object storage. Point an app, a CI job or
+//! a game-day drill at it instead of S3; it forwards every request unchanged and, following a
+//! YAML scenario, injects the faults real S3 outages produce.
+//!
+//! ## Layout
+//! - [`scenario`] — the YAML model, its validation (with file:line:column errors) and the
+//!   compiled [`scenario::Scenario`] shared read-only by every request.
+//! - [`s3`] — S3 knowledge: the request classifier (operation, bucket, key) and S3's error
+//!   codes and XML error bodies.
+//! - [`engine`] — matching and decisions: which rules fire for a request, decided once, with
+//!   seeded counter-based randomness.
+//! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
+//! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
+//! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
+
+pub mod embedded;
+pub mod engine;
+pub mod faults;
+pub mod proxy;
+pub mod s3;
+pub mod scenario;

@@ -1,0 +1,203 @@
+//! The `s3chaos` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use s3chaos::embedded::{Credentials, EmbeddedStore};
+use s3chaos::engine::Engine;
+use s3chaos::proxy::{Proxy, Shared, Upstream, UpstreamOptions};
+use s3chaos::s3::Classifier;
+use s3chaos::scenario::Scenario;
+
+#[derive(Parser)]
+#[command(
+    name = "s3chaos",
+    version,
+    about = "Fault-injection reverse proxy for S3-compatible object storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (in front of --upstream, or of an embedded S3 store when none is given).
+    Run(RunArgs),
+    /// Check scenario files; prints `file:line:column: problem` for each error.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9080", env = "S3CHAOS_LISTEN")]
+    listen: SocketAddr,
+    /// The S3 endpoint to forward to, e.g. http://127.0.0.1:9000 or https://s3.example.com.
+    /// Without it, an embedded S3 store serves --data-dir.
+    #[arg(long, env = "S3CHAOS_UPSTREAM")]
+    upstream: Option<String>,
+    /// Extra CA certificate(s), PEM, to trust for an https:// upstream.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// Scenario file; without it every request passes through untouched.
+    #[arg(long, env = "S3CHAOS_SCENARIO")]
+    scenario: Option<PathBuf>,
+    /// Base domain for virtual-hosted-style requests (bucket.DOMAIN); repeatable.
+    /// `localhost` is always one.
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// Where the embedded store keeps its data (only without --upstream).
+    #[arg(long, default_value = "s3chaos-data")]
+    data_dir: PathBuf,
+    /// Embedded store: the only access key accepted (with --secret-key). Default: any access
+    /// key whose secret key is the same string.
+    #[arg(long, requires = "secret_key")]
+    access_key: Option<String>,
+    /// Embedded store: the secret key for --access-key.
+    #[arg(long, requires = "access_key")]
+    secret_key: Option<String>,
+    /// Time allowed to connect to the upstream.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// Time allowed for the upstream to start answering a request.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    upstream_timeout: Duration,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run(args) => {
+            init_logging(args.log_json);
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("s3chaos: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match Scenario::load(file) {
+            Ok(s) => println!(
+                "{}: ok ({} rules, scenario `{}`)",
+                file.display(),
+                s.rules().len(),
+                s.name()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        // The error already reads `file:line:column: problem`.
+        Some(path) => Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Scenario::empty(),
+    };
+
+    let (upstream_url, embedded) = match &args.upstream {
+        Some(url) => (url.clone(), None),
+        None => {
+            let credentials = match (&args.access_key, &args.secret_key) {
+                (Some(a), Some(s)) => Credentials::Fixed {
+                    access_key: a.clone(),
+                    secret_key: s.clone(),
+                },
+                _ => Credentials::SecretEqualsKey,
+            };
+            let store = EmbeddedStore::start(&args.data_dir, credentials, &args.domains)
+                .await
+                .context("starting the embedded S3 store")?;
+            (store.url(), Some(store))
+        }
+    };
+    let options = UpstreamOptions {
+        ca_file: args.upstream_ca.clone(),
+        connect_timeout: args.connect_timeout,
+        response_timeout: args.upstream_timeout,
+    };
+    let upstream = Upstream::new(&upstream_url, &options)?;
+
+    let rules = scenario.rules().len();
+    let (name, seed, seed_given) = (
+        scenario.name().to_owned(),
+        scenario.seed(),
+        scenario.seed_given(),
+    );
+    let shared = Shared {
+        engine: Arc::new(Engine::new(scenario)),
+        upstream,
+        classifier: Classifier::new(&args.domains),
+    };
+    let proxy = Proxy::bind(args.listen, shared)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = proxy.local_addr();
+
+    match &embedded {
+        Some(store) => tracing::info!(
+            data_dir = %store.data_dir.display(),
+            "upstream: embedded S3 store; any access key works when the secret key is the same string{}",
+            if args.access_key.is_some() { " (overridden: only --access-key/--secret-key)" } else { "" }
+        ),
+        None => tracing::info!(upstream = %upstream_url, "forwarding to upstream"),
+    }
+    tracing::info!(
+        scenario = %name,
+        rules,
+        seed,
+        "scenario loaded{}",
+        if seed_given { "" } else { " (random seed; put `seed:` in the file to replay this run)" }
+    );
+    tracing::info!(
+        "s3chaos listening on http://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url http://{addr} s3 ls"
+    );
+
+    tokio::select! {
+        _ = proxy.serve() => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+    }
+    Ok(())
+}

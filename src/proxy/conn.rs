@@ -1,0 +1,169 @@
+//! One accepted client connection, and the control a fault uses to decide its fate.
+//!
+//! hyper owns the socket while it serves the connection, so a fault cannot touch it directly.
+//! Instead the fault marks the connection's [`ConnControl`] and fails the request; hyper then
+//! drops the connection, and [`ClientStream`]'s `Drop` carries out the fate: an RST
+//! (`SO_LINGER 0`) for a reset, or handing the socket to a small task that holds it open,
+//! unanswered, for a blackhole. No other layer special-cases a fault kind.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+const NORMAL: u8 = 0;
+const RESET: u8 = 1;
+const BLACKHOLE: u8 = 2;
+
+/// Connections currently held open by blackholes, process-wide.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+pub fn blackholed_connections() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// What should happen to a connection when hyper lets go of it.
+#[derive(Debug, Default)]
+pub struct ConnControl {
+    fate: AtomicU8,
+}
+
+impl ConnControl {
+    /// Abort with a TCP RST; nothing more is written.
+    pub fn reset(&self) {
+        self.fate.store(RESET, Ordering::Release);
+    }
+
+    /// Keep the socket open without ever answering, until the client closes it.
+    pub fn blackhole(&self) {
+        self.fate.store(BLACKHOLE, Ordering::Release);
+    }
+
+    fn fate(&self) -> u8 {
+        self.fate.load(Ordering::Acquire)
+    }
+}
+
+/// The client socket as hyper sees it. Once a fate is set, writes fail and shutdown is a
+/// no-op, so hyper can neither answer nor send a FIN behind the fault's back.
+pub struct ClientStream {
+    inner: Option<TcpStream>,
+    control: Arc<ConnControl>,
+}
+
+impl ClientStream {
+    pub fn new(inner: TcpStream, control: Arc<ConnControl>) -> ClientStream {
+        ClientStream {
+            inner: Some(inner),
+            control,
+        }
+    }
+
+    fn inner(&mut self) -> &mut TcpStream {
+        self.inner
+            .as_mut()
+            .expect("the socket is only taken in Drop")
+    }
+
+    fn fated(&self) -> bool {
+        self.control.fate() != NORMAL
+    }
+}
+
+fn cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection taken over by an injected fault",
+    )
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.inner()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.fated() {
+            return Poll::Ready(Err(cut()));
+        }
+        Pin::new(self.inner()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.fated() {
+            return Poll::Ready(Err(cut()));
+        }
+        Pin::new(self.inner()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fated() {
+            return Poll::Ready(Err(cut()));
+        }
+        Pin::new(self.inner()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fated() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(self.inner()).poll_shutdown(cx)
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        let Some(stream) = self.inner.take() else {
+            return;
+        };
+        match self.control.fate() {
+            RESET => {
+                // SO_LINGER 0 makes close() send an RST instead of a FIN.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            }
+            BLACKHOLE => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    HELD.fetch_add(1, Ordering::Relaxed);
+                    rt.spawn(hold(stream));
+                }
+                Err(_) => drop(stream),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
+/// and lets go when the client closes or resets the connection.
+async fn hold(mut stream: TcpStream) {
+    let mut buf = [0u8; 512];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    HELD.fetch_sub(1, Ordering::Relaxed);
+}

@@ -1,0 +1,153 @@
+//! One request through the proxy's phases (see the module docs of [`crate::proxy`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::Shared;
+use super::body::{self, BoxError, InjectedFault, ProxyBody};
+use super::conn::ConnControl;
+use super::headers::strip_hop_by_hop;
+use crate::engine::Decision;
+use crate::faults::{FaultCtx, RequestAction};
+use crate::s3::error::RequestIds;
+use crate::s3::{ErrorCode, RequestInfo, S3ErrorResponse};
+
+/// How the request phase ended, when a fault ended it.
+enum Ending {
+    Respond(Response<ProxyBody>),
+    Blackhole,
+    Reset,
+}
+
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnControl>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, BoxError> {
+    // Phases 1-3: classify, decide, request faults. Skipped outright with no rules.
+    let mut decision = None;
+    if !shared.engine.is_idle() {
+        let info = shared
+            .classifier
+            .classify(req.method(), req.uri(), req.headers());
+        tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
+        if let Some(d) = shared.engine.decide(&info) {
+            let (delay, ending) = request_phase(&d, &info);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match ending {
+                Some(Ending::Respond(response)) => return Ok(response),
+                Some(Ending::Blackhole) => {
+                    conn.blackhole();
+                    return Err(Box::new(InjectedFault("blackhole")));
+                }
+                Some(Ending::Reset) => {
+                    conn.reset();
+                    return Err(Box::new(InjectedFault("reset")));
+                }
+                None => decision = Some(d),
+            }
+        }
+    }
+
+    // Phase 4: upstream.
+    let method = req.method().clone();
+    let resource = req.uri().path().to_owned();
+    let (mut parts, incoming) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+    let response = match shared.upstream.send(upstream_req).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(upstream = %shared.upstream.origin(), error = %error_chain(&e), %method, %resource, "upstream unavailable; answering 503 ServiceUnavailable");
+            return Ok(upstream_unavailable(&method, &resource));
+        }
+    };
+
+    // Phase 5: response body faults.
+    let (mut parts, incoming) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let mut body = body::stream(incoming);
+    if let Some(decision) = &decision {
+        for (rule, _) in decision.fired() {
+            for fault in rule.faults().iter() {
+                body = fault.on_response_body(body, &conn);
+            }
+        }
+    }
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Runs every fired fault's request phase: sums the delays and finds what ends the request.
+/// Logs one line per injected fault.
+fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
+    let mut delay = Duration::ZERO;
+    let mut ending = None;
+    for (rule, draw) in decision.fired() {
+        for fault in rule.faults().iter() {
+            let action = fault.on_request(&FaultCtx {
+                request: info,
+                draw: draw.clone(),
+            });
+            let mut request_id = None;
+            match action {
+                RequestAction::Continue => {}
+                RequestAction::Delay(d) => delay += d,
+                RequestAction::Respond(r) => {
+                    request_id = r
+                        .headers()
+                        .get("x-amz-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    ending = Some(Ending::Respond(r));
+                }
+                RequestAction::Blackhole => ending = Some(Ending::Blackhole),
+                RequestAction::Reset => ending = Some(Ending::Reset),
+            }
+            tracing::info!(
+                target: "s3chaos::fault",
+                rule = rule.name(),
+                fault = %fault.describe(),
+                operation = %info.operation,
+                bucket = info.bucket.as_deref().unwrap_or(""),
+                key = info.key.as_deref().unwrap_or(""),
+                request_id = request_id.as_deref().unwrap_or(""),
+                invocation_id = header(info, "amz-sdk-invocation-id"),
+                attempt = header(info, "amz-sdk-request"),
+                "fault injected"
+            );
+        }
+    }
+    (delay, ending)
+}
+
+fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
+    info.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The answer when the upstream is down, refusing or too slow: what S3's own front end says
+/// when it cannot reach a backend.
+fn upstream_unavailable(method: &Method, resource: &str) -> Response<ProxyBody> {
+    let code = ErrorCode::lookup("ServiceUnavailable").expect("in the table");
+    S3ErrorResponse::from_code(code)
+        .render(method, resource, &RequestIds::generate())
+        .map(body::full)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,186 @@
+//! The upstream S3 endpoint and the pooled, kept-alive client that talks to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::ProxyBody;
+
+/// Why an upstream could not be set up (a start-up error, reported before serving).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamConfigError {
+    #[error("invalid upstream URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read the upstream CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the upstream CA file {0} holds no PEM certificate")]
+    CaEmpty(PathBuf),
+    #[error("the upstream CA file {path} holds a certificate rustls refuses: {source}")]
+    CaInvalid {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why one forwarded request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream request failed: {0}")]
+    Failed(#[from] hyper_util::client::legacy::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// Extra CA certificates (PEM) trusted for an `https://` upstream.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving the response head.
+    pub response_timeout: Duration,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        UpstreamOptions {
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(url: &str, options: &UpstreamOptions) -> Result<Arc<Upstream>, UpstreamConfigError> {
+        let bad = |reason: &str| UpstreamConfigError::Url {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| bad("it needs a scheme, http:// or https://"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(bad("only http:// and https:// are supported"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("it needs a host"))?;
+        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+            // The path is part of the SigV4 signature: a prefix added by the proxy would
+            // break every signed request.
+            return Err(bad(
+                "it must not have a path or query; give only scheme, host and port",
+            ));
+        }
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(options.connect_timeout));
+        let tls = tls_config(options.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Arc::new(Upstream {
+            scheme,
+            authority,
+            client,
+            response_timeout: options.response_timeout,
+        }))
+    }
+
+    /// `scheme://host:port` of the upstream, for logs.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+
+    /// Sends `req` upstream. Its URI's path and query are kept byte for byte and its headers
+    /// as given (including `Host`, which the client signed).
+    pub async fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .expect("scheme, authority and path were each valid");
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
+        }
+    }
+}
+
+/// rustls with the `ring` provider (builds anywhere with a C compiler, no CMake), trusting
+/// the system's roots, webpki's bundled roots and any private CA the user gives.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| UpstreamConfigError::CaFile {
+            path: path.into(),
+            source,
+        })?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+            .filter_map(Result::ok)
+            .collect();
+        if certs.is_empty() {
+            return Err(UpstreamConfigError::CaEmpty(path.into()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|source| UpstreamConfigError::CaInvalid {
+                    path: path.into(),
+                    source,
+                })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,315 @@
+//! The scenario file format: serde types that mirror the YAML, and their compilation into a
+//! [`Scenario`]. The YAML crate is `serde_yaml_ng`, a maintained fork of the deprecated
+//! `serde_yaml` that reports the line and column of every error, including the ones our own
+//! value types raise while deserialising.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use super::values::{Glob, OneOrMany, Probability};
+use super::{Rule, Scenario, ScenarioError};
+use crate::engine::matcher::{HeaderMatch, Matcher};
+use crate::faults::FaultList;
+use crate::s3::Operation;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    rules: RuleList,
+}
+
+#[derive(Default)]
+struct RuleList(Vec<RuleFile>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "match")]
+    matcher: MatchFile,
+    #[serde(default)]
+    probability: Probability,
+    #[serde(default)]
+    skip: u64,
+    #[serde(default)]
+    limit: Option<u64>,
+    fault: FaultList,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MatchFile {
+    operation: Option<OneOrMany<Operation>>,
+    method: Option<OneOrMany<MethodName>>,
+    bucket: Option<Glob>,
+    key: Option<Glob>,
+    header: Option<BTreeMap<HeaderName, String>>,
+}
+
+/// An HTTP method as S3 clients send it.
+struct MethodName(http::Method);
+
+impl FromStr for MethodName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const KNOWN: &[&str] = &["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+        if KNOWN.contains(&s) {
+            Ok(MethodName(s.parse().expect("known methods parse")))
+        } else {
+            Err(format!(
+                "unknown HTTP method `{s}`; use one of {}",
+                KNOWN.join(", ")
+            ))
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct HeaderName(String);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let name = http::HeaderName::from_bytes(s.as_bytes())
+            .map_err(|_| de::Error::custom(format!("`{s}` is not a valid header name")))?;
+        Ok(HeaderName(name.as_str().to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleList {
+    /// Rule names must be unique: they name the rule in logs, counters and the admin API.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RuleList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of rules")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RuleList, E> {
+                Ok(RuleList::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList, A::Error> {
+                let mut rules: Vec<RuleFile> = Vec::new();
+                while let Some(mut rule) = seq.next_element::<RuleFile>()? {
+                    let name = rule
+                        .name
+                        .get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
+                    if rules
+                        .iter()
+                        .any(|r| r.name.as_deref() == Some(name.as_str()))
+                    {
+                        return Err(de::Error::custom(format!(
+                            "two rules are named `{name}`; rule names must be unique"
+                        )));
+                    }
+                    rules.push(rule);
+                }
+                Ok(RuleList(rules))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
+    let rules = file
+        .rules
+        .0
+        .into_iter()
+        .map(|r| {
+            let m = r.matcher;
+            let headers = m
+                .header
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| {
+                    let name = http::HeaderName::from_bytes(name.0.as_bytes())
+                        .expect("validated while parsing");
+                    let matcher = if value == "*" {
+                        HeaderMatch::Present
+                    } else {
+                        HeaderMatch::Exact(value)
+                    };
+                    (name, matcher)
+                })
+                .collect();
+            let matcher = Matcher::new(
+                m.operation.map(|o| o.0.into_iter().collect()),
+                m.method.map(|ms| ms.0.into_iter().map(|m| m.0).collect()),
+                m.bucket,
+                m.key,
+                headers,
+            );
+            Rule::new(
+                r.name.expect("named while parsing"),
+                matcher,
+                r.probability,
+                r.skip,
+                r.limit,
+                r.fault,
+            )
+        })
+        .collect();
+    Ok(Scenario::compile(
+        file.name,
+        file.description,
+        file.seed,
+        rules,
+    ))
+}
+
+fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
+    let position = e.location().map(|l| (l.line(), l.column()));
+    // The crate appends " at line L column C" to its message; we print the position first,
+    // compiler-style, so drop the suffix.
+    let mut message = e.to_string();
+    if let Some((line, column)) = position {
+        for suffix in [
+            format!(" at line {line} column {column}"),
+            format!("at line {line} column {column}"),
+        ] {
+            if let Some(stripped) = message.strip_suffix(suffix.as_str()) {
+                message = stripped.trim_end_matches([',', ' ']).to_owned();
+                break;
+            }
+        }
+    }
+    ScenarioError {
+        origin: origin.to_owned(),
+        position,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse(text, "s.yaml").unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_example_loads() {
+        let text = r#"
+name: get-throttling
+description: S3 throttles reads on the hot prefix
+seed: 42
+rules:
+  - name: throttle-reads
+    match:
+      operation: [GetObject, HeadObject]
+      method: GET
+      bucket: photos
+      key: "thumbs/*"
+      header: {x-tenant: blue}
+    probability: 0.3
+    skip: 0
+    limit: 100
+    fault:
+      error: SlowDown
+  - name: slow-writes
+    match: {operation: [PutObject, UploadPart]}
+    fault:
+      latency: 250ms
+  - name: flaky-and-slow
+    fault:
+      latency: {min: 50ms, max: 200ms}
+      error: {status: 500, code: InternalError, message: "We encountered an internal error.", retry_after: 1s}
+  - name: dead-bucket
+    match: {bucket: archive}
+    fault: blackhole
+  - name: rst
+    match: {operation: UploadPart}
+    probability: 0.05
+    fault: reset
+"#;
+        let s = Scenario::parse(text, "s.yaml").unwrap();
+        assert_eq!(s.name(), "get-throttling");
+        assert_eq!(s.seed(), 42);
+        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "throttle-reads",
+                "slow-writes",
+                "flaky-and-slow",
+                "dead-bucket",
+                "rst"
+            ]
+        );
+        // Index: GetObject can meet throttle-reads, flaky-and-slow, dead-bucket (no operation filter).
+        assert_eq!(s.candidates(Operation::GetObject), &[0, 2, 3]);
+        assert_eq!(s.candidates(Operation::UploadPart), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = err("name: x\nrules:\n  - fault: {error: SlowDown}\n    probability: 1.7\n");
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+        assert!(
+            e.message.contains("probability must be between 0 and 1"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("s.yaml:4:"), "{e}");
+
+        let e = err(
+            "name: x\nrules:\n  - match: {operation: [GetObject, GetObjects]}\n    fault: reset\n",
+        );
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert!(
+            e.message.contains("unknown S3 operation `GetObjects`"),
+            "{e}"
+        );
+
+        let e = err("name: x\nrules:\n  - fault: {error: Slowdown}\n");
+        assert!(
+            e.message.contains("unknown S3 error code `Slowdown`"),
+            "{e}"
+        );
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+
+        let e = err("name: x\nrules:\n  - fault: reset\n    probabilty: 0.5\n");
+        assert!(e.message.contains("unknown field `probabilty`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+
+        let e =
+            err("name: x\nrules:\n  - {name: a, fault: reset}\n  - {name: a, fault: blackhole}\n");
+        assert!(e.message.contains("two rules are named `a`"), "{e}");
+
+        let e = err("name: x\nrules:\n  - match: {method: FETCH}\n    fault: reset\n");
+        assert!(e.message.contains("unknown HTTP method `FETCH`"), "{e}");
+
+        let e = err("rules: []\n");
+        assert!(e.message.contains("missing field `name`"), "{e}");
+
+        let e = err("name: x\nrules:\n  - fault: {latency: 5}\n");
+        assert!(e.message.contains("invalid duration"), "{e}");
+
+        let e = err("name: [unclosed\n");
+        assert!(e.position.is_some(), "{e}");
+    }
+
+    #[test]
+    fn unnamed_rules_get_positional_names() {
+        let s = Scenario::parse(
+            "name: x\nrules:\n  - fault: reset\n  - fault: blackhole\n",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(s.rules()[1].name(), "rule-2");
+        assert!(!s.seed_given());
+    }
+}

@@ -1,0 +1,211 @@
+//! Scenarios: the YAML file a user writes, its validation, and the compiled form the engine
+//! runs.
+//!
+//! Loading is parse → validate → compile, once. Validation happens while deserialising
+//! (every leaf type checks itself), so each error carries the file, line and column of the
+//! value at fault. The result, [`Scenario`], is immutable apart from its counters and is
+//! shared read-only by every request.
+
+mod file;
+pub mod values;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::Draw;
+use crate::engine::RuleStats;
+use crate::engine::matcher::Matcher;
+use crate::faults::FaultList;
+use crate::s3::Operation;
+use values::Probability;
+
+/// A scenario file that could not be loaded, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    /// The file name as the user gave it (or `<inline>` for text not read from a file).
+    pub origin: String,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+/// A validated, compiled scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    name: String,
+    description: String,
+    seed: u64,
+    seed_given: bool,
+    rules: Vec<Rule>,
+    /// For each operation (by discriminant), the indices of the rules that can match it, in
+    /// file order. Rules that do not name operations appear in every list.
+    by_operation: Vec<Box<[u32]>>,
+}
+
+impl Scenario {
+    /// The scenario with no rules: pure passthrough.
+    pub fn empty() -> Scenario {
+        Scenario::compile("passthrough".into(), String::new(), None, Vec::new())
+    }
+
+    /// Reads, validates and compiles a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Scenario::parse(&text, &origin)
+    }
+
+    /// Validates and compiles scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        file::parse(text, origin)
+    }
+
+    pub(crate) fn compile(
+        name: String,
+        description: String,
+        seed: Option<u64>,
+        rules: Vec<Rule>,
+    ) -> Scenario {
+        let by_operation = Operation::ALL
+            .iter()
+            .map(|op| {
+                rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.matcher.may_match_operation(*op))
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            })
+            .collect();
+        Scenario {
+            name,
+            description,
+            seed: seed.unwrap_or_else(rand::random),
+            seed_given: seed.is_some(),
+            rules,
+            by_operation,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The seed in force: the file's, or a random one (logged, so a run can be replayed).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn seed_given(&self) -> bool {
+        self.seed_given
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules that can match a request for `op`, in evaluation order.
+    pub fn candidates(&self, op: Operation) -> &[u32] {
+        &self.by_operation[op as usize]
+    }
+}
+
+/// One compiled rule with its live counters.
+#[derive(Debug)]
+pub struct Rule {
+    name: String,
+    matcher: Matcher,
+    probability: Probability,
+    skip: u64,
+    limit: Option<u64>,
+    faults: FaultList,
+    matched: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl Rule {
+    pub(crate) fn new(
+        name: String,
+        matcher: Matcher,
+        probability: Probability,
+        skip: u64,
+        limit: Option<u64>,
+        faults: FaultList,
+    ) -> Rule {
+        Rule {
+            name,
+            matcher,
+            probability,
+            skip,
+            limit,
+            faults,
+            matched: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    pub fn faults(&self) -> &FaultList {
+        &self.faults
+    }
+
+    /// Called for a request this rule matched: counts it, then applies `skip`, the
+    /// probability and `limit`. Returns the request's draw when the rule fires.
+    pub fn roll(&self, seed: u64, index: usize) -> Option<Draw> {
+        let n = self.matched.fetch_add(1, Ordering::Relaxed);
+        if n < self.skip {
+            return None;
+        }
+        let mut draw = Draw::new(seed, index, n);
+        let p = self.probability.get();
+        if p < 1.0 && draw.unit() >= p {
+            return None;
+        }
+        match self.limit {
+            None => {
+                self.injected.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(limit) => {
+                self.injected
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+                        (done < limit).then_some(done + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(draw)
+    }
+
+    pub fn stats(&self) -> RuleStats {
+        RuleStats {
+            name: self.name.clone(),
+            matched: self.matched.load(Ordering::Relaxed),
+            injected: self.injected.load(Ordering::Relaxed),
+        }
+    }
+}

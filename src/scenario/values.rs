@@ -1,0 +1,350 @@
+//! Validated leaf values of a scenario file. Each type checks itself while it is being
+//! deserialised, so a bad value is reported by the YAML parser with its line and column, and
+//! a value of these types is valid by construction (a `Probability` cannot hold 1.7).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+
+/// A probability in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Probability(f64);
+
+impl Probability {
+    pub const ALWAYS: Probability = Probability(1.0);
+
+    pub fn new(p: f64) -> Result<Probability, String> {
+        if (0.0..=1.0).contains(&p) {
+            Ok(Probability(p))
+        } else {
+            Err(format!("probability must be between 0 and 1, got {p}"))
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl Default for Probability {
+    fn default() -> Self {
+        Probability::ALWAYS
+    }
+}
+
+impl<'de> Deserialize<'de> for Probability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Checked inside the visitor, so the YAML parser pins the error on the value itself.
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Probability;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a probability between 0 and 1, e.g. 0.05")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Probability, E> {
+                Probability::new(v).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Probability, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Probability, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_f64(V)
+    }
+}
+
+/// A duration written as `250ms`, `2s`, `1m30s`, `5m` (humantime syntax). A bare number is
+/// refused: `latency: 5` could mean seconds or milliseconds, and a guess is a bad drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationValue(pub Duration);
+
+impl FromStr for DurationValue {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s.trim())
+            .map(DurationValue)
+            .map_err(|e| {
+                format!("invalid duration `{s}` ({e}); write it with a unit, e.g. 250ms, 2s, 5m")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FromStrVisitor::<DurationValue>::new(
+            "a duration such as 250ms, 2s or 5m",
+        ))
+    }
+}
+
+/// A byte count: a plain integer, or a string with a unit (`512KiB`, `1MiB`, `10MB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| ByteSize(b.as_u64()))
+            .map_err(|e| format!("invalid size `{s}` ({e}); write bytes as a number or with a unit, e.g. 4096, 512KiB, 1MiB"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size in bytes, e.g. 4096 or 1MiB")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("a size cannot be negative, got {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A shell-style glob for bucket names and keys: `*` matches any run of characters
+/// (including `/`, so `thumbs/*` covers every key under the prefix), `?` one character,
+/// `[abc]` a class. Compiled once when the scenario loads.
+#[derive(Clone)]
+pub struct Glob {
+    pattern: String,
+    matcher: GlobKind,
+}
+
+#[derive(Clone)]
+enum GlobKind {
+    /// `*`: matches everything, no work at all.
+    Any,
+    /// No wildcard: a string comparison.
+    Literal,
+    Compiled(globset::GlobMatcher),
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Glob, String> {
+        let matcher = if pattern == "*" {
+            GlobKind::Any
+        } else if !pattern.contains(['*', '?', '[', '{', '\\']) {
+            GlobKind::Literal
+        } else {
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?;
+            GlobKind::Compiled(glob.compile_matcher())
+        };
+        Ok(Glob {
+            pattern: pattern.to_owned(),
+            matcher,
+        })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        match &self.matcher {
+            GlobKind::Any => true,
+            GlobKind::Literal => self.pattern == s,
+            GlobKind::Compiled(m) => m.is_match(s),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl fmt::Debug for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Glob({:?})", self.pattern)
+    }
+}
+
+impl FromStr for Glob {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Glob::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FromStrVisitor::<Glob>::new(
+            "a glob such as `photos` or `thumbs/*`",
+        ))
+    }
+}
+
+/// A value that may be written once or as a list: `operation: GetObject` or
+/// `operation: [GetObject, HeadObject]`. Each element is parsed with `FromStr`, and its error
+/// carries the element's own position.
+#[derive(Debug, Clone)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T> Deserialize<'de> for OneOrMany<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T> Visitor<'de> for V<T>
+        where
+            T: FromStr,
+            T::Err: fmt::Display,
+        {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                v.parse().map(|t| OneOrMany(vec![t])).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Parsed(t)) = seq.next_element::<Parsed<T>>()? {
+                    out.push(t);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list matches nothing; leave the field out to match everything",
+                    ));
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// One scalar parsed with `FromStr`.
+struct Parsed<T>(T);
+
+impl<'de, T> Deserialize<'de> for Parsed<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FromStrVisitor::<T>::new("a name"))
+            .map(Parsed)
+    }
+}
+
+/// Deserialises a scalar (string or number, as YAML may type `5m` or `10` either way)
+/// through `FromStr`.
+pub(crate) struct FromStrVisitor<T> {
+    expecting: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<T> FromStrVisitor<T> {
+    pub(crate) fn new(expecting: &'static str) -> Self {
+        FromStrVisitor {
+            expecting,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> Visitor<'_> for FromStrVisitor<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probability_bounds() {
+        assert!(Probability::new(0.0).is_ok());
+        assert!(Probability::new(1.0).is_ok());
+        assert!(Probability::new(1.7).is_err());
+        assert!(Probability::new(-0.1).is_err());
+        assert!(Probability::new(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "250ms".parse::<DurationValue>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "2s".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            "5m".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            "1m30s".parse::<DurationValue>().unwrap().0,
+            Duration::from_secs(90)
+        );
+        assert!("5".parse::<DurationValue>().is_err());
+        assert!("fast".parse::<DurationValue>().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!("1MiB".parse::<ByteSize>().unwrap().0, 1 << 20);
+        assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 << 10);
+        assert_eq!("4096".parse::<ByteSize>().unwrap().0, 4096);
+        assert!("lots".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn globs() {
+        let g = Glob::new("thumbs/*").unwrap();
+        assert!(g.is_match("thumbs/a.jpg"));
+        assert!(g.is_match("thumbs/2024/a.jpg"));
+        assert!(!g.is_match("photos/thumbs/a.jpg"));
+        assert!(Glob::new("photos").unwrap().is_match("photos"));
+        assert!(!Glob::new("photos").unwrap().is_match("photos2"));
+        assert!(Glob::new("*").unwrap().is_match(""));
+        assert!(Glob::new("log-20??").unwrap().is_match("log-2024"));
+        assert!(Glob::new("a[").is_err());
+    }
+}
