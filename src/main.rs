@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy (in front of --upstream, or of an embedded S3 store when none is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check scenario files; prints `file:line:column: problem` for each error.
     Validate {
         #[arg(required = true)]
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             init_logging(args.log_json);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("s3chaos: {e:#}");
@@ -122,7 +122,8 @@ fn init_logging(json: bool) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {

@@ -1,0 +1,396 @@
+//! Each fault kind as the SDK and the wire see it.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Harness, client_for, random_bytes, raw};
+
+async fn seed_object(h: &Harness, bucket: &str, key: &str, len: usize) -> Vec<u8> {
+    let body = random_bytes(len, 77);
+    let d = h.direct();
+    let _ = d.create_bucket().bucket(bucket).send().await;
+    d.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    body
+}
+
+const SLOWDOWN: &str = r#"
+name: throttle
+rules:
+  - name: throttle-hot
+    match: {operation: [GetObject, HeadObject], bucket: photos, key: "hot/*"}
+    fault: {error: SlowDown}
+"#;
+
+#[tokio::test]
+async fn slowdown_reaches_the_sdk_as_slowdown_and_is_retried() {
+    let h = Harness::start(SLOWDOWN).await;
+    seed_object(&h, "photos", "hot/a.jpg", 1000).await;
+    seed_object(&h, "photos", "cold/a.jpg", 1000).await;
+    let c = h.client();
+
+    let err = c
+        .get_object()
+        .bucket("photos")
+        .key("hot/a.jpg")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("SlowDown"));
+    assert_eq!(err.message(), Some("Please reduce your request rate."));
+    let raw_resp = err.raw_response().expect("an HTTP response");
+    assert_eq!(raw_resp.status().as_u16(), 503);
+    let request_id = raw_resp
+        .headers()
+        .get("x-amz-request-id")
+        .expect("x-amz-request-id");
+    assert_eq!(request_id.len(), 16);
+    // Standard retry mode: 3 attempts, all seen and faulted by the proxy.
+    let stats = h.stats("throttle-hot");
+    assert_eq!((stats.matched, stats.injected), (3, 3));
+
+    // Other keys pass.
+    c.get_object()
+        .bucket("photos")
+        .key("cold/a.jpg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.stats("throttle-hot").matched, 3);
+}
+
+#[tokio::test]
+async fn injected_error_is_s3_shaped_on_the_wire() {
+    let h = Harness::start(SLOWDOWN).await;
+    let get = raw("GET", &h.url("/photos/hot/x%20y.jpg")).await;
+    assert_eq!(get.status, 503);
+    assert_eq!(get.headers["content-type"], "application/xml");
+    assert_eq!(get.headers["server"], "AmazonS3");
+    assert!(get.headers.contains_key("x-amz-id-2"));
+    assert!(get.headers.contains_key("date"));
+    let body = String::from_utf8(get.body.to_vec()).unwrap();
+    let id = get.headers["x-amz-request-id"].to_str().unwrap();
+    assert!(
+        body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{body}"
+    );
+    for part in [
+        "<Code>SlowDown</Code>".to_owned(),
+        "<Message>Please reduce your request rate.</Message>".to_owned(),
+        "<Resource>/photos/hot/x%20y.jpg</Resource>".to_owned(),
+        format!("<RequestId>{id}</RequestId>"),
+    ] {
+        assert!(body.contains(&part), "missing {part} in {body}");
+    }
+
+    let head = raw("HEAD", &h.url("/photos/hot/x.jpg")).await;
+    assert_eq!(head.status, 503);
+    assert!(head.body.is_empty(), "HEAD errors have no body");
+    assert!(head.headers.contains_key("x-amz-request-id"));
+}
+
+#[tokio::test]
+async fn custom_error_with_retry_after() {
+    let h = Harness::start(
+        "name: e\nrules:\n  - fault: {error: {status: 500, code: InternalError, message: boom, retry_after: 1500ms}}\n",
+    )
+    .await;
+    let r = raw("GET", &h.url("/bkt/k")).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.headers["retry-after"], "2");
+    assert_eq!(r.headers["x-amz-retry-after"], "1500");
+    assert!(String::from_utf8_lossy(&r.body).contains("<Message>boom</Message>"));
+}
+
+#[tokio::test]
+async fn fail_twice_then_succeed_with_limit() {
+    let h = Harness::start(
+        "name: twice\nrules:\n  - name: two-500s\n    match: {operation: PutObject}\n    limit: 2\n    fault: {error: InternalError}\n",
+    )
+    .await;
+    let c = h.client();
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    c.put_object()
+        .bucket("bkt")
+        .key("k")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .unwrap();
+    let stats = h.stats("two-500s");
+    assert_eq!(
+        (stats.matched, stats.injected),
+        (3, 2),
+        "two failures, then the third attempt passed"
+    );
+    // The limit is spent: later requests pass at the first attempt.
+    c.put_object()
+        .bucket("bkt")
+        .key("k2")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.stats("two-500s").matched, 4);
+}
+
+#[tokio::test]
+async fn skip_lets_the_first_requests_through() {
+    let h = Harness::start("name: s\nrules:\n  - name: later\n    skip: 2\n    match: {operation: HeadBucket}\n    fault: {error: AccessDenied}\n").await;
+    let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    assert!(c.head_bucket().bucket("bkt").send().await.is_ok());
+    assert!(c.head_bucket().bucket("bkt").send().await.is_ok());
+    let err = c.head_bucket().bucket("bkt").send().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn latency_shows_in_measured_time() {
+    let h = Harness::start(
+        "name: slow\nrules:\n  - match: {operation: HeadObject}\n    fault: {latency: 300ms}\n",
+    )
+    .await;
+    seed_object(&h, "bkt", "k", 10).await;
+    let c = h.client();
+    let start = Instant::now();
+    c.head_object().bucket("bkt").key("k").send().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn latency_then_error_in_one_rule_adds_up() {
+    let h = Harness::start("name: both\nrules:\n  - {fault: {latency: 200ms}}\n  - {fault: {latency: 100ms, error: SlowDown}}\n").await;
+    let start = Instant::now();
+    let r = raw("GET", &h.url("/bkt/k")).await;
+    assert_eq!(r.status, 503);
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "delays add up; took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn blackhole_ends_in_the_clients_own_timeout() {
+    let h =
+        Harness::start("name: bh\nrules:\n  - match: {bucket: archive}\n    fault: blackhole\n")
+            .await;
+    let c = h.client_with(|b| {
+        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(600))
+                    .build(),
+            )
+    });
+    let start = Instant::now();
+    let err = c
+        .list_objects_v2()
+        .bucket("archive")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::TimeoutError(_)),
+        "expected the client's timeout, got {err:?}"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(600));
+}
+
+#[tokio::test]
+async fn blackhole_holds_the_connection_until_the_client_leaves() {
+    let h = Harness::start("name: bh\nrules:\n  - fault: blackhole\n").await;
+    let before = s3chaos::proxy::conn::blackholed_connections();
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(b"GET /bkt/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+    assert!(read.is_err(), "the blackhole answered or closed: {read:?}");
+    // Other tests may hold blackholes too, so compare against the count before.
+    assert!(s3chaos::proxy::conn::blackholed_connections() > before);
+    drop(s);
+    // The held socket is released once the client is gone (bounded wait).
+    let mut released = false;
+    for _ in 0..100 {
+        if s3chaos::proxy::conn::blackholed_connections() <= before {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        released,
+        "blackholed connection was not released after the client closed"
+    );
+}
+
+#[tokio::test]
+async fn reset_is_a_connection_error() {
+    let h = Harness::start(
+        "name: rst\nrules:\n  - name: rst\n    match: {operation: PutObject}\n    fault: reset\n",
+    )
+    .await;
+    let c = h.client();
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    let err = c
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SdkError::DispatchFailure(_)),
+        "expected a connection error, got {err:?}"
+    );
+    assert_eq!(h.stats("rst").matched, 3, "connection errors are retried");
+
+    // On the wire: an RST, not a FIN.
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(b"PUT /bkt/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+}
+
+#[tokio::test]
+async fn reset_mid_body_cuts_the_download() {
+    let h = Harness::start("name: rst\nrules:\n  - match: {operation: GetObject}\n    fault: {reset: {after_bytes: 64KiB}}\n").await;
+    let body = seed_object(&h, "bkt", "big", 1024 * 1024).await;
+
+    // A presigned URL, so the upstream (which checks signatures) serves the object.
+    let presigned = h
+        .client()
+        .get_object()
+        .bucket("bkt")
+        .key("big")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        uri.path_and_query().unwrap(),
+        uri.authority().unwrap()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+        {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
+    let text_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head arrived")
+        + 4;
+    let head = String::from_utf8_lossy(&got[..text_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let received = &got[text_end..];
+    assert_eq!(
+        received.len(),
+        64 * 1024,
+        "exactly after_bytes of body before the RST"
+    );
+    assert!(received == &body[..received.len()]);
+
+    // The SDK sees the download fail.
+    let out = h
+        .client()
+        .get_object()
+        .bucket("bkt")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.body.collect().await.is_err());
+}
+
+#[tokio::test]
+async fn seed_replays_the_same_faults() {
+    let scenario = "name: coin\nseed: 7\nrules:\n  - match: {operation: HeadBucket}\n    probability: 0.5\n    fault: {error: InternalError}\n";
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let h = Harness::start(scenario).await;
+        let c =
+            h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        c.create_bucket().bucket("bkt").send().await.unwrap();
+        let mut outcomes = Vec::new();
+        for _ in 0..40 {
+            outcomes.push(c.head_bucket().bucket("bkt").send().await.is_ok());
+        }
+        runs.push(outcomes);
+    }
+    assert_eq!(
+        runs[0], runs[1],
+        "same seed, same request sequence, same faults"
+    );
+    let failures = runs[0].iter().filter(|ok| !**ok).count();
+    assert!(
+        (8..=32).contains(&failures),
+        "probability 0.5 over 40 requests gave {failures} failures"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_503_service_unavailable_and_proxy_keeps_serving() {
+    // Bind and drop a listener to get a port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let upstream =
+        s3chaos::proxy::Upstream::new(&format!("http://{dead}"), &Default::default()).unwrap();
+    let (addr, _engine, task) = crate::harness::start_proxy(upstream, "name: none\n").await;
+    let c = client_for(addr, |b| {
+        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+    });
+    for _ in 0..3 {
+        let err = c.list_buckets().send().await.unwrap_err();
+        assert_eq!(err.code(), Some("ServiceUnavailable"));
+        assert_eq!(err.raw_response().unwrap().status().as_u16(), 503);
+    }
+    let head = raw("HEAD", &format!("http://{addr}/b/k")).await;
+    assert_eq!(head.status, 503);
+    assert!(head.body.is_empty());
+    task.abort();
+}

@@ -1,0 +1,7 @@
+//! Integration tests: a real S3 server, s3chaos in front, real SDK clients.
+
+mod cli;
+mod faults;
+mod harness;
+mod passthrough;
+mod scenarios;
