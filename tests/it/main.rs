@@ -5,3 +5,4 @@ mod faults;
 mod harness;
 mod passthrough;
 mod scenarios;
+mod tls;

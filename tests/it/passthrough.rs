@@ -190,9 +190,35 @@ async fn multipart_upload_matches_direct() {
 async fn checksummed_uploads_and_validated_downloads_pass() {
     // Flexible checksums make the SDK send the checksum in a trailer of an aws-chunked body,
     // which must reach the upstream untouched for it to verify.
-    let h = Harness::start("name: none\n").await;
+    // A rule that only counts: it matches aws-chunked uploads and adds 1 ms.
+    let h = Harness::start("name: watch\nrules:\n  - name: aws-chunked\n    match: {header: {content-encoding: aws-chunked}}\n    fault: {latency: 1ms}\n").await;
     let c = h.client();
     c.create_bucket().bucket("cksum").send().await.unwrap();
+    // A file-backed body streams with its checksum in a trailer (aws-chunked).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), random_bytes(3 * 1024 * 1024 + 1, 10)).unwrap();
+    c.put_object()
+        .bucket("cksum")
+        .key("streamed")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .body(ByteStream::from_path(file.path()).await.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        h.stats("aws-chunked").matched >= 1,
+        "the SDK did not send aws-chunked; this test checks nothing"
+    );
+    let got = c
+        .get_object()
+        .bucket("cksum")
+        .key("streamed")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == std::fs::read(file.path()).unwrap());
+
     let body = random_bytes(2 * 1024 * 1024 + 11, 9);
     for algo in [
         ChecksumAlgorithm::Crc32C,

@@ -1,0 +1,150 @@
+//! An `https://` upstream: a real S3 server behind rustls with a private CA, reached through
+//! s3chaos with `--upstream-ca` (here `UpstreamOptions::ca_file`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+
+use crate::harness::{ACCESS_KEY, SECRET_KEY, client_for, random_bytes, start_proxy};
+
+struct TlsStore {
+    addr: SocketAddr,
+    ca_pem: String,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// s3s-fs behind TLS, with a certificate for 127.0.0.1 issued by a fresh private CA.
+async fn start_tls_store() -> TlsStore {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).unwrap());
+    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, service) = (acceptor.clone(), service.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(socket).await {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                }
+            });
+        }
+    });
+    TlsStore {
+        addr,
+        ca_pem: ca.pem(),
+        task,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn https_upstream_trusted_through_upstream_ca() {
+    let store = start_tls_store().await;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &store.ca_pem).unwrap();
+    let url = format!("https://{}", store.addr);
+
+    let options = s3chaos::proxy::UpstreamOptions {
+        ca_file: Some(ca_file.path().to_owned()),
+        ..Default::default()
+    };
+    let upstream = s3chaos::proxy::Upstream::new(&url, &options).unwrap();
+    let (addr, _engine, task) = start_proxy(upstream, "name: none\n").await;
+    let c = client_for(addr, |b| b);
+    c.create_bucket().bucket("tls-bkt").send().await.unwrap();
+    let body = random_bytes(1024 * 1024 + 5, 5);
+    c.put_object()
+        .bucket("tls-bkt")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_object()
+        .bucket("tls-bkt")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+    task.abort();
+
+    // Without the CA the upstream's certificate is not trusted: an S3-style 503, no crash.
+    let upstream = s3chaos::proxy::Upstream::new(&url, &Default::default()).unwrap();
+    let (addr, _engine, task) = start_proxy(upstream, "name: none\n").await;
+    let c = client_for(addr, |b| {
+        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+    });
+    let err = c.list_buckets().send().await.unwrap_err();
+    assert_eq!(err.code(), Some("ServiceUnavailable"));
+    task.abort();
+    store.task.abort();
+}
+
+#[test]
+fn upstream_ca_file_errors_are_clear() {
+    let missing = s3chaos::proxy::UpstreamOptions {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..Default::default()
+    };
+    let err = s3chaos::proxy::Upstream::new("https://127.0.0.1:1", &missing)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("cannot read the upstream CA file /nonexistent/ca.pem"),
+        "{err}"
+    );
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "hello").unwrap();
+    let opts = s3chaos::proxy::UpstreamOptions {
+        ca_file: Some(not_pem.path().to_owned()),
+        ..Default::default()
+    };
+    let err = s3chaos::proxy::Upstream::new("https://127.0.0.1:1", &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    let err = s3chaos::proxy::Upstream::new("http://127.0.0.1:1/prefix", &Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("must not have a path"), "{err}");
+}
