@@ -28,6 +28,9 @@ pub enum Credentials {
         access_key: String,
         secret_key: String,
     },
+    /// No authentication: unsigned requests only (s3s refuses signed ones without an auth
+    /// provider). For benchmarks that load the store with plain HTTP tools.
+    Anonymous,
 }
 
 struct SecretEqualsKey;
@@ -45,7 +48,7 @@ pub enum EmbeddedError {
     DataDir { path: PathBuf, reason: String },
     #[error("invalid virtual-host domain: {0}")]
     Domain(String),
-    #[error("cannot listen on loopback: {0}")]
+    #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
 
@@ -57,9 +60,26 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Starts s3s-fs on `127.0.0.1:0` over `data_dir` (created if missing). `domains` are the
-    /// base domains for virtual-hosted-style requests (forwarded with their `Host` intact).
+    /// Starts s3s-fs on a private loopback port over `data_dir` (created if missing).
+    /// `domains` are the base domains for virtual-hosted-style requests (forwarded with their
+    /// `Host` intact).
     pub async fn start(
+        data_dir: &Path,
+        credentials: Credentials,
+        domains: &[String],
+    ) -> Result<EmbeddedStore, EmbeddedError> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            credentials,
+            domains,
+        )
+        .await
+    }
+
+    /// Like [`EmbeddedStore::start`], on a given address.
+    pub async fn start_on(
+        listen: SocketAddr,
         data_dir: &Path,
         credentials: Credentials,
         domains: &[String],
@@ -81,6 +101,7 @@ impl EmbeddedStore {
                 access_key,
                 secret_key,
             } => builder.set_auth(SimpleAuth::from_single(access_key, secret_key)),
+            Credentials::Anonymous => {}
         }
         let mut all_domains: Vec<String> = domains.to_vec();
         if !all_domains.iter().any(|d| d == "localhost") {
@@ -91,7 +112,7 @@ impl EmbeddedStore {
         );
         let service = builder.build();
 
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             loop {

@@ -34,6 +34,17 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run only the embedded S3 store, without the proxy (a baseline for benchmarks).
+    #[command(hide = true)]
+    Store {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "s3chaos-data")]
+        data_dir: PathBuf,
+        /// Accept unsigned requests only (no SigV4), for plain HTTP load generators.
+        #[arg(long)]
+        anonymous: bool,
+    },
 }
 
 #[derive(Args)]
@@ -71,6 +82,9 @@ struct RunArgs {
     /// Time allowed for the upstream to start answering a request.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     upstream_timeout: Duration,
+    /// Worker threads serving requests (default: one per CPU).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -80,6 +94,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Store {
+            listen,
+            data_dir,
+            anonymous,
+        } => {
+            init_logging(false);
+            let credentials = if anonymous {
+                Credentials::Anonymous
+            } else {
+                Credentials::SecretEqualsKey
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+            runtime.block_on(async {
+                match EmbeddedStore::start_on(listen, &data_dir, credentials, &[]).await {
+                    Ok(store) => {
+                        tracing::info!(data_dir = %store.data_dir.display(), "embedded S3 store listening on {}", store.url());
+                        let _ = store.task.await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("s3chaos: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
         Command::Run(args) => {
             init_logging(args.log_json);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
@@ -173,9 +213,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         classifier: Classifier::new(&args.domains),
     };
     let proxy = Proxy::bind(args.listen, shared)
-        .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = proxy.local_addr();
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let handle = proxy.start(workers).context("starting proxy workers")?;
 
     match &embedded {
         Some(store) => tracing::info!(
@@ -193,12 +236,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         if seed_given { "" } else { " (random seed; put `seed:` in the file to replay this run)" }
     );
     tracing::info!(
+        workers,
         "s3chaos listening on http://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url http://{addr} s3 ls"
     );
 
-    tokio::select! {
-        _ = proxy.serve() => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("interrupted; shutting down");
+    handle.shutdown();
     Ok(())
 }

@@ -157,13 +157,19 @@ impl Drop for ClientStream {
 }
 
 /// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
-/// and lets go when the client closes or resets the connection.
+/// and lets go when the client closes or resets the connection (or the worker shuts down).
 async fn hold(mut stream: TcpStream) {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _counted = Counted;
     let mut buf = [0u8; 512];
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {
             break;
         }
     }
-    HELD.fetch_sub(1, Ordering::Relaxed);
 }

@@ -17,12 +17,12 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
 use crate::s3::Classifier;
@@ -38,17 +38,54 @@ pub struct Shared {
 
 /// A bound, not yet serving, proxy listener.
 pub struct Proxy {
-    listener: TcpListener,
-    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    shared: Shared,
+}
+
+/// A running proxy. Dropping it (or calling [`ProxyHandle::shutdown`]) stops every worker:
+/// listeners close, connections and held blackholes are dropped.
+pub struct ProxyHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the workers and waits for their threads to end.
+    pub fn shutdown(mut self) {
+        self.stop_workers();
+    }
+
+    fn stop_workers(&mut self) {
+        let _ = self.stop.send(true);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+
+    /// Blocks until the workers end (they end only on shutdown).
+    pub fn join(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.stop_workers();
+    }
 }
 
 impl Proxy {
-    pub async fn bind(addr: SocketAddr, shared: Shared) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(Proxy {
-            listener,
-            shared: Arc::new(shared),
-        })
+    pub fn bind(addr: SocketAddr, shared: Shared) -> std::io::Result<Proxy> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Proxy { listener, shared })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -57,38 +94,124 @@ impl Proxy {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until the task is dropped or aborted.
-    pub async fn serve(self) {
-        let mut http = http1::Builder::new();
-        http.keep_alive(true);
-        loop {
-            let (socket, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: log, back off a little, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
-            let control = Arc::new(ConnControl::default());
-            let io = TokioIo::new(ClientStream::new(socket, control.clone()));
-            let shared = self.shared.clone();
-            let service =
-                service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
-            let conn = http.serve_connection(io, service);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                }
+    /// Starts `workers` threads (at least one) and serves until the handle is dropped.
+    ///
+    /// Threading follows Envoy and nginx rather than a work-stealing pool: each worker is a
+    /// single-threaded runtime that owns its client connections *and* its own upstream
+    /// connection pool, so a request is served start to finish on one thread, with no
+    /// cross-thread wake-ups or shared pool lock. A separate acceptor thread hands
+    /// connections to the workers in turn.
+    pub fn start(self, workers: usize) -> std::io::Result<ProxyHandle> {
+        let addr = self.local_addr();
+        let workers = workers.max(1);
+        let (stop, stopped) = watch::channel(false);
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+            senders.push(tx);
+            let shared = Arc::new(Shared {
+                engine: self.shared.engine.clone(),
+                upstream: Arc::new(self.shared.upstream.with_own_pool()),
+                classifier: self.shared.classifier.clone(),
             });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut stopped = stopped.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("s3chaos-worker-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        tokio::select! {
+                            _ = stopped.wait_for(|s| *s) => {}
+                            _ = serve_worker(shared, rx) => {}
+                        }
+                    });
+                })?;
+            threads.push(thread);
+        }
+        // The acceptor runs on its own small thread so that no worker is favoured.
+        let listener = self.listener;
+        let mut stopped = stopped.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("s3chaos-acceptor".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => {}
+                        _ = accept_loop(listener, senders) => {}
+                    }
+                });
+            })?;
+        threads.push(acceptor);
+        Ok(ProxyHandle {
+            addr,
+            stop,
+            workers: threads,
+        })
+    }
+}
+
+/// Accepts connections and deals them to the workers round-robin.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the listener");
+            return;
+        }
+    };
+    let mut next = 0;
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                let Ok(socket) = socket.into_std() else {
+                    continue;
+                };
+                if workers[next].send(socket).is_err() {
+                    return; // Workers are gone: shutting down.
+                }
+                next = (next + 1) % workers.len();
+            }
+            Err(e) => {
+                // EMFILE and friends: log, back off a little, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
+}
 
-    /// Starts serving on a new task and returns the address it listens on.
-    pub fn spawn(self) -> (SocketAddr, JoinHandle<()>) {
-        let addr = self.local_addr();
-        (addr, tokio::spawn(self.serve()))
+/// One worker: serves every connection it is handed until the channel closes.
+async fn serve_worker(
+    shared: Arc<Shared>,
+    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    let mut http = http1::Builder::new();
+    http.keep_alive(true);
+    while let Some(socket) = connections.recv().await {
+        let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let peer = socket.peer_addr().ok();
+        let control = Arc::new(ConnControl::default());
+        let io = TokioIo::new(ClientStream::new(socket, control.clone()));
+        let shared = shared.clone();
+        let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
+        let conn = http.serve_connection(io, service);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(?peer, error = %e, "client connection ended with an error");
+            }
+        });
     }
 }

@@ -66,6 +66,7 @@ impl Default for UpstreamOptions {
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
+    connector: HttpsConnector<HttpConnector>,
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     response_timeout: Duration,
 }
@@ -108,17 +109,25 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         Ok(Arc::new(Upstream {
             scheme,
             authority,
-            client,
+            client: new_client(connector.clone()),
+            connector,
             response_timeout: options.response_timeout,
         }))
+    }
+
+    /// The same upstream with a connection pool of its own. Each proxy worker thread uses
+    /// one, so a request never waits on, or wakes, another thread's pool.
+    pub fn with_own_pool(&self) -> Upstream {
+        Upstream {
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            client: new_client(self.connector.clone()),
+            connector: self.connector.clone(),
+            response_timeout: self.response_timeout,
+        }
     }
 
     /// `scheme://host:port` of the upstream, for logs.
@@ -148,6 +157,16 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
         }
     }
+}
+
+fn new_client(
+    connector: HttpsConnector<HttpConnector>,
+) -> Client<HttpsConnector<HttpConnector>, ProxyBody> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
 }
 
 /// rustls with the `ring` provider (builds anywhere with a C compiler, no CMake), trusting

@@ -16,10 +16,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use s3chaos::embedded::{self, EmbeddedStore};
 use s3chaos::engine::{Engine, RuleStats};
-use s3chaos::proxy::{Proxy, Shared, Upstream, UpstreamOptions};
+use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
 use s3chaos::scenario::Scenario;
-use tokio::task::JoinHandle;
 
 pub const ACCESS_KEY: &str = "AKIAS3CHAOSTEST";
 pub const SECRET_KEY: &str = "s3chaos-test-secret";
@@ -28,13 +27,12 @@ pub struct Harness {
     pub store: EmbeddedStore,
     pub proxy: SocketAddr,
     pub engine: Arc<Engine>,
-    proxy_task: JoinHandle<()>,
+    _proxy: ProxyHandle,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.proxy_task.abort();
         self.store.task.abort();
     }
 }
@@ -54,12 +52,12 @@ impl Harness {
         .await
         .unwrap();
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
-        let (proxy, engine, proxy_task) = start_proxy(upstream, scenario).await;
+        let (proxy, engine, _proxy) = start_proxy(upstream, scenario).await;
         Harness {
             store,
             proxy,
             engine,
-            proxy_task,
+            _proxy,
             _dir: dir,
         }
     }
@@ -96,7 +94,7 @@ impl Harness {
 pub async fn start_proxy(
     upstream: Arc<Upstream>,
     scenario: &str,
-) -> (SocketAddr, Arc<Engine>, JoinHandle<()>) {
+) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
     let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
     let engine = Arc::new(Engine::new(scenario));
     let shared = Shared {
@@ -104,11 +102,12 @@ pub async fn start_proxy(
         upstream,
         classifier: Classifier::default(),
     };
-    let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
-        .await
+    // Two workers, as on a 2-core machine.
+    let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
+        .unwrap()
+        .start(2)
         .unwrap();
-    let (addr, task) = proxy.spawn();
-    (addr, engine, task)
+    (handle.local_addr(), engine, handle)
 }
 
 /// An SDK client as an app would configure it: path-style against an IP endpoint, standard

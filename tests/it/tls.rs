@@ -103,7 +103,7 @@ async fn https_upstream_trusted_through_upstream_ca() {
         .await
         .unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes() == body);
-    task.abort();
+    drop(task);
 
     // Without the CA the upstream's certificate is not trusted: an S3-style 503, no crash.
     let upstream = s3chaos::proxy::Upstream::new(&url, &Default::default()).unwrap();
@@ -113,7 +113,7 @@ async fn https_upstream_trusted_through_upstream_ca() {
     });
     let err = c.list_buckets().send().await.unwrap_err();
     assert_eq!(err.code(), Some("ServiceUnavailable"));
-    task.abort();
+    drop(task);
     store.task.abort();
 }
 
