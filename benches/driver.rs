@@ -30,16 +30,37 @@ fn main() -> Result<()> {
     let quick = std::env::var("S3CHAOS_BENCH_QUICK").is_ok();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let settings = if quick {
-        Settings { wrk_seconds: 2, rounds: 1, workers, blackholes: 1000 }
+        Settings {
+            wrk_seconds: 2,
+            rounds: 1,
+            workers,
+            blackholes: 1000,
+        }
     } else {
-        Settings { wrk_seconds: 5, rounds: 3, workers, blackholes: 10_000 }
+        Settings {
+            wrk_seconds: 5,
+            rounds: 3,
+            workers,
+            blackholes: 10_000,
+        }
     };
-    let bin = std::env::var("S3CHAOS_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target/release/s3chaos"));
+    let bin = std::env::var("S3CHAOS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("target/release/s3chaos"));
     if !bin.exists() {
-        bail!("{} not found; build it first (benches/run.sh does)", bin.display());
+        bail!(
+            "{} not found; build it first (benches/run.sh does)",
+            bin.display()
+        );
     }
     for tool in ["wrk", "nginx", "haproxy", "curl"] {
-        if Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output()?.stdout.is_empty() {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()?
+            .stdout
+            .is_empty()
+        {
             bail!("`{tool}` is missing; benches/run.sh installs it");
         }
     }
@@ -56,7 +77,14 @@ fn main() -> Result<()> {
 }
 
 /// The targets compared, in table order.
-const TARGETS: &[&str] = &["direct", "nginx", "haproxy", "s3chaos", "s3chaos-1000", "s3chaos-1pct"];
+const TARGETS: &[&str] = &[
+    "direct",
+    "nginx",
+    "haproxy",
+    "s3chaos",
+    "s3chaos-1000",
+    "s3chaos-1pct",
+];
 
 #[derive(Default, Clone, Copy)]
 struct Load {
@@ -81,11 +109,20 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     // --- upstreams
     let static_up = free_port()?;
     let conf = nginx_static_conf(work, static_up, &static_root);
-    procs.spawn("static-upstream", Command::new("nginx").arg("-c").arg(write(work, "static.conf", &conf)?))?;
+    procs.spawn(
+        "static-upstream",
+        Command::new("nginx")
+            .arg("-c")
+            .arg(write(work, "static.conf", &conf)?),
+    )?;
     let s3_up = free_port()?;
     procs.spawn(
         "s3-upstream",
-        Command::new(bin).args(["store", "--anonymous", "--listen"]).arg(s3_up.to_string()).arg("--data-dir").arg(&s3_root),
+        Command::new(bin)
+            .args(["store", "--anonymous", "--listen"])
+            .arg(s3_up.to_string())
+            .arg("--data-dir")
+            .arg(&s3_root),
     )?;
 
     // --- proxies: for each upstream, every target
@@ -94,16 +131,37 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
         ports.insert((upstream_name, "direct"), upstream);
         let p = free_port()?;
         let conf = nginx_proxy_conf(work, upstream_name, p, upstream, s.workers);
-        procs.spawn(&format!("nginx-{upstream_name}"), Command::new("nginx").arg("-c").arg(write(work, &format!("nginx-{upstream_name}.conf"), &conf)?))?;
+        procs.spawn(
+            &format!("nginx-{upstream_name}"),
+            Command::new("nginx").arg("-c").arg(write(
+                work,
+                &format!("nginx-{upstream_name}.conf"),
+                &conf,
+            )?),
+        )?;
         ports.insert((upstream_name, "nginx"), p);
         let p = free_port()?;
         let conf = haproxy_conf(p, upstream, s.workers);
-        procs.spawn(&format!("haproxy-{upstream_name}"), Command::new("haproxy").arg("-f").arg(write(work, &format!("haproxy-{upstream_name}.cfg"), &conf)?))?;
+        procs.spawn(
+            &format!("haproxy-{upstream_name}"),
+            Command::new("haproxy").arg("-f").arg(write(
+                work,
+                &format!("haproxy-{upstream_name}.cfg"),
+                &conf,
+            )?),
+        )?;
         ports.insert((upstream_name, "haproxy"), p);
-        for (target, scenario) in [("s3chaos", None), ("s3chaos-1000", Some(&scenarios.thousand)), ("s3chaos-1pct", Some(&scenarios.one_percent))] {
+        for (target, scenario) in [
+            ("s3chaos", None),
+            ("s3chaos-1000", Some(&scenarios.thousand)),
+            ("s3chaos-1pct", Some(&scenarios.one_percent)),
+        ] {
             let p = free_port()?;
             let mut cmd = Command::new(bin);
-            cmd.args(["run", "--listen"]).arg(p.to_string()).arg("--upstream").arg(format!("http://{upstream}"));
+            cmd.args(["run", "--listen"])
+                .arg(p.to_string())
+                .arg("--upstream")
+                .arg(format!("http://{upstream}"));
             cmd.arg("--workers").arg(s.workers.to_string());
             if let Some(file) = scenario {
                 cmd.arg("--scenario").arg(file);
@@ -115,13 +173,27 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     }
     let latency_port = free_port()?;
     let mut cmd = Command::new(bin);
-    cmd.args(["run", "--listen"]).arg(latency_port.to_string()).arg("--upstream").arg(format!("http://{static_up}"));
-    cmd.arg("--workers").arg(s.workers.to_string()).arg("--scenario").arg(&scenarios.all_50ms).env("RUST_LOG", "warn");
+    cmd.args(["run", "--listen"])
+        .arg(latency_port.to_string())
+        .arg("--upstream")
+        .arg(format!("http://{static_up}"));
+    cmd.arg("--workers")
+        .arg(s.workers.to_string())
+        .arg("--scenario")
+        .arg(&scenarios.all_50ms)
+        .env("RUST_LOG", "warn");
     procs.spawn("s3chaos-50ms", &mut cmd)?;
     let blackhole_port = free_port()?;
     let mut cmd = Command::new(bin);
-    cmd.args(["run", "--listen"]).arg(blackhole_port.to_string()).arg("--upstream").arg(format!("http://{static_up}"));
-    cmd.arg("--workers").arg(s.workers.to_string()).arg("--scenario").arg(&scenarios.blackhole).env("RUST_LOG", "warn");
+    cmd.args(["run", "--listen"])
+        .arg(blackhole_port.to_string())
+        .arg("--upstream")
+        .arg(format!("http://{static_up}"));
+    cmd.arg("--workers")
+        .arg(s.workers.to_string())
+        .arg("--scenario")
+        .arg(&scenarios.blackhole)
+        .env("RUST_LOG", "warn");
     procs.spawn("s3chaos-blackhole", &mut cmd)?;
 
     for addr in ports.values().chain([&latency_port, &blackhole_port]) {
@@ -139,7 +211,11 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     for round in 0..s.rounds {
         for upstream in ["static", "s3"] {
             for target in TARGETS {
-                eprintln!("round {}/{}: 4 KiB GET via {target} ({upstream} upstream)", round + 1, s.rounds);
+                eprintln!(
+                    "round {}/{}: 4 KiB GET via {target} ({upstream} upstream)",
+                    round + 1,
+                    s.rounds
+                );
                 let load = wrk(ports[&(upstream, *target)], "/bkt/4k.bin", s.wrk_seconds)?;
                 small.entry((upstream, target)).or_default().push(load);
             }
@@ -159,7 +235,9 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
         for (upstream, out) in [("static", &mut get_static), ("s3", &mut get_s3)] {
             eprintln!("1 GiB GET via {target} ({upstream} upstream)");
             let pids = procs.pids_of(&format!("{target}-{upstream}"));
-            let (mibs, grew) = with_rss_growth(&pids, || curl_get(ports[&(upstream, target)], "/bkt/1g.bin"))?;
+            let (mibs, grew) = with_rss_growth(&pids, || {
+                curl_get(ports[&(upstream, target)], "/bkt/1g.bin")
+            })?;
             out.insert(target, mibs);
             let g = growth.entry(target).or_default();
             *g = g.max(grew);
@@ -167,7 +245,13 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
         eprintln!("1 GiB PUT via {target} (s3 upstream)");
         let pids = procs.pids_of(&format!("{target}-s3"));
         let key = format!("/bkt/put-{target}.bin");
-        let (mibs, grew) = with_rss_growth(&pids, || curl_put(ports[&("s3", target)], &key, &static_root.join("bkt/1g.bin")))?;
+        let (mibs, grew) = with_rss_growth(&pids, || {
+            curl_put(
+                ports[&("s3", target)],
+                &key,
+                &static_root.join("bkt/1g.bin"),
+            )
+        })?;
         put_s3.insert(target, mibs);
         let g = growth.entry(target).or_default();
         *g = g.max(grew);
@@ -186,15 +270,36 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
 
     // --- peak RSS of each proxy over the whole run
     let mut peak: BTreeMap<&str, f64> = BTreeMap::new();
-    for target in ["nginx", "haproxy", "s3chaos", "s3chaos-1000", "s3chaos-1pct"] {
+    for target in [
+        "nginx",
+        "haproxy",
+        "s3chaos",
+        "s3chaos-1000",
+        "s3chaos-1pct",
+    ] {
         let mut m: f64 = 0.0;
         for upstream in ["static", "s3"] {
-            m = m.max(rss_mib(&procs.pids_of(&format!("{target}-{upstream}")), "VmHWM"));
+            m = m.max(rss_mib(
+                &procs.pids_of(&format!("{target}-{upstream}")),
+                "VmHWM",
+            ));
         }
         peak.insert(target, m);
     }
 
-    Ok(render(s, &small, accuracy, &get_static, &get_s3, &put_s3, &growth, &peak, before, during, bh_rss))
+    Ok(render(
+        s,
+        &small,
+        accuracy,
+        &get_static,
+        &get_s3,
+        &put_s3,
+        &growth,
+        &peak,
+        before,
+        during,
+        bh_rss,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -214,42 +319,95 @@ fn render(
     let mut out = String::new();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
-    let _ = writeln!(out, "\ns3chaos benchmark: {cpu}, {} cores; s3chaos/nginx/HAProxy with {} workers each", std::thread::available_parallelism().map_or(0, |n| n.get()), s.workers);
-    let _ = writeln!(out, "4 KiB GETs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed\n", s.wrk_seconds, s.rounds);
+    let _ = writeln!(
+        out,
+        "\ns3chaos benchmark: {cpu}, {} cores; s3chaos/nginx/HAProxy with {} workers each",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        s.workers
+    );
+    let _ = writeln!(
+        out,
+        "4 KiB GETs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed\n",
+        s.wrk_seconds, s.rounds
+    );
     let _ = write!(out, "{:<34}", "");
     for t in TARGETS {
         let _ = write!(out, "{t:>14}");
     }
     let _ = writeln!(out);
-    let row = |out: &mut String, label: &str, value: &dyn Fn(&str) -> Option<f64>, digits: usize| {
-        let _ = write!(out, "{label:<34}");
-        for t in TARGETS {
-            match value(t) {
-                Some(v) => {
-                    let _ = write!(out, "{v:>14.digits$}");
-                }
-                None => {
-                    let _ = write!(out, "{:>14}", "-");
+    let row =
+        |out: &mut String, label: &str, value: &dyn Fn(&str) -> Option<f64>, digits: usize| {
+            let _ = write!(out, "{label:<34}");
+            for t in TARGETS {
+                match value(t) {
+                    Some(v) => {
+                        let _ = write!(out, "{v:>14.digits$}");
+                    }
+                    None => {
+                        let _ = write!(out, "{:>14}", "-");
+                    }
                 }
             }
-        }
-        let _ = writeln!(out);
-    };
+            let _ = writeln!(out);
+        };
     for upstream in ["static", "s3"] {
-        row(&mut out, &format!("4 KiB GET {upstream} req/s"), &|t| small.get(&(upstream, t)).map(|l| l.rps), 0);
-        row(&mut out, &format!("4 KiB GET {upstream} p50 ms"), &|t| small.get(&(upstream, t)).map(|l| l.p50_ms), 2);
-        row(&mut out, &format!("4 KiB GET {upstream} p99 ms"), &|t| small.get(&(upstream, t)).map(|l| l.p99_ms), 2);
+        row(
+            &mut out,
+            &format!("4 KiB GET {upstream} req/s"),
+            &|t| small.get(&(upstream, t)).map(|l| l.rps),
+            0,
+        );
+        row(
+            &mut out,
+            &format!("4 KiB GET {upstream} p50 ms"),
+            &|t| small.get(&(upstream, t)).map(|l| l.p50_ms),
+            2,
+        );
+        row(
+            &mut out,
+            &format!("4 KiB GET {upstream} p99 ms"),
+            &|t| small.get(&(upstream, t)).map(|l| l.p99_ms),
+            2,
+        );
     }
-    row(&mut out, "1 GiB GET static MiB/s", &|t| get_static.get(t).copied(), 0);
-    row(&mut out, "1 GiB GET s3 MiB/s", &|t| get_s3.get(t).copied(), 0);
-    row(&mut out, "1 GiB PUT s3 MiB/s", &|t| put_s3.get(t).copied(), 0);
-    row(&mut out, "RSS growth in a 1 GiB transfer MiB", &|t| growth.get(t).copied(), 1);
+    row(
+        &mut out,
+        "1 GiB GET static MiB/s",
+        &|t| get_static.get(t).copied(),
+        0,
+    );
+    row(
+        &mut out,
+        "1 GiB GET s3 MiB/s",
+        &|t| get_s3.get(t).copied(),
+        0,
+    );
+    row(
+        &mut out,
+        "1 GiB PUT s3 MiB/s",
+        &|t| put_s3.get(t).copied(),
+        0,
+    );
+    row(
+        &mut out,
+        "RSS growth in a 1 GiB transfer MiB",
+        &|t| growth.get(t).copied(),
+        1,
+    );
     row(&mut out, "peak RSS MiB", &|t| peak.get(t).copied(), 1);
 
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    let _ = writeln!(out, "\ns3chaos (no scenario) as a ratio to:  {:>10}{:>10}{:>10}", "direct", "nginx", "haproxy");
+    let _ = writeln!(
+        out,
+        "\ns3chaos (no scenario) as a ratio to:  {:>10}{:>10}{:>10}",
+        "direct", "nginx", "haproxy"
+    );
     let ratios = |out: &mut String, label: &str, v: &dyn Fn(&str) -> Option<f64>| {
         let me = v("s3chaos").unwrap_or(f64::NAN);
         let _ = writeln!(
@@ -260,34 +418,97 @@ fn render(
             ratio(me, v("haproxy").unwrap_or(f64::NAN))
         );
     };
-    ratios(&mut out, "4 KiB GET static req/s", &|t| small.get(&("static", t)).map(|l| l.rps));
-    ratios(&mut out, "4 KiB GET static p99", &|t| small.get(&("static", t)).map(|l| l.p99_ms));
-    ratios(&mut out, "4 KiB GET s3 req/s", &|t| small.get(&("s3", t)).map(|l| l.rps));
-    ratios(&mut out, "1 GiB GET static MiB/s", &|t| get_static.get(t).copied());
+    ratios(&mut out, "4 KiB GET static req/s", &|t| {
+        small.get(&("static", t)).map(|l| l.rps)
+    });
+    ratios(&mut out, "4 KiB GET static p99", &|t| {
+        small.get(&("static", t)).map(|l| l.p99_ms)
+    });
+    ratios(&mut out, "4 KiB GET s3 req/s", &|t| {
+        small.get(&("s3", t)).map(|l| l.rps)
+    });
+    ratios(&mut out, "1 GiB GET static MiB/s", &|t| {
+        get_static.get(t).copied()
+    });
     ratios(&mut out, "1 GiB GET s3 MiB/s", &|t| get_s3.get(t).copied());
     ratios(&mut out, "1 GiB PUT s3 MiB/s", &|t| put_s3.get(t).copied());
 
     let st = |t: &str| small[&("static", t)];
     let added = |t: &str| st(t).p99_ms - st("direct").p99_ms;
     let checks: Vec<(String, bool, String)> = vec![
-        ("4 KiB GET req/s, no scenario >= 1.0x nginx".into(), st("s3chaos").rps >= st("nginx").rps, format!("{:.2}x", ratio(st("s3chaos").rps, st("nginx").rps))),
-        ("1,000 non-matching rules >= 0.9x no scenario".into(), st("s3chaos-1000").rps >= 0.9 * st("s3chaos").rps, format!("{:.2}x", ratio(st("s3chaos-1000").rps, st("s3chaos").rps))),
-        ("p99 added over direct <= nginx's".into(), added("s3chaos") <= added("nginx"), format!("{:+.2} ms vs nginx {:+.2} ms", added("s3chaos"), added("nginx"))),
-        ("1 GiB GET, S3 upstream >= 0.9x direct".into(), get_s3["s3chaos"] >= 0.9 * get_s3["direct"], format!("{:.2}x", ratio(get_s3["s3chaos"], get_s3["direct"]))),
-        ("1 GiB PUT, S3 upstream >= 0.9x direct".into(), put_s3["s3chaos"] >= 0.9 * put_s3["direct"], format!("{:.2}x", ratio(put_s3["s3chaos"], put_s3["direct"]))),
-        ("1 GiB GET, static upstream >= 0.8x HAProxy".into(), get_static["s3chaos"] >= 0.8 * get_static["haproxy"], format!("{:.2}x", ratio(get_static["s3chaos"], get_static["haproxy"]))),
-        ("RSS growth during a 1 GiB transfer < 16 MiB".into(), growth["s3chaos"] < 16.0, format!("{:.1} MiB", growth["s3chaos"])),
-        (format!("{} blackholed requests: RSS < 150 MiB", s.blackholes), bh_rss < 150.0, format!("{bh_rss:.1} MiB")),
+        (
+            "4 KiB GET req/s, no scenario >= 1.0x nginx".into(),
+            st("s3chaos").rps >= st("nginx").rps,
+            format!("{:.2}x", ratio(st("s3chaos").rps, st("nginx").rps)),
+        ),
+        (
+            "1,000 non-matching rules >= 0.9x no scenario".into(),
+            st("s3chaos-1000").rps >= 0.9 * st("s3chaos").rps,
+            format!("{:.2}x", ratio(st("s3chaos-1000").rps, st("s3chaos").rps)),
+        ),
+        (
+            "p99 added over direct <= nginx's".into(),
+            added("s3chaos") <= added("nginx"),
+            format!(
+                "{:+.2} ms vs nginx {:+.2} ms",
+                added("s3chaos"),
+                added("nginx")
+            ),
+        ),
+        (
+            "1 GiB GET, S3 upstream >= 0.9x direct".into(),
+            get_s3["s3chaos"] >= 0.9 * get_s3["direct"],
+            format!("{:.2}x", ratio(get_s3["s3chaos"], get_s3["direct"])),
+        ),
+        (
+            "1 GiB PUT, S3 upstream >= 0.9x direct".into(),
+            put_s3["s3chaos"] >= 0.9 * put_s3["direct"],
+            format!("{:.2}x", ratio(put_s3["s3chaos"], put_s3["direct"])),
+        ),
+        (
+            "1 GiB GET, static upstream >= 0.8x HAProxy".into(),
+            get_static["s3chaos"] >= 0.8 * get_static["haproxy"],
+            format!(
+                "{:.2}x",
+                ratio(get_static["s3chaos"], get_static["haproxy"])
+            ),
+        ),
+        (
+            "RSS growth during a 1 GiB transfer < 16 MiB".into(),
+            growth["s3chaos"] < 16.0,
+            format!("{:.1} MiB", growth["s3chaos"]),
+        ),
+        (
+            format!("{} blackholed requests: RSS < 150 MiB", s.blackholes),
+            bh_rss < 150.0,
+            format!("{bh_rss:.1} MiB"),
+        ),
         (
             format!("{} blackholed: other GETs >= 0.8x throughput", s.blackholes),
             bh_during.rps >= 0.8 * bh_before.rps,
-            format!("{:.2}x ({:.0} -> {:.0} req/s)", ratio(bh_during.rps, bh_before.rps), bh_before.rps, bh_during.rps),
+            format!(
+                "{:.2}x ({:.0} -> {:.0} req/s)",
+                ratio(bh_during.rps, bh_before.rps),
+                bh_before.rps,
+                bh_during.rps
+            ),
         ),
-        ("50 ms latency fault: p50 in 50-52 ms".into(), (50.0..=52.0).contains(&accuracy.p50_ms), format!("p50 {:.2} ms, p99 {:.2} ms", accuracy.p50_ms, accuracy.p99_ms)),
+        (
+            "50 ms latency fault: p50 in 50-52 ms".into(),
+            (50.0..=52.0).contains(&accuracy.p50_ms),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms",
+                accuracy.p50_ms, accuracy.p99_ms
+            ),
+        ),
     ];
     let _ = writeln!(out, "\nTargets (issue #3):");
     for (what, ok, value) in checks {
-        let _ = writeln!(out, "  [{}] {what:<50} {value}", if ok { "PASS" } else { "MISS" });
+        let _ = writeln!(
+            out,
+            "  [{}] {what:<50} {value}",
+            if ok { "PASS" } else { "MISS" }
+        );
     }
     out
 }
@@ -296,17 +517,32 @@ fn render(
 
 fn wrk(addr: SocketAddr, path: &str, seconds: u32) -> Result<Load> {
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency", &format!("http://{addr}{path}")])
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            &format!("http://{addr}{path}"),
+        ])
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if text.contains("Non-2xx") {
         bail!("wrk saw non-2xx answers from {addr}:\n{text}");
     }
-    let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()));
-    let rps: f64 = field("Requests/sec:").context("wrk printed no Requests/sec")?.parse()?;
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
+    };
+    let rps: f64 = field("Requests/sec:")
+        .context("wrk printed no Requests/sec")?
+        .parse()?;
     let ms = |p: &str| field(p).map(|v| parse_ms(&v)).unwrap_or(f64::NAN);
-    Ok(Load { rps, p50_ms: ms("50%"), p99_ms: ms("99%") })
+    Ok(Load {
+        rps,
+        p50_ms: ms("50%"),
+        p99_ms: ms("99%"),
+    })
 }
 
 fn parse_ms(v: &str) -> f64 {
@@ -327,22 +563,54 @@ fn median(mut v: Vec<Load>) -> Load {
 }
 
 fn curl_status(url: &str) -> Result<u16> {
-    let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url]).output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            url,
+        ])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
 }
 
 fn curl_get(addr: SocketAddr, path: &str) -> Result<f64> {
-    curl_transfer(&["-o", "/dev/null", &format!("http://{addr}{path}")], "speed_download")
+    curl_transfer(
+        &["-o", "/dev/null", &format!("http://{addr}{path}")],
+        "speed_download",
+    )
 }
 
 fn curl_put(addr: SocketAddr, path: &str, file: &Path) -> Result<f64> {
     let file = file.to_string_lossy();
-    curl_transfer(&["-T", &file, "-o", "/dev/null", &format!("http://{addr}{path}")], "speed_upload")
+    curl_transfer(
+        &[
+            "-T",
+            &file,
+            "-o",
+            "/dev/null",
+            &format!("http://{addr}{path}"),
+        ],
+        "speed_upload",
+    )
 }
 
 fn curl_transfer(args: &[&str], speed: &str) -> Result<f64> {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "120", "-w", &format!("%{{http_code}} %{{{speed}}}")])
+        .args([
+            "-s",
+            "--max-time",
+            "120",
+            "-w",
+            &format!("%{{http_code}} %{{{speed}}}"),
+        ])
         .args(args)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -372,7 +640,9 @@ fn rss_mib(pids: &[u32], field: &str) -> f64 {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .sum::<f64>()
         / 1024.0
@@ -381,7 +651,8 @@ fn rss_mib(pids: &[u32], field: &str) -> f64 {
 fn open_blackholes(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = TcpStream::connect(addr).with_context(|| format!("opening blackholed connection {i}"))?;
+        let mut s = TcpStream::connect(addr)
+            .with_context(|| format!("opening blackholed connection {i}"))?;
         s.write_all(b"GET /void/object HTTP/1.1\r\nHost: bench\r\n\r\n")?;
         held.push(s);
     }
@@ -407,21 +678,34 @@ struct Procs {
 
 impl Procs {
     fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {name}"))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
         self.children.push((name.to_owned(), child));
         Ok(())
     }
 
     /// The process and its children (nginx workers).
     fn pids_of(&self, name: &str) -> Vec<u32> {
-        let Some((_, child)) = self.children.iter().find(|(n, _)| n == name) else { return Vec::new() };
+        let Some((_, child)) = self.children.iter().find(|(n, _)| n == name) else {
+            return Vec::new();
+        };
         let pid = child.id();
         let mut pids = vec![pid];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
-                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
                 let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-                let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|v| v.parse::<u32>().ok());
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u32>().ok());
                 if ppid == Some(pid) {
                     pids.push(p);
                 }
@@ -432,7 +716,10 @@ impl Procs {
 
     fn stop_all(&mut self) {
         for (_, child) in &mut self.children {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
         for (_, child) in &mut self.children {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -497,17 +784,41 @@ fn write_scenarios(dir: &Path) -> Result<Scenarios> {
     let mut thousand = String::from("name: thousand-non-matching\nrules:\n");
     for i in 0..1000 {
         let _ = match i % 4 {
-            0 => writeln!(thousand, "  - {{name: r{i}, match: {{bucket: \"other-{i}\"}}, fault: {{error: SlowDown}}}}"),
-            1 => writeln!(thousand, "  - {{name: r{i}, match: {{key: \"prefix-{i}/*\"}}, fault: {{latency: 10ms}}}}"),
-            2 => writeln!(thousand, "  - {{name: r{i}, match: {{operation: PutObject, bucket: \"b{i}-*\"}}, fault: reset}}"),
-            _ => writeln!(thousand, "  - {{name: r{i}, match: {{header: {{x-tenant: \"t{i}\"}}}}, fault: {{error: InternalError}}}}"),
+            0 => writeln!(
+                thousand,
+                "  - {{name: r{i}, match: {{bucket: \"other-{i}\"}}, fault: {{error: SlowDown}}}}"
+            ),
+            1 => writeln!(
+                thousand,
+                "  - {{name: r{i}, match: {{key: \"prefix-{i}/*\"}}, fault: {{latency: 10ms}}}}"
+            ),
+            2 => writeln!(
+                thousand,
+                "  - {{name: r{i}, match: {{operation: PutObject, bucket: \"b{i}-*\"}}, fault: reset}}"
+            ),
+            _ => writeln!(
+                thousand,
+                "  - {{name: r{i}, match: {{header: {{x-tenant: \"t{i}\"}}}}, fault: {{error: InternalError}}}}"
+            ),
         };
     }
     Ok(Scenarios {
         thousand: write(dir, "thousand.yaml", &thousand)?,
-        one_percent: write(dir, "one-percent.yaml", "name: one-percent\nseed: 1\nrules:\n  - {probability: 0.01, fault: {latency: 50ms}}\n")?,
-        all_50ms: write(dir, "all-50ms.yaml", "name: all-50ms\nrules:\n  - {fault: {latency: 50ms}}\n")?,
-        blackhole: write(dir, "blackhole.yaml", "name: void\nrules:\n  - {match: {bucket: void}, fault: blackhole}\n")?,
+        one_percent: write(
+            dir,
+            "one-percent.yaml",
+            "name: one-percent\nseed: 1\nrules:\n  - {probability: 0.01, fault: {latency: 50ms}}\n",
+        )?,
+        all_50ms: write(
+            dir,
+            "all-50ms.yaml",
+            "name: all-50ms\nrules:\n  - {fault: {latency: 50ms}}\n",
+        )?,
+        blackhole: write(
+            dir,
+            "blackhole.yaml",
+            "name: void\nrules:\n  - {match: {bucket: void}, fault: blackhole}\n",
+        )?,
     })
 }
 
@@ -539,7 +850,13 @@ fn nginx_static_conf(dir: &Path, addr: SocketAddr, root: &Path) -> String {
 }
 
 /// nginx as a keep-alive, streaming (unbuffered) reverse proxy.
-fn nginx_proxy_conf(dir: &Path, name: &str, addr: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
+fn nginx_proxy_conf(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    workers: usize,
+) -> String {
     let name = format!("nginx-{name}");
     format!(
         "{}http {{ access_log off; keepalive_requests 10000000; client_max_body_size 0; {}\n\

@@ -14,6 +14,7 @@
 //! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
 //! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
 //! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
+//! - [`timer`] — a sub-millisecond timer for latency faults.
 
 pub mod embedded;
 pub mod engine;
@@ -21,3 +22,4 @@ pub mod faults;
 pub mod proxy;
 pub mod s3;
 pub mod scenario;
+pub mod timer;

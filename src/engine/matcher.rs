@@ -1,7 +1,9 @@
 //! The compiled `match:` of a rule. Every check is a bitmask test, a string comparison or a
-//! precompiled glob; nothing allocates.
+//! precompiled glob; nothing allocates. Header values are looked up once per request for the
+//! whole scenario ([`HeaderSlots`]), not once per rule.
 
-use http::{HeaderName, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use smallvec::SmallVec;
 
 use crate::s3::operation::OperationSet;
 use crate::s3::{Operation, RequestInfo};
@@ -20,7 +22,29 @@ pub struct Matcher {
     methods: Option<Vec<Method>>,
     bucket: Option<Glob>,
     key: Option<Glob>,
-    headers: Vec<(HeaderName, HeaderMatch)>,
+    /// Header name, its slot in the scenario's [`HeaderSlots`], and what to expect.
+    headers: Vec<(HeaderName, usize, HeaderMatch)>,
+}
+
+/// The distinct header names a scenario's rules look at; each gets a slot.
+#[derive(Debug, Default)]
+pub struct HeaderSlots(Vec<HeaderName>);
+
+impl HeaderSlots {
+    fn slot(&mut self, name: &HeaderName) -> usize {
+        match self.0.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.0.push(name.clone());
+                self.0.len() - 1
+            }
+        }
+    }
+
+    /// This request's value for every slot, looked up once.
+    pub fn values<'a>(&self, headers: &'a HeaderMap) -> SmallVec<[Option<&'a HeaderValue>; 4]> {
+        self.0.iter().map(|name| headers.get(name)).collect()
+    }
 }
 
 impl Matcher {
@@ -31,6 +55,10 @@ impl Matcher {
         key: Option<Glob>,
         headers: Vec<(HeaderName, HeaderMatch)>,
     ) -> Matcher {
+        let headers = headers
+            .into_iter()
+            .map(|(name, want)| (name, usize::MAX, want))
+            .collect();
         Matcher {
             operations,
             methods,
@@ -40,6 +68,18 @@ impl Matcher {
         }
     }
 
+    /// Gives each header this rule looks at its slot; done once when the scenario compiles.
+    pub fn assign_header_slots(&mut self, slots: &mut HeaderSlots) {
+        for (name, slot, _) in &mut self.headers {
+            *slot = slots.slot(name);
+        }
+    }
+
+    /// The bucket name this rule requires, when it names one exactly (used to index rules).
+    pub fn literal_bucket(&self) -> Option<&str> {
+        self.bucket.as_ref().and_then(Glob::literal)
+    }
+
     /// Used to index rules by operation when the scenario is compiled.
     pub fn may_match_operation(&self, op: Operation) -> bool {
         self.operations.is_none_or(|set| set.contains(op))
@@ -47,7 +87,8 @@ impl Matcher {
 
     /// Whether every field given in the rule's `match` holds for `req`. A `bucket` or `key`
     /// pattern never matches a request that has no bucket or key.
-    pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
+    /// `header_values` are the request's values for the scenario's [`HeaderSlots`].
+    pub fn matches(&self, req: &RequestInfo<'_>, header_values: &[Option<&HeaderValue>]) -> bool {
         if !self.may_match_operation(req.operation) {
             return false;
         }
@@ -66,12 +107,12 @@ impl Matcher {
         {
             return false;
         }
-        self.headers
-            .iter()
-            .all(|(name, want)| match (want, req.headers.get(name)) {
+        self.headers.iter().all(|(_, slot, want)| {
+            match (want, header_values.get(*slot).copied().flatten()) {
                 (_, None) => false,
                 (HeaderMatch::Present, Some(_)) => true,
                 (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
-            })
+            }
+        })
     }
 }

@@ -48,6 +48,29 @@ pub struct RuleStats {
     pub injected: u64,
 }
 
+/// Walks two ascending index lists as one ascending list (file order).
+fn merge_sorted<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next as usize)
+    })
+}
+
 pub struct Engine {
     current: ArcSwap<Scenario>,
 }
@@ -76,11 +99,15 @@ impl Engine {
     /// Decides which rules fire for `req`. `None`, the common case, allocates nothing.
     pub fn decide(&self, req: &RequestInfo<'_>) -> Option<Decision> {
         let scenario = self.current.load();
+        let (by_operation, by_bucket) = scenario.candidates(req.operation, req.bucket.as_deref());
+        if by_operation.is_empty() && by_bucket.is_empty() {
+            return None;
+        }
+        let header_values = scenario.header_slots().values(req.headers);
         let mut fired: Vec<(usize, Draw)> = Vec::new();
-        for &index in scenario.candidates(req.operation) {
-            let index = index as usize;
+        for index in merge_sorted(by_operation, by_bucket) {
             let rule = &scenario.rules()[index];
-            if !rule.matcher().matches(req) {
+            if !rule.matcher().matches(req, &header_values) {
                 continue;
             }
             if let Some(draw) = rule.roll(scenario.seed(), index) {
@@ -106,5 +133,89 @@ impl Engine {
             .iter()
             .map(Rule::stats)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::Classifier;
+
+    #[test]
+    fn merge_keeps_file_order() {
+        let merged: Vec<_> = merge_sorted(&[0, 3, 4, 9], &[1, 2, 5]).collect();
+        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 9]);
+        assert_eq!(merge_sorted(&[], &[7]).collect::<Vec<_>>(), [7]);
+    }
+
+    fn fired(engine: &Engine, method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<String> {
+        let method: http::Method = method.parse().unwrap();
+        let uri: http::Uri = target.parse().unwrap();
+        let mut map = http::HeaderMap::new();
+        map.insert("host", "127.0.0.1:9080".parse().unwrap());
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let info = Classifier::default().classify(&method, &uri, &map);
+        engine
+            .decide(&info)
+            .map(|d| d.fired().map(|(r, _)| r.name().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn rules_fire_in_file_order_across_indexes() {
+        let yaml = r#"
+name: t
+rules:
+  - {name: slow-all, fault: {latency: 1ms}}
+  - {name: slow-photos, match: {bucket: photos}, fault: {latency: 1ms}}
+  - {name: blue-tenant, match: {header: {x-tenant: blue}}, fault: {latency: 1ms}}
+  - {name: any-tenant, match: {header: {x-tenant: "*"}, operation: PutObject}, fault: {latency: 1ms}}
+  - {name: stop-photos, match: {bucket: photos, key: "*.jpg"}, fault: {error: SlowDown}}
+  - {name: never-reached, fault: {error: InternalError}}
+"#;
+        let engine = Engine::new(Scenario::parse(yaml, "t").unwrap());
+        assert_eq!(
+            fired(&engine, "GET", "/photos/a.jpg", &[]),
+            ["slow-all", "slow-photos", "stop-photos"]
+        );
+        assert_eq!(
+            fired(&engine, "GET", "/photos/a.png", &[("x-tenant", "blue")]),
+            ["slow-all", "slow-photos", "blue-tenant", "never-reached"]
+        );
+        assert_eq!(
+            fired(&engine, "PUT", "/docs/a", &[("x-tenant", "red")]),
+            ["slow-all", "any-tenant", "never-reached"]
+        );
+        let stats = engine.stats();
+        assert_eq!(
+            stats[1].matched, 2,
+            "slow-photos matched both photos requests"
+        );
+        assert_eq!(stats[5].injected, 2);
+    }
+
+    #[test]
+    fn skip_limit_and_probability() {
+        let yaml = "name: t\nseed: 3\nrules:\n  - {name: later, skip: 2, limit: 3, fault: {error: SlowDown}}\n";
+        let engine = Engine::new(Scenario::parse(yaml, "t").unwrap());
+        let outcomes: Vec<bool> = (0..8)
+            .map(|_| !fired(&engine, "GET", "/bkt/k", &[]).is_empty())
+            .collect();
+        assert_eq!(
+            outcomes,
+            [false, false, true, true, true, false, false, false]
+        );
+
+        let yaml = "name: c\nseed: 9\nrules:\n  - {probability: 0.25, fault: reset}\n";
+        let coin = Engine::new(Scenario::parse(yaml, "c").unwrap());
+        let hits = (0..4000)
+            .filter(|_| !fired(&coin, "GET", "/bkt/k", &[]).is_empty())
+            .count();
+        assert!((800..1200).contains(&hits), "{hits} of 4000 at p=0.25");
     }
 }

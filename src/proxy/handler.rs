@@ -37,7 +37,7 @@ pub(super) async fn handle(
         if let Some(d) = shared.engine.decide(&info) {
             let (delay, ending) = request_phase(&d, &info);
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                crate::timer::sleep(delay).await;
             }
             match ending {
                 Some(Ending::Respond(response)) => return Ok(response),

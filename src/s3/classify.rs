@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
+use smallvec::SmallVec;
 
 use super::Operation;
 use super::Operation as Op;
@@ -68,7 +69,7 @@ impl Classifier {
         headers: &'a HeaderMap,
     ) -> RequestInfo<'a> {
         let path = uri.path();
-        let query = Query(uri.query().unwrap_or(""));
+        let query = Query::parse(uri.query().unwrap_or(""));
         let host = headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -96,7 +97,7 @@ impl Classifier {
             (Some(_), None) => Level::Bucket,
             (Some(_), Some(_)) => Level::Object,
         };
-        let operation = operation(method, level, query, headers);
+        let operation = operation(method, level, &query, headers);
         RequestInfo {
             operation,
             method,
@@ -153,21 +154,31 @@ enum Level {
     Object,
 }
 
-/// A raw query string; answers "is this key present" without allocating.
-#[derive(Clone, Copy)]
-struct Query<'a>(&'a str);
+/// The query's keys, split once; answers "is this key present" without allocating for up to
+/// eight keys (S3 requests rarely have more than four).
+struct Query<'a> {
+    keys: SmallVec<[&'a str; 8]>,
+    list_type_2: bool,
+}
 
-impl Query<'_> {
-    fn has(self, key: &str) -> bool {
-        self.0
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some(key))
+impl<'a> Query<'a> {
+    fn parse(query: &'a str) -> Query<'a> {
+        let mut keys = SmallVec::new();
+        let mut list_type_2 = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            list_type_2 |= key == "list-type" && value == "2";
+            keys.push(key);
+        }
+        Query { keys, list_type_2 }
     }
 
-    fn value_is(self, key: &str, value: &str) -> bool {
-        self.0
-            .split('&')
-            .any(|pair| pair.split_once('=') == Some((key, value)))
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.keys.contains(&key)
     }
 }
 
@@ -330,7 +341,7 @@ const BUCKET_SUBRESOURCES: &[SubResource] = &[
     ),
 ];
 
-fn operation(method: &Method, level: Level, q: Query<'_>, headers: &HeaderMap) -> Operation {
+fn operation(method: &Method, level: Level, q: &Query<'_>, headers: &HeaderMap) -> Operation {
     match level {
         Level::Service => match *method {
             Method::GET => Op::ListBuckets,
@@ -341,8 +352,8 @@ fn operation(method: &Method, level: Level, q: Query<'_>, headers: &HeaderMap) -
     }
 }
 
-fn bucket_operation(method: &Method, q: Query<'_>, headers: &HeaderMap) -> Operation {
-    if q.0.is_empty() {
+fn bucket_operation(method: &Method, q: &Query<'_>, headers: &HeaderMap) -> Operation {
+    if q.is_empty() {
         return match *method {
             Method::GET => Op::ListObjects,
             Method::PUT => Op::CreateBucket,
@@ -360,7 +371,7 @@ fn bucket_operation(method: &Method, q: Query<'_>, headers: &HeaderMap) -> Opera
             Some(s) => s.get.unwrap_or(Op::Unknown),
             None if q.has("uploads") => Op::ListMultipartUploads,
             None if q.has("versions") => Op::ListObjectVersions,
-            None if q.value_is("list-type", "2") => Op::ListObjectsV2,
+            None if q.list_type_2 => Op::ListObjectsV2,
             None => Op::ListObjects,
         },
         Method::PUT => match sub {
@@ -377,11 +388,11 @@ fn bucket_operation(method: &Method, q: Query<'_>, headers: &HeaderMap) -> Opera
     }
 }
 
-fn object_operation(method: &Method, q: Query<'_>, headers: &HeaderMap) -> Operation {
+fn object_operation(method: &Method, q: &Query<'_>, headers: &HeaderMap) -> Operation {
     let copy = headers.contains_key("x-amz-copy-source");
     match *method {
         Method::HEAD => Op::HeadObject,
-        Method::GET if q.0.is_empty() => Op::GetObject,
+        Method::GET if q.is_empty() => Op::GetObject,
         Method::GET => {
             const GET_SUBS: &[(&str, Operation)] = &[
                 ("acl", Op::GetObjectAcl),
@@ -435,8 +446,8 @@ fn object_operation(method: &Method, q: Query<'_>, headers: &HeaderMap) -> Opera
     }
 }
 
-fn first_present(q: Query<'_>, table: &[(&str, Operation)]) -> Option<Operation> {
-    if q.0.is_empty() {
+fn first_present(q: &Query<'_>, table: &[(&str, Operation)]) -> Option<Operation> {
+    if q.is_empty() {
         return None;
     }
     table.iter().find(|(key, _)| q.has(key)).map(|(_, op)| *op)

@@ -250,9 +250,19 @@ rules:
                 "rst"
             ]
         );
-        // Index: GetObject can meet throttle-reads, flaky-and-slow, dead-bucket (no operation filter).
-        assert_eq!(s.candidates(Operation::GetObject), &[0, 2, 3]);
-        assert_eq!(s.candidates(Operation::UploadPart), &[1, 2, 3, 4]);
+        // Index: rules naming one bucket are found by bucket, the rest by operation.
+        assert_eq!(
+            s.candidates(Operation::GetObject, Some("photos")),
+            (&[2][..], &[0][..])
+        );
+        assert_eq!(
+            s.candidates(Operation::GetObject, Some("archive")),
+            (&[2][..], &[3][..])
+        );
+        assert_eq!(
+            s.candidates(Operation::UploadPart, None),
+            (&[1, 2, 4][..], &[][..])
+        );
     }
 
     #[test]

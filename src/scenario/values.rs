@@ -137,22 +137,32 @@ enum GlobKind {
     Any,
     /// No wildcard: a string comparison.
     Literal,
-    Compiled(globset::GlobMatcher),
+    /// `abc*`: a prefix comparison (the common `thumbs/*` case, no regex).
+    Prefix(String),
+    /// `*abc`: a suffix comparison (`*.jpg`).
+    Suffix(String),
+    Compiled(Box<globset::GlobMatcher>),
 }
+
+const GLOB_META: [char; 5] = ['*', '?', '[', '{', '\\'];
 
 impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, String> {
         let matcher = if pattern == "*" {
             GlobKind::Any
-        } else if !pattern.contains(['*', '?', '[', '{', '\\']) {
+        } else if !pattern.contains(GLOB_META) {
             GlobKind::Literal
+        } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| !p.contains(GLOB_META)) {
+            GlobKind::Prefix(prefix.to_owned())
+        } else if let Some(suffix) = pattern.strip_prefix('*').filter(|p| !p.contains(GLOB_META)) {
+            GlobKind::Suffix(suffix.to_owned())
         } else {
             let glob = globset::GlobBuilder::new(pattern)
                 .literal_separator(false)
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))?;
-            GlobKind::Compiled(glob.compile_matcher())
+            GlobKind::Compiled(Box::new(glob.compile_matcher()))
         };
         Ok(Glob {
             pattern: pattern.to_owned(),
@@ -164,12 +174,24 @@ impl Glob {
         match &self.matcher {
             GlobKind::Any => true,
             GlobKind::Literal => self.pattern == s,
+            // Compare one byte before calling memcmp: with many prefix rules, most differ there.
+            GlobKind::Prefix(p) => {
+                s.as_bytes().first() == p.as_bytes().first() && s.starts_with(p.as_str())
+            }
+            GlobKind::Suffix(p) => {
+                s.as_bytes().last() == p.as_bytes().last() && s.ends_with(p.as_str())
+            }
             GlobKind::Compiled(m) => m.is_match(s),
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.pattern
+    }
+
+    /// The pattern, when it has no wildcard at all (so the engine can index it).
+    pub fn literal(&self) -> Option<&str> {
+        matches!(self.matcher, GlobKind::Literal).then_some(self.pattern.as_str())
     }
 }
 
@@ -346,5 +368,24 @@ mod tests {
         assert!(Glob::new("*").unwrap().is_match(""));
         assert!(Glob::new("log-20??").unwrap().is_match("log-2024"));
         assert!(Glob::new("a[").is_err());
+        let suffix = Glob::new("*.jpg").unwrap();
+        assert!(suffix.is_match("a/b.jpg") && !suffix.is_match("a.jpeg"));
+        let both = Glob::new("*thumbs*").unwrap();
+        assert!(both.is_match("x/thumbs/y") && !both.is_match("thumb"));
+        assert!(Glob::new("a*b*").unwrap().is_match("a-b-c"));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Rules are scanned by the thousand on the hot path: keep a glob small so a matcher
+    /// spans few cache lines (the compiled regex is boxed).
+    #[test]
+    fn glob_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Glob>() <= 56,
+            "{}",
+            std::mem::size_of::<super::Glob>()
+        );
     }
 }
