@@ -39,9 +39,7 @@ fn non_matching(n: usize) -> Scenario {
 }
 
 fn request() -> (Method, Uri, HeaderMap) {
-    let uri: Uri = "/photos/thumbs/2024/a%20b.jpg?x-id=GetObject"
-        .parse()
-        .unwrap();
+    let uri: Uri = "/photos/thumbs/2024/a%20b.jpg?x-id=GetObject".parse().unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("host", "127.0.0.1:9080".parse().unwrap());
     headers.insert("x-amz-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
@@ -58,29 +56,26 @@ fn evaluation(c: &mut Criterion) {
     });
     for n in [1, 100, 1000] {
         let engine = Engine::new(non_matching(n));
-        c.bench_function(
-            &format!("classify+match+decide, {n} non-matching rules"),
-            |b| {
-                b.iter(|| {
-                    let info = classifier.classify(&method, &uri, &headers);
-                    black_box(engine.decide(&info).is_some())
-                })
-            },
-        );
-    }
-    let firing = Engine::new(
-        Scenario::parse("name: f\nseed: 1\nrules:\n  - {match: {key: \"thumbs/*\"}, probability: 0.5, fault: {error: SlowDown}}\n", "f")
-            .unwrap(),
-    );
-    c.bench_function(
-        "classify+match+decide, one rule firing half the time",
-        |b| {
+        c.bench_function(&format!("classify+match+decide, {n} non-matching rules"), |b| {
             b.iter(|| {
                 let info = classifier.classify(&method, &uri, &headers);
-                black_box(firing.decide(&info).is_some())
+                black_box(engine.decide(&info).is_some())
             })
-        },
+        });
+    }
+    let firing = Engine::new(
+        Scenario::parse(
+            "name: f\nseed: 1\nrules:\n  - {match: {key: \"thumbs/*\"}, probability: 0.5, fault: {error: SlowDown}}\n",
+            "f",
+        )
+        .unwrap(),
     );
+    c.bench_function("classify+match+decide, one rule firing half the time", |b| {
+        b.iter(|| {
+            let info = classifier.classify(&method, &uri, &headers);
+            black_box(firing.decide(&info).is_some())
+        })
+    });
 }
 
 criterion_group!(benches, evaluation);

@@ -68,13 +68,7 @@ impl EmbeddedStore {
         credentials: Credentials,
         domains: &[String],
     ) -> Result<EmbeddedStore, EmbeddedError> {
-        Self::start_on(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            credentials,
-            domains,
-        )
-        .await
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir, credentials, domains).await
     }
 
     /// Like [`EmbeddedStore::start`], on a given address.
@@ -89,27 +83,22 @@ impl EmbeddedStore {
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| dir_error(e.to_string()))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(|e| dir_error(e.to_string()))?;
+        let data_dir = data_dir.canonicalize().map_err(|e| dir_error(e.to_string()))?;
         let fs = s3s_fs::FileSystem::new(&data_dir).map_err(|e| dir_error(format!("{e:?}")))?;
 
         let mut builder = S3ServiceBuilder::new(fs);
         match credentials {
             Credentials::SecretEqualsKey => builder.set_auth(SecretEqualsKey),
-            Credentials::Fixed {
-                access_key,
-                secret_key,
-            } => builder.set_auth(SimpleAuth::from_single(access_key, secret_key)),
+            Credentials::Fixed { access_key, secret_key } => {
+                builder.set_auth(SimpleAuth::from_single(access_key, secret_key))
+            }
             Credentials::Anonymous => {}
         }
         let mut all_domains: Vec<String> = domains.to_vec();
         if !all_domains.iter().any(|d| d == "localhost") {
             all_domains.push("localhost".into());
         }
-        builder.set_host(
-            MultiDomain::new(&all_domains).map_err(|e| EmbeddedError::Domain(format!("{e:?}")))?,
-        );
+        builder.set_host(MultiDomain::new(&all_domains).map_err(|e| EmbeddedError::Domain(format!("{e:?}")))?);
         let service = builder.build();
 
         let listener = TcpListener::bind(listen).await?;
@@ -121,18 +110,13 @@ impl EmbeddedStore {
                     continue;
                 };
                 let _ = socket.set_nodelay(true);
-                let conn =
-                    http1::Builder::new().serve_connection(TokioIo::new(socket), service.clone());
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(socket), service.clone());
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
             }
         });
-        Ok(EmbeddedStore {
-            addr,
-            data_dir,
-            task,
-        })
+        Ok(EmbeddedStore { addr, data_dir, task })
     }
 
     pub fn url(&self) -> String {

@@ -150,16 +150,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn init_logging(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -202,18 +197,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let upstream = Upstream::new(&upstream_url, &options)?;
 
     let rules = scenario.rules().len();
-    let (name, seed, seed_given) = (
-        scenario.name().to_owned(),
-        scenario.seed(),
-        scenario.seed_given(),
-    );
+    let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
     let shared = Shared {
         engine: Arc::new(Engine::new(scenario)),
         upstream,
         classifier: Classifier::new(&args.domains),
     };
-    let proxy = Proxy::bind(args.listen, shared)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let proxy = Proxy::bind(args.listen, shared).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = proxy.local_addr();
     let workers = args
         .workers

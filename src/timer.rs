@@ -55,8 +55,7 @@ fn timer() -> &'static Timer {
             queue: Mutex::new(BinaryHeap::new()),
             thread: handle.thread().clone(),
         }));
-        tx.send(timer)
-            .expect("the timer thread waits for its state");
+        tx.send(timer).expect("the timer thread waits for its state");
         timer
     })
 }
@@ -74,9 +73,7 @@ fn run(timer: &'static Timer) {
             queue.peek().map(|Reverse(e)| e.deadline)
         };
         match next {
-            Some(deadline) => {
-                std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()))
-            }
+            Some(deadline) => std::thread::park_timeout(deadline.saturating_duration_since(Instant::now())),
             None => std::thread::park(),
         }
     }
@@ -113,9 +110,7 @@ impl Future for Sleep {
             let timer = timer();
             let earliest = {
                 let mut queue = timer.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let earliest = queue
-                    .peek()
-                    .is_none_or(|Reverse(e)| self.deadline < e.deadline);
+                let earliest = queue.peek().is_none_or(|Reverse(e)| self.deadline < e.deadline);
                 queue.push(Reverse(Entry {
                     deadline: self.deadline,
                     waker: cx.waker().clone(),
@@ -140,10 +135,7 @@ mod tests {
             let start = Instant::now();
             sleep(Duration::from_millis(ms)).await;
             let took = start.elapsed();
-            assert!(
-                took >= Duration::from_millis(ms),
-                "{ms} ms sleep took {took:?}"
-            );
+            assert!(took >= Duration::from_millis(ms), "{ms} ms sleep took {took:?}");
         }
         // Many concurrent sleeps, in any order, all complete.
         let handles: Vec<_> = (0..50u64)

@@ -107,12 +107,12 @@ impl Matcher {
         {
             return false;
         }
-        self.headers.iter().all(|(_, slot, want)| {
-            match (want, header_values.get(*slot).copied().flatten()) {
+        self.headers.iter().all(
+            |(_, slot, want)| match (want, header_values.get(*slot).copied().flatten()) {
                 (_, None) => false,
                 (HeaderMatch::Present, Some(_)) => true,
                 (HeaderMatch::Exact(v), Some(got)) => got.as_bytes() == v.as_bytes(),
-            }
-        })
+            },
+        )
     }
 }

@@ -32,9 +32,7 @@ pub struct Decision {
 impl Decision {
     /// Each fired rule with its draw.
     pub fn fired(&self) -> impl Iterator<Item = (&Rule, Draw)> {
-        self.fired
-            .iter()
-            .map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
+        self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
     }
 }
 
@@ -127,12 +125,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> Vec<RuleStats> {
-        self.current
-            .load()
-            .rules()
-            .iter()
-            .map(Rule::stats)
-            .collect()
+        self.current.load().rules().iter().map(Rule::stats).collect()
     }
 }
 
@@ -154,10 +147,7 @@ mod tests {
         let mut map = http::HeaderMap::new();
         map.insert("host", "127.0.0.1:9080".parse().unwrap());
         for (k, v) in headers {
-            map.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            map.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         let info = Classifier::default().classify(&method, &uri, &map);
         engine
@@ -192,10 +182,7 @@ rules:
             ["slow-all", "any-tenant", "never-reached"]
         );
         let stats = engine.stats();
-        assert_eq!(
-            stats[1].matched, 2,
-            "slow-photos matched both photos requests"
-        );
+        assert_eq!(stats[1].matched, 2, "slow-photos matched both photos requests");
         assert_eq!(stats[5].injected, 2);
     }
 
@@ -206,10 +193,7 @@ rules:
         let outcomes: Vec<bool> = (0..8)
             .map(|_| !fired(&engine, "GET", "/bkt/k", &[]).is_empty())
             .collect();
-        assert_eq!(
-            outcomes,
-            [false, false, true, true, true, false, false, false]
-        );
+        assert_eq!(outcomes, [false, false, true, true, true, false, false, false]);
 
         let yaml = "name: c\nseed: 9\nrules:\n  - {probability: 0.25, fault: reset}\n";
         let coin = Engine::new(Scenario::parse(yaml, "c").unwrap());

@@ -36,11 +36,7 @@ impl Fault for ErrorFault {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "error {} ({})",
-            self.response.code,
-            self.response.status.as_u16()
-        )
+        format!("error {} ({})", self.response.code, self.response.status.as_u16())
     }
 }
 
@@ -52,7 +48,9 @@ impl<'de> Deserialize<'de> for ErrorFault {
         impl<'de> Visitor<'de> for V {
             type Value = ErrorFault;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an S3 error code such as SlowDown, or {code: ..., status: ..., message: ..., retry_after: ...}")
+                f.write_str(
+                    "an S3 error code such as SlowDown, or {code: ..., status: ..., message: ..., retry_after: ...}",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ErrorFault, E> {
@@ -104,10 +102,7 @@ impl<'de> Deserialize<'de> for ErrorFault {
 }
 
 fn unknown_code(code: &str) -> String {
-    let known: Vec<&str> = crate::s3::error::ERROR_CODES
-        .iter()
-        .map(|e| e.code)
-        .collect();
+    let known: Vec<&str> = crate::s3::error::ERROR_CODES.iter().map(|e| e.code).collect();
     format!(
         "unknown S3 error code `{code}`; give `status:` as well to use a code of your own, or use one of: {}",
         known.join(", ")
@@ -123,17 +118,11 @@ mod tests {
         let f: ErrorFault = serde_yaml_ng::from_str("SlowDown").unwrap();
         assert_eq!(f.response.status, 503);
         assert_eq!(f.response.message, "Please reduce your request rate.");
-        let f: ErrorFault = serde_yaml_ng::from_str(
-            "{status: 500, code: InternalError, message: boom, retry_after: 1s}",
-        )
-        .unwrap();
+        let f: ErrorFault =
+            serde_yaml_ng::from_str("{status: 500, code: InternalError, message: boom, retry_after: 1s}").unwrap();
         assert_eq!(f.response.message, "boom");
-        assert_eq!(
-            f.response.retry_after,
-            Some(std::time::Duration::from_secs(1))
-        );
-        let custom: ErrorFault =
-            serde_yaml_ng::from_str("{code: QuotaExceeded, status: 429}").unwrap();
+        assert_eq!(f.response.retry_after, Some(std::time::Duration::from_secs(1)));
+        let custom: ErrorFault = serde_yaml_ng::from_str("{code: QuotaExceeded, status: 429}").unwrap();
         assert_eq!(custom.response.status, 429);
     }
 

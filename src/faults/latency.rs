@@ -23,9 +23,7 @@ impl Latency {
 
     pub fn range(min: Duration, max: Duration) -> Result<Latency, String> {
         if min > max {
-            return Err(format!(
-                "latency min ({min:?}) is greater than max ({max:?})"
-            ));
+            return Err(format!("latency min ({min:?}) is greater than max ({max:?})"));
         }
         Ok(Latency { min, max })
     }

@@ -116,9 +116,7 @@ impl FaultList {
 
     fn from_specs(mut specs: Vec<FaultSpec>) -> Result<FaultList, String> {
         if specs.is_empty() {
-            return Err(
-                "a rule needs at least one fault (latency, error, blackhole or reset)".into(),
-            );
+            return Err("a rule needs at least one fault (latency, error, blackhole or reset)".into());
         }
         let terminal: Vec<&str> = specs
             .iter()
@@ -155,9 +153,7 @@ impl<'de> Deserialize<'de> for FaultList {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
                     "reset" => FaultSpec::Reset(Reset::default()),
                     "latency" | "error" => {
-                        return Err(E::custom(format!(
-                            "`{v}` needs a value, e.g. `fault: {{{v}: ...}}`"
-                        )));
+                        return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
                 };
@@ -174,15 +170,10 @@ impl<'de> Deserialize<'de> for FaultList {
                             map.next_value::<de::IgnoredAny>()?;
                             FaultSpec::Blackhole(Blackhole)
                         }
-                        "reset" => {
-                            FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default())
-                        }
+                        "reset" => FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default()),
                         other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
                     };
-                    if specs
-                        .iter()
-                        .any(|s| s.as_fault().kind() == spec.as_fault().kind())
-                    {
+                    if specs.iter().any(|s| s.as_fault().kind() == spec.as_fault().kind()) {
                         return Err(de::Error::custom(format!("fault `{key}` is given twice")));
                     }
                     specs.push(spec);
@@ -204,21 +195,11 @@ mod tests {
 
     #[test]
     fn bare_names_and_maps() {
-        assert_eq!(
-            parse("blackhole").unwrap().iter().next().unwrap().kind(),
-            "blackhole"
-        );
-        assert_eq!(
-            parse("reset").unwrap().iter().next().unwrap().kind(),
-            "reset"
-        );
+        assert_eq!(parse("blackhole").unwrap().iter().next().unwrap().kind(), "blackhole");
+        assert_eq!(parse("reset").unwrap().iter().next().unwrap().kind(), "reset");
         let list = parse("{error: SlowDown, latency: 250ms}").unwrap();
         let kinds: Vec<_> = list.iter().map(|f| f.kind()).collect();
-        assert_eq!(
-            kinds,
-            ["latency", "error"],
-            "delays apply before the terminal fault"
-        );
+        assert_eq!(kinds, ["latency", "error"], "delays apply before the terminal fault");
         assert!(list.is_terminal());
         assert!(!parse("{latency: 1s}").unwrap().is_terminal());
         assert_eq!(
@@ -234,11 +215,7 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        assert!(
-            parse("explode")
-                .unwrap_err()
-                .contains("unknown variant `explode`")
-        );
+        assert!(parse("explode").unwrap_err().contains("unknown variant `explode`"));
         assert!(parse("latency").unwrap_err().contains("needs a value"));
         assert!(
             parse("{error: SlowDown, reset: {}}")
@@ -246,10 +223,6 @@ mod tests {
                 .contains("only one way")
         );
         assert!(parse("{}").unwrap_err().contains("at least one fault"));
-        assert!(
-            parse("{latncy: 1s}")
-                .unwrap_err()
-                .contains("unknown field `latncy`")
-        );
+        assert!(parse("{latncy: 1s}").unwrap_err().contains("unknown field `latncy`"));
     }
 }

@@ -65,9 +65,7 @@ impl ClientStream {
     }
 
     fn inner(&mut self) -> &mut TcpStream {
-        self.inner
-            .as_mut()
-            .expect("the socket is only taken in Drop")
+        self.inner.as_mut().expect("the socket is only taken in Drop")
     }
 
     fn fated(&self) -> bool {
@@ -83,21 +81,13 @@ fn cut() -> io::Error {
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(self.inner()).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.fated() {
             return Poll::Ready(Err(cut()));
         }

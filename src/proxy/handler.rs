@@ -30,9 +30,7 @@ pub(super) async fn handle(
     // Phases 1-3: classify, decide, request faults. Skipped outright with no rules.
     let mut decision = None;
     if !shared.engine.is_idle() {
-        let info = shared
-            .classifier
-            .classify(req.method(), req.uri(), req.headers());
+        let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
         if let Some(d) = shared.engine.decide(&info) {
             let (delay, ending) = request_phase(&d, &info);
@@ -126,10 +124,7 @@ fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Opti
 }
 
 fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
-    info.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    info.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// The answer when the upstream is down, refusing or too slow: what S3's own front end says

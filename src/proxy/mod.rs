@@ -89,9 +89,7 @@ impl Proxy {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Starts `workers` threads (at least one) and serves until the handle is dropped.
@@ -115,9 +113,7 @@ impl Proxy {
                 upstream: Arc::new(self.shared.upstream.with_own_pool()),
                 classifier: self.shared.classifier.clone(),
             });
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let mut stopped = stopped.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("s3chaos-worker-{index}"))
@@ -158,10 +154,7 @@ impl Proxy {
 }
 
 /// Accepts connections and deals them to the workers round-robin.
-async fn accept_loop(
-    listener: std::net::TcpListener,
-    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
-) {
+async fn accept_loop(listener: std::net::TcpListener, workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -191,10 +184,7 @@ async fn accept_loop(
 }
 
 /// One worker: serves every connection it is handed until the channel closes.
-async fn serve_worker(
-    shared: Arc<Shared>,
-    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
-) {
+async fn serve_worker(shared: Arc<Shared>, mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>) {
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     while let Some(socket) = connections.recv().await {

@@ -20,17 +20,11 @@ pub enum UpstreamConfigError {
     #[error("invalid upstream URL `{url}`: {reason}")]
     Url { url: String, reason: String },
     #[error("cannot read the upstream CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CaFile { path: PathBuf, source: std::io::Error },
     #[error("the upstream CA file {0} holds no PEM certificate")]
     CaEmpty(PathBuf),
     #[error("the upstream CA file {path} holds a certificate rustls refuses: {source}")]
-    CaInvalid {
-        path: PathBuf,
-        source: rustls::Error,
-    },
+    CaInvalid { path: PathBuf, source: rustls::Error },
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -77,9 +71,7 @@ impl Upstream {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
         let scheme = uri
             .scheme()
             .cloned()
@@ -87,16 +79,11 @@ impl Upstream {
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(bad("only http:// and https:// are supported"));
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| bad("it needs a host"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| bad("it needs a host"))?;
         if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
             // The path is part of the SigV4 signature: a prefix added by the proxy would
             // break every signed request.
-            return Err(bad(
-                "it must not have a path or query; give only scheme, host and port",
-            ));
+            return Err(bad("it must not have a path or query; give only scheme, host and port"));
         }
 
         let mut http = HttpConnector::new();
@@ -137,10 +124,7 @@ impl Upstream {
 
     /// Sends `req` upstream. Its URI's path and query are kept byte for byte and its headers
     /// as given (including `Host`, which the client signed).
-    pub async fn send(
-        &self,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
         let path_and_query = req
             .uri()
             .path_and_query()
@@ -159,9 +143,7 @@ impl Upstream {
     }
 }
 
-fn new_client(
-    connector: HttpsConnector<HttpConnector>,
-) -> Client<HttpsConnector<HttpConnector>, ProxyBody> {
+fn new_client(connector: HttpsConnector<HttpConnector>) -> Client<HttpsConnector<HttpConnector>, ProxyBody> {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
@@ -189,12 +171,10 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamCo
             return Err(UpstreamConfigError::CaEmpty(path.into()));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|source| UpstreamConfigError::CaInvalid {
-                    path: path.into(),
-                    source,
-                })?;
+            roots.add(cert).map_err(|source| UpstreamConfigError::CaInvalid {
+                path: path.into(),
+                source,
+            })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

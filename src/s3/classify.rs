@@ -62,12 +62,7 @@ impl Classifier {
         Classifier { domains: list }
     }
 
-    pub fn classify<'a>(
-        &self,
-        method: &'a Method,
-        uri: &'a http::Uri,
-        headers: &'a HeaderMap,
-    ) -> RequestInfo<'a> {
+    pub fn classify<'a>(&self, method: &'a Method, uri: &'a http::Uri, headers: &'a HeaderMap) -> RequestInfo<'a> {
         let path = uri.path();
         let query = Query::parse(uri.query().unwrap_or(""));
         let host = headers
@@ -117,10 +112,8 @@ impl Classifier {
         self.domains.iter().find_map(|domain| {
             let prefix_len = name.len().checked_sub(domain.len() + 1)?;
             let (bucket, rest) = name.split_at(prefix_len);
-            (rest.as_bytes()[0] == b'.'
-                && rest[1..].eq_ignore_ascii_case(domain)
-                && !bucket.is_empty())
-            .then_some(bucket)
+            (rest.as_bytes()[0] == b'.' && rest[1..].eq_ignore_ascii_case(domain) && !bucket.is_empty())
+                .then_some(bucket)
         })
     }
 }
@@ -128,9 +121,7 @@ impl Classifier {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [::1]:9080
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -192,12 +183,7 @@ struct SubResource {
     delete: Option<Operation>,
 }
 
-const fn sub(
-    key: &'static str,
-    get: Option<Op>,
-    put: Option<Op>,
-    delete: Option<Op>,
-) -> SubResource {
+const fn sub(key: &'static str, get: Option<Op>, put: Option<Op>, delete: Option<Op>) -> SubResource {
     SubResource {
         key,
         get,
@@ -265,12 +251,7 @@ const BUCKET_SUBRESOURCES: &[SubResource] = &[
         Some(Op::DeleteBucketLifecycle),
     ),
     sub("location", Some(Op::GetBucketLocation), None, None),
-    sub(
-        "logging",
-        Some(Op::GetBucketLogging),
-        Some(Op::PutBucketLogging),
-        None,
-    ),
+    sub("logging", Some(Op::GetBucketLogging), Some(Op::PutBucketLogging), None),
     sub_with_id(
         "metrics",
         Op::GetBucketMetricsConfiguration,
@@ -415,11 +396,7 @@ fn object_operation(method: &Method, q: &Query<'_>, headers: &HeaderMap) -> Oper
             if let Some(op) = first_present(q, PUT_SUBS) {
                 op
             } else if q.has("partNumber") && q.has("uploadId") {
-                if copy {
-                    Op::UploadPartCopy
-                } else {
-                    Op::UploadPart
-                }
+                if copy { Op::UploadPartCopy } else { Op::UploadPart }
             } else if copy {
                 Op::CopyObject
             } else {
@@ -457,11 +434,7 @@ fn is_form_upload(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
 #[cfg(test)]
@@ -478,12 +451,7 @@ mod tests {
         key: Option<&'static str>,
     }
 
-    const fn c(
-        method: &'static str,
-        host: &'static str,
-        target: &'static str,
-        op: Operation,
-    ) -> Case {
+    const fn c(method: &'static str, host: &'static str, target: &'static str, op: Operation) -> Case {
         Case {
             method,
             host,
@@ -518,13 +486,7 @@ mod tests {
             c("PUT", IP, "/photos", Op::CreateBucket).at("photos", None),
             c("HEAD", IP, "/photos", Op::HeadBucket).at("photos", None),
             c("DELETE", IP, "/photos", Op::DeleteBucket).at("photos", None),
-            c(
-                "GET",
-                IP,
-                "/photos?list-type=2&prefix=thumbs%2F",
-                Op::ListObjectsV2,
-            )
-            .at("photos", None),
+            c("GET", IP, "/photos?list-type=2&prefix=thumbs%2F", Op::ListObjectsV2).at("photos", None),
             c("GET", IP, "/photos/?list-type=2", Op::ListObjectsV2).at("photos", None),
             c("GET", IP, "/photos?prefix=a&delimiter=%2F", Op::ListObjects).at("photos", None),
             c("GET", IP, "/photos?versions", Op::ListObjectVersions).at("photos", None),
@@ -535,21 +497,9 @@ mod tests {
             c("GET", IP, "/photos?tagging", Op::GetBucketTagging).at("photos", None),
             c("DELETE", IP, "/photos?tagging", Op::DeleteBucketTagging).at("photos", None),
             c("PUT", IP, "/photos?acl", Op::PutBucketAcl).at("photos", None),
-            c(
-                "GET",
-                IP,
-                "/photos?lifecycle",
-                Op::GetBucketLifecycleConfiguration,
-            )
-            .at("photos", None),
+            c("GET", IP, "/photos?lifecycle", Op::GetBucketLifecycleConfiguration).at("photos", None),
             c("DELETE", IP, "/photos?lifecycle", Op::DeleteBucketLifecycle).at("photos", None),
-            c(
-                "GET",
-                IP,
-                "/photos?inventory",
-                Op::ListBucketInventoryConfigurations,
-            )
-            .at("photos", None),
+            c("GET", IP, "/photos?inventory", Op::ListBucketInventoryConfigurations).at("photos", None),
             c(
                 "GET",
                 IP,
@@ -557,32 +507,14 @@ mod tests {
                 Op::GetBucketInventoryConfiguration,
             )
             .at("photos", None),
-            c(
-                "GET",
-                IP,
-                "/photos?object-lock",
-                Op::GetObjectLockConfiguration,
-            )
-            .at("photos", None),
+            c("GET", IP, "/photos?object-lock", Op::GetObjectLockConfiguration).at("photos", None),
             c("POST", IP, "/photos?delete", Op::DeleteObjects).at("photos", None),
-            c(
-                "POST",
-                IP,
-                "/photos?delete&x-id=DeleteObjects",
-                Op::DeleteObjects,
-            )
-            .at("photos", None),
+            c("POST", IP, "/photos?delete&x-id=DeleteObjects", Op::DeleteObjects).at("photos", None),
             c("POST", IP, "/photos", Op::PostObject)
                 .at("photos", None)
                 .with(&[("content-type", "multipart/form-data; boundary=xyz")]),
             c("GET", IP, "/photos/thumbs/a.jpg", Op::GetObject).at("photos", Some("thumbs/a.jpg")),
-            c(
-                "GET",
-                IP,
-                "/photos/thumbs/a.jpg?x-id=GetObject",
-                Op::GetObject,
-            )
-            .at("photos", Some("thumbs/a.jpg")),
+            c("GET", IP, "/photos/thumbs/a.jpg?x-id=GetObject", Op::GetObject).at("photos", Some("thumbs/a.jpg")),
             c("GET", IP, "/photos/a%20b%2Bc.txt", Op::GetObject).at("photos", Some("a b+c.txt")),
             c("GET", IP, "/photos/caf%C3%A9/%E2%9C%93", Op::GetObject).at("photos", Some("café/✓")),
             c("HEAD", IP, "/photos/a.jpg", Op::HeadObject).at("photos", Some("a.jpg")),
@@ -590,37 +522,13 @@ mod tests {
             c("PUT", IP, "/photos/a.jpg", Op::CopyObject)
                 .at("photos", Some("a.jpg"))
                 .with(COPY),
-            c(
-                "DELETE",
-                IP,
-                "/photos/a.jpg?x-id=DeleteObject",
-                Op::DeleteObject,
-            )
-            .at("photos", Some("a.jpg")),
+            c("DELETE", IP, "/photos/a.jpg?x-id=DeleteObject", Op::DeleteObject).at("photos", Some("a.jpg")),
             c("GET", IP, "/photos/a.jpg?tagging", Op::GetObjectTagging).at("photos", Some("a.jpg")),
             c("PUT", IP, "/photos/a.jpg?tagging", Op::PutObjectTagging).at("photos", Some("a.jpg")),
-            c(
-                "DELETE",
-                IP,
-                "/photos/a.jpg?tagging",
-                Op::DeleteObjectTagging,
-            )
-            .at("photos", Some("a.jpg")),
+            c("DELETE", IP, "/photos/a.jpg?tagging", Op::DeleteObjectTagging).at("photos", Some("a.jpg")),
             c("GET", IP, "/photos/a.jpg?acl", Op::GetObjectAcl).at("photos", Some("a.jpg")),
-            c(
-                "GET",
-                IP,
-                "/photos/a.jpg?attributes",
-                Op::GetObjectAttributes,
-            )
-            .at("photos", Some("a.jpg")),
-            c(
-                "POST",
-                IP,
-                "/photos/big.bin?uploads",
-                Op::CreateMultipartUpload,
-            )
-            .at("photos", Some("big.bin")),
+            c("GET", IP, "/photos/a.jpg?attributes", Op::GetObjectAttributes).at("photos", Some("a.jpg")),
+            c("POST", IP, "/photos/big.bin?uploads", Op::CreateMultipartUpload).at("photos", Some("big.bin")),
             c(
                 "POST",
                 IP,
@@ -643,15 +551,8 @@ mod tests {
             )
             .at("photos", Some("big.bin"))
             .with(COPY),
-            c("GET", IP, "/photos/big.bin?uploadId=abc", Op::ListParts)
-                .at("photos", Some("big.bin")),
-            c(
-                "POST",
-                IP,
-                "/photos/big.bin?uploadId=abc",
-                Op::CompleteMultipartUpload,
-            )
-            .at("photos", Some("big.bin")),
+            c("GET", IP, "/photos/big.bin?uploadId=abc", Op::ListParts).at("photos", Some("big.bin")),
+            c("POST", IP, "/photos/big.bin?uploadId=abc", Op::CompleteMultipartUpload).at("photos", Some("big.bin")),
             c(
                 "DELETE",
                 IP,
@@ -671,27 +572,9 @@ mod tests {
             // x-id is a hint only: the method and sub-resource decide.
             c("GET", IP, "/photos/a.jpg?x-id=PutObject", Op::GetObject).at("photos", Some("a.jpg")),
             // Virtual-hosted style: localhost is a base domain by default, s3.example.com configured.
-            c(
-                "GET",
-                "photos.localhost:9080",
-                "/thumbs/a.jpg",
-                Op::GetObject,
-            )
-            .at("photos", Some("thumbs/a.jpg")),
-            c(
-                "GET",
-                "photos.localhost:9080",
-                "/?list-type=2",
-                Op::ListObjectsV2,
-            )
-            .at("photos", None),
-            c(
-                "PUT",
-                "my.dotted.bucket.s3.example.com",
-                "/k",
-                Op::PutObject,
-            )
-            .at("my.dotted.bucket", Some("k")),
+            c("GET", "photos.localhost:9080", "/thumbs/a.jpg", Op::GetObject).at("photos", Some("thumbs/a.jpg")),
+            c("GET", "photos.localhost:9080", "/?list-type=2", Op::ListObjectsV2).at("photos", None),
+            c("PUT", "my.dotted.bucket.s3.example.com", "/k", Op::PutObject).at("my.dotted.bucket", Some("k")),
             c("HEAD", "photos.S3.Example.com", "/", Op::HeadBucket).at("photos", None),
             // The base domain itself and IPs are path-style.
             c("GET", "s3.example.com", "/photos/a", Op::GetObject).at("photos", Some("a")),
@@ -725,10 +608,7 @@ mod tests {
     #[test]
     fn every_subresource_maps_to_distinct_operations() {
         for s in BUCKET_SUBRESOURCES {
-            let ops: Vec<_> = [s.get, s.list, s.put, s.delete]
-                .into_iter()
-                .flatten()
-                .collect();
+            let ops: Vec<_> = [s.get, s.list, s.put, s.delete].into_iter().flatten().collect();
             assert!(!ops.is_empty(), "{} maps to nothing", s.key);
             for op in &ops {
                 assert_ne!(*op, Op::Unknown);

@@ -112,10 +112,7 @@ impl RequestIds {
         let mut raw = [0u8; 48];
         rng.fill(&mut raw[..]);
         let host_id = base64::engine::general_purpose::STANDARD.encode(raw);
-        RequestIds {
-            request_id,
-            host_id,
-        }
+        RequestIds { request_id, host_id }
     }
 }
 
@@ -154,10 +151,7 @@ impl S3ErrorResponse {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         if *method != Method::HEAD {
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/xml"),
-            );
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
         }
         headers.insert("x-amz-request-id", header_value(&ids.request_id));
         headers.insert("x-amz-id-2", header_value(&ids.host_id));
@@ -167,10 +161,7 @@ impl S3ErrorResponse {
                 http::header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs_f64().ceil() as u64),
             );
-            headers.insert(
-                "x-amz-retry-after",
-                HeaderValue::from(after.as_millis() as u64),
-            );
+            headers.insert("x-amz-retry-after", HeaderValue::from(after.as_millis() as u64));
         }
         response
     }
@@ -188,12 +179,7 @@ mod tests {
     #[test]
     fn table_is_consistent() {
         for (i, e) in ERROR_CODES.iter().enumerate() {
-            assert!(
-                (400..600).contains(&e.status),
-                "{} has status {}",
-                e.code,
-                e.status
-            );
+            assert!((400..600).contains(&e.status), "{} has status {}", e.code, e.status);
             assert!(!e.message.is_empty());
             assert!(
                 ERROR_CODES[i + 1..].iter().all(|o| o.code != e.code),

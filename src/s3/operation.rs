@@ -97,10 +97,7 @@ impl OperationSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Operation> {
-        Operation::ALL
-            .iter()
-            .copied()
-            .filter(move |op| self.contains(*op))
+        Operation::ALL.iter().copied().filter(move |op| self.contains(*op))
     }
 }
 
@@ -129,9 +126,7 @@ mod tests {
 
     #[test]
     fn set_membership() {
-        let set: OperationSet = [Operation::GetObject, Operation::Unknown]
-            .into_iter()
-            .collect();
+        let set: OperationSet = [Operation::GetObject, Operation::Unknown].into_iter().collect();
         assert!(set.contains(Operation::GetObject));
         assert!(set.contains(Operation::Unknown));
         assert!(!set.contains(Operation::PutObject));

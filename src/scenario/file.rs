@@ -67,10 +67,7 @@ impl FromStr for MethodName {
         if KNOWN.contains(&s) {
             Ok(MethodName(s.parse().expect("known methods parse")))
         } else {
-            Err(format!(
-                "unknown HTTP method `{s}`; use one of {}",
-                KNOWN.join(", ")
-            ))
+            Err(format!("unknown HTTP method `{s}`; use one of {}", KNOWN.join(", ")))
         }
     }
 }
@@ -102,13 +99,8 @@ impl<'de> Deserialize<'de> for RuleList {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList, A::Error> {
                 let mut rules: Vec<RuleFile> = Vec::new();
                 while let Some(mut rule) = seq.next_element::<RuleFile>()? {
-                    let name = rule
-                        .name
-                        .get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
-                    if rules
-                        .iter()
-                        .any(|r| r.name.as_deref() == Some(name.as_str()))
-                    {
+                    let name = rule.name.get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
+                    if rules.iter().any(|r| r.name.as_deref() == Some(name.as_str())) {
                         return Err(de::Error::custom(format!(
                             "two rules are named `{name}`; rule names must be unique"
                         )));
@@ -135,8 +127,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(name, value)| {
-                    let name = http::HeaderName::from_bytes(name.0.as_bytes())
-                        .expect("validated while parsing");
+                    let name = http::HeaderName::from_bytes(name.0.as_bytes()).expect("validated while parsing");
                     let matcher = if value == "*" {
                         HeaderMatch::Present
                     } else {
@@ -162,12 +153,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
             )
         })
         .collect();
-    Ok(Scenario::compile(
-        file.name,
-        file.description,
-        file.seed,
-        rules,
-    ))
+    Ok(Scenario::compile(file.name, file.description, file.seed, rules))
 }
 
 fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
@@ -242,61 +228,37 @@ rules:
         let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
         assert_eq!(
             names,
-            [
-                "throttle-reads",
-                "slow-writes",
-                "flaky-and-slow",
-                "dead-bucket",
-                "rst"
-            ]
+            ["throttle-reads", "slow-writes", "flaky-and-slow", "dead-bucket", "rst"]
         );
         // Index: rules naming one bucket are found by bucket, the rest by operation.
-        assert_eq!(
-            s.candidates(Operation::GetObject, Some("photos")),
-            (&[2][..], &[0][..])
-        );
+        assert_eq!(s.candidates(Operation::GetObject, Some("photos")), (&[2][..], &[0][..]));
         assert_eq!(
             s.candidates(Operation::GetObject, Some("archive")),
             (&[2][..], &[3][..])
         );
-        assert_eq!(
-            s.candidates(Operation::UploadPart, None),
-            (&[1, 2, 4][..], &[][..])
-        );
+        assert_eq!(s.candidates(Operation::UploadPart, None), (&[1, 2, 4][..], &[][..]));
     }
 
     #[test]
     fn errors_name_line_and_column() {
         let e = err("name: x\nrules:\n  - fault: {error: SlowDown}\n    probability: 1.7\n");
         assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
-        assert!(
-            e.message.contains("probability must be between 0 and 1"),
-            "{e}"
-        );
+        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
         assert!(e.to_string().starts_with("s.yaml:4:"), "{e}");
 
-        let e = err(
-            "name: x\nrules:\n  - match: {operation: [GetObject, GetObjects]}\n    fault: reset\n",
-        );
+        let e = err("name: x\nrules:\n  - match: {operation: [GetObject, GetObjects]}\n    fault: reset\n");
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-        assert!(
-            e.message.contains("unknown S3 operation `GetObjects`"),
-            "{e}"
-        );
+        assert!(e.message.contains("unknown S3 operation `GetObjects`"), "{e}");
 
         let e = err("name: x\nrules:\n  - fault: {error: Slowdown}\n");
-        assert!(
-            e.message.contains("unknown S3 error code `Slowdown`"),
-            "{e}"
-        );
+        assert!(e.message.contains("unknown S3 error code `Slowdown`"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
 
         let e = err("name: x\nrules:\n  - fault: reset\n    probabilty: 0.5\n");
         assert!(e.message.contains("unknown field `probabilty`"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
 
-        let e =
-            err("name: x\nrules:\n  - {name: a, fault: reset}\n  - {name: a, fault: blackhole}\n");
+        let e = err("name: x\nrules:\n  - {name: a, fault: reset}\n  - {name: a, fault: blackhole}\n");
         assert!(e.message.contains("two rules are named `a`"), "{e}");
 
         let e = err("name: x\nrules:\n  - match: {method: FETCH}\n    fault: reset\n");
@@ -314,11 +276,7 @@ rules:
 
     #[test]
     fn unnamed_rules_get_positional_names() {
-        let s = Scenario::parse(
-            "name: x\nrules:\n  - fault: reset\n  - fault: blackhole\n",
-            "s",
-        )
-        .unwrap();
+        let s = Scenario::parse("name: x\nrules:\n  - fault: reset\n  - fault: blackhole\n", "s").unwrap();
         assert_eq!(s.rules()[1].name(), "rule-2");
         assert!(!s.seed_given());
     }

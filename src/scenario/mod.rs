@@ -79,12 +79,7 @@ impl Scenario {
         file::parse(text, origin)
     }
 
-    pub(crate) fn compile(
-        name: String,
-        description: String,
-        seed: Option<u64>,
-        mut rules: Vec<Rule>,
-    ) -> Scenario {
+    pub(crate) fn compile(name: String, description: String, seed: Option<u64>, mut rules: Vec<Rule>) -> Scenario {
         let mut header_slots = HeaderSlots::default();
         for rule in &mut rules {
             rule.matcher.assign_header_slots(&mut header_slots);
@@ -93,25 +88,17 @@ impl Scenario {
         let mut by_bucket: HashMap<String, Vec<u32>> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             if let Some(bucket) = rule.matcher.literal_bucket() {
-                by_bucket
-                    .entry(bucket.to_owned())
-                    .or_default()
-                    .push(i as u32);
+                by_bucket.entry(bucket.to_owned()).or_default().push(i as u32);
             }
         }
-        let by_bucket = by_bucket
-            .into_iter()
-            .map(|(k, v)| (k, v.into_boxed_slice()))
-            .collect();
+        let by_bucket = by_bucket.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect();
         let by_operation = Operation::ALL
             .iter()
             .map(|op| {
                 rules
                     .iter()
                     .enumerate()
-                    .filter(|(_, r)| {
-                        r.matcher.literal_bucket().is_none() && r.matcher.may_match_operation(*op)
-                    })
+                    .filter(|(_, r)| r.matcher.literal_bucket().is_none() && r.matcher.may_match_operation(*op))
                     .map(|(i, _)| i as u32)
                     .collect()
             })
@@ -157,9 +144,7 @@ impl Scenario {
     /// two sorted index lists, to be merged.
     pub fn candidates(&self, op: Operation, bucket: Option<&str>) -> (&[u32], &[u32]) {
         let for_bucket = match bucket {
-            Some(b) if !self.by_bucket.is_empty() => {
-                self.by_bucket.get(b).map_or(&[][..], |v| &v[..])
-            }
+            Some(b) if !self.by_bucket.is_empty() => self.by_bucket.get(b).map_or(&[][..], |v| &v[..]),
             _ => &[],
         };
         (&self.by_operation[op as usize], for_bucket)

@@ -69,9 +69,7 @@ impl FromStr for DurationValue {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(DurationValue)
-            .map_err(|e| {
-                format!("invalid duration `{s}` ({e}); write it with a unit, e.g. 250ms, 2s, 5m")
-            })
+            .map_err(|e| format!("invalid duration `{s}` ({e}); write it with a unit, e.g. 250ms, 2s, 5m"))
     }
 }
 
@@ -94,7 +92,9 @@ impl FromStr for ByteSize {
         s.trim()
             .parse::<bytesize::ByteSize>()
             .map(|b| ByteSize(b.as_u64()))
-            .map_err(|e| format!("invalid size `{s}` ({e}); write bytes as a number or with a unit, e.g. 4096, 512KiB, 1MiB"))
+            .map_err(|e| {
+                format!("invalid size `{s}` ({e}); write bytes as a number or with a unit, e.g. 4096, 512KiB, 1MiB")
+            })
     }
 }
 
@@ -175,12 +175,8 @@ impl Glob {
             GlobKind::Any => true,
             GlobKind::Literal => self.pattern == s,
             // Compare one byte before calling memcmp: with many prefix rules, most differ there.
-            GlobKind::Prefix(p) => {
-                s.as_bytes().first() == p.as_bytes().first() && s.starts_with(p.as_str())
-            }
-            GlobKind::Suffix(p) => {
-                s.as_bytes().last() == p.as_bytes().last() && s.ends_with(p.as_str())
-            }
+            GlobKind::Prefix(p) => s.as_bytes().first() == p.as_bytes().first() && s.starts_with(p.as_str()),
+            GlobKind::Suffix(p) => s.as_bytes().last() == p.as_bytes().last() && s.ends_with(p.as_str()),
             GlobKind::Compiled(m) => m.is_match(s),
         }
     }
@@ -210,9 +206,7 @@ impl FromStr for Glob {
 
 impl<'de> Deserialize<'de> for Glob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FromStrVisitor::<Glob>::new(
-            "a glob such as `photos` or `thumbs/*`",
-        ))
+        d.deserialize_any(FromStrVisitor::<Glob>::new("a glob such as `photos` or `thumbs/*`"))
     }
 }
 
@@ -267,8 +261,7 @@ where
     T::Err: fmt::Display,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FromStrVisitor::<T>::new("a name"))
-            .map(Parsed)
+        d.deserialize_any(FromStrVisitor::<T>::new("a name")).map(Parsed)
     }
 }
 
@@ -329,22 +322,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "250ms".parse::<DurationValue>().unwrap().0,
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            "2s".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            "5m".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            "1m30s".parse::<DurationValue>().unwrap().0,
-            Duration::from_secs(90)
-        );
+        assert_eq!("250ms".parse::<DurationValue>().unwrap().0, Duration::from_millis(250));
+        assert_eq!("2s".parse::<DurationValue>().unwrap().0, Duration::from_secs(2));
+        assert_eq!("5m".parse::<DurationValue>().unwrap().0, Duration::from_secs(300));
+        assert_eq!("1m30s".parse::<DurationValue>().unwrap().0, Duration::from_secs(90));
         assert!("5".parse::<DurationValue>().is_err());
         assert!("fast".parse::<DurationValue>().is_err());
     }

@@ -15,60 +15,30 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf 
 #[test]
 fn validate_reports_file_line_column_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write(
-        &dir,
-        "good.yaml",
-        "name: ok\nrules:\n  - fault: {latency: 10ms}\n",
-    );
+    let good = write(&dir, "good.yaml", "name: ok\nrules:\n  - fault: {latency: 10ms}\n");
     let bad = write(
         &dir,
         "bad.yaml",
         "name: bad\nrules:\n  - name: r\n    match: {operation: GetObjects}\n    fault: reset\n",
     );
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(&good)
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("validate").arg(&good).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let expected = format!("{}:4:24: ", bad.display());
-    assert!(
-        stderr.contains(&expected),
-        "expected `{expected}` in {stderr}"
-    );
-    assert!(
-        stderr.contains("unknown S3 operation `GetObjects`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&expected), "expected `{expected}` in {stderr}");
+    assert!(stderr.contains("unknown S3 operation `GetObjects`"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("good.yaml: ok"));
 
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("validate").arg(&good).output().unwrap();
     assert!(out.status.success());
 }
 
 #[test]
 fn validate_accepts_the_shipped_scenarios() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let out = Command::new(BIN)
-        .arg("validate")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let out = Command::new(BIN).arg("validate").args(&files).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -88,14 +58,8 @@ fn run_refuses_a_bad_scenario() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("{}:4:18: ", bad.display())),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("probability must be between 0 and 1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:4:18: ", bad.display())), "{stderr}");
+    assert!(stderr.contains("probability must be between 0 and 1"), "{stderr}");
 }
 
 /// The README's first command: `s3chaos run` with no upstream serves an embedded store that
@@ -143,9 +107,7 @@ async fn run_without_upstream_serves_an_embedded_store() {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "ci",
-        ))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "ci"))
         .endpoint_url(format!("http://{addr}"))
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
@@ -158,18 +120,9 @@ async fn run_without_upstream_serves_an_embedded_store() {
         .send()
         .await
         .unwrap();
-    let got = c
-        .get_object()
-        .bucket("first")
-        .key("hello.txt")
-        .send()
-        .await
-        .unwrap();
+    let got = c.get_object().bucket("first").key("hello.txt").send().await.unwrap();
     assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"hi");
-    assert!(
-        dir.path().join("data/first").exists(),
-        "data is stored in --data-dir"
-    );
+    assert!(dir.path().join("data/first").exists(), "data is stored in --data-dir");
 
     child.kill().unwrap();
     child.wait().unwrap();

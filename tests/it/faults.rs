@@ -48,22 +48,14 @@ async fn slowdown_reaches_the_sdk_as_slowdown_and_is_retried() {
     assert_eq!(err.message(), Some("Please reduce your request rate."));
     let raw_resp = err.raw_response().expect("an HTTP response");
     assert_eq!(raw_resp.status().as_u16(), 503);
-    let request_id = raw_resp
-        .headers()
-        .get("x-amz-request-id")
-        .expect("x-amz-request-id");
+    let request_id = raw_resp.headers().get("x-amz-request-id").expect("x-amz-request-id");
     assert_eq!(request_id.len(), 16);
     // Standard retry mode: 3 attempts, all seen and faulted by the proxy.
     let stats = h.stats("throttle-hot");
     assert_eq!((stats.matched, stats.injected), (3, 3));
 
     // Other keys pass.
-    c.get_object()
-        .bucket("photos")
-        .key("cold/a.jpg")
-        .send()
-        .await
-        .unwrap();
+    c.get_object().bucket("photos").key("cold/a.jpg").send().await.unwrap();
     assert_eq!(h.stats("throttle-hot").matched, 3);
 }
 
@@ -78,10 +70,7 @@ async fn injected_error_is_s3_shaped_on_the_wire() {
     assert!(get.headers.contains_key("date"));
     let body = String::from_utf8(get.body.to_vec()).unwrap();
     let id = get.headers["x-amz-request-id"].to_str().unwrap();
-    assert!(
-        body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
-        "{body}"
-    );
+    assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{body}");
     for part in [
         "<Code>SlowDown</Code>".to_owned(),
         "<Message>Please reduce your request rate.</Message>".to_owned(),
@@ -155,10 +144,8 @@ async fn skip_lets_the_first_requests_through() {
 
 #[tokio::test]
 async fn latency_shows_in_measured_time() {
-    let h = Harness::start(
-        "name: slow\nrules:\n  - match: {operation: HeadObject}\n    fault: {latency: 300ms}\n",
-    )
-    .await;
+    let h =
+        Harness::start("name: slow\nrules:\n  - match: {operation: HeadObject}\n    fault: {latency: 300ms}\n").await;
     seed_object(&h, "bkt", "k", 10).await;
     let c = h.client();
     let start = Instant::now();
@@ -172,7 +159,10 @@ async fn latency_shows_in_measured_time() {
 
 #[tokio::test]
 async fn latency_then_error_in_one_rule_adds_up() {
-    let h = Harness::start("name: both\nrules:\n  - {fault: {latency: 200ms}}\n  - {fault: {latency: 100ms, error: SlowDown}}\n").await;
+    let h = Harness::start(
+        "name: both\nrules:\n  - {fault: {latency: 200ms}}\n  - {fault: {latency: 100ms, error: SlowDown}}\n",
+    )
+    .await;
     let start = Instant::now();
     let r = raw("GET", &h.url("/bkt/k")).await;
     assert_eq!(r.status, 503);
@@ -185,9 +175,7 @@ async fn latency_then_error_in_one_rule_adds_up() {
 
 #[tokio::test]
 async fn blackhole_ends_in_the_clients_own_timeout() {
-    let h =
-        Harness::start("name: bh\nrules:\n  - match: {bucket: archive}\n    fault: blackhole\n")
-            .await;
+    let h = Harness::start("name: bh\nrules:\n  - match: {bucket: archive}\n    fault: blackhole\n").await;
     let c = h.client_with(|b| {
         b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .timeout_config(
@@ -197,12 +185,7 @@ async fn blackhole_ends_in_the_clients_own_timeout() {
             )
     });
     let start = Instant::now();
-    let err = c
-        .list_objects_v2()
-        .bucket("archive")
-        .send()
-        .await
-        .unwrap_err();
+    let err = c.list_objects_v2().bucket("archive").send().await.unwrap_err();
     assert!(
         matches!(err, SdkError::TimeoutError(_)),
         "expected the client's timeout, got {err:?}"
@@ -241,10 +224,8 @@ async fn blackhole_holds_the_connection_until_the_client_leaves() {
 
 #[tokio::test]
 async fn reset_is_a_connection_error() {
-    let h = Harness::start(
-        "name: rst\nrules:\n  - name: rst\n    match: {operation: PutObject}\n    fault: reset\n",
-    )
-    .await;
+    let h =
+        Harness::start("name: rst\nrules:\n  - name: rst\n    match: {operation: PutObject}\n    fault: reset\n").await;
     let c = h.client();
     c.create_bucket().bucket("bkt").send().await.unwrap();
     let err = c
@@ -270,15 +251,15 @@ async fn reset_is_a_connection_error() {
     let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await
         .unwrap();
-    assert_eq!(
-        read.map_err(|e| e.kind()),
-        Err(std::io::ErrorKind::ConnectionReset)
-    );
+    assert_eq!(read.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
 }
 
 #[tokio::test]
 async fn reset_mid_body_cuts_the_download() {
-    let h = Harness::start("name: rst\nrules:\n  - match: {operation: GetObject}\n    fault: {reset: {after_bytes: 64KiB}}\n").await;
+    let h = Harness::start(
+        "name: rst\nrules:\n  - match: {operation: GetObject}\n    fault: {reset: {after_bytes: 64KiB}}\n",
+    )
+    .await;
     let body = seed_object(&h, "bkt", "big", 1024 * 1024).await;
 
     // A presigned URL, so the upstream (which checks signatures) serves the object.
@@ -287,9 +268,7 @@ async fn reset_mid_body_cuts_the_download() {
         .get_object()
         .bucket("bkt")
         .key("big")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap(),
-        )
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
         .await
         .unwrap();
     let uri: http::Uri = presigned.uri().parse().unwrap();
@@ -326,22 +305,11 @@ async fn reset_mid_body_cuts_the_download() {
         "{head}"
     );
     let received = &got[text_end..];
-    assert_eq!(
-        received.len(),
-        64 * 1024,
-        "exactly after_bytes of body before the RST"
-    );
+    assert_eq!(received.len(), 64 * 1024, "exactly after_bytes of body before the RST");
     assert!(received == &body[..received.len()]);
 
     // The SDK sees the download fail.
-    let out = h
-        .client()
-        .get_object()
-        .bucket("bkt")
-        .key("big")
-        .send()
-        .await
-        .unwrap();
+    let out = h.client().get_object().bucket("bkt").key("big").send().await.unwrap();
     assert!(out.body.collect().await.is_err());
 }
 
@@ -351,8 +319,7 @@ async fn seed_replays_the_same_faults() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let h = Harness::start(scenario).await;
-        let c =
-            h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
         c.create_bucket().bucket("bkt").send().await.unwrap();
         let mut outcomes = Vec::new();
         for _ in 0..40 {
@@ -360,10 +327,7 @@ async fn seed_replays_the_same_faults() {
         }
         runs.push(outcomes);
     }
-    assert_eq!(
-        runs[0], runs[1],
-        "same seed, same request sequence, same faults"
-    );
+    assert_eq!(runs[0], runs[1], "same seed, same request sequence, same faults");
     let failures = runs[0].iter().filter(|ok| !**ok).count();
     assert!(
         (8..=32).contains(&failures),
@@ -378,8 +342,7 @@ async fn unreachable_upstream_is_503_service_unavailable_and_proxy_keeps_serving
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let upstream =
-        s3chaos::proxy::Upstream::new(&format!("http://{dead}"), &Default::default()).unwrap();
+    let upstream = s3chaos::proxy::Upstream::new(&format!("http://{dead}"), &Default::default()).unwrap();
     let (addr, _engine, task) = crate::harness::start_proxy(upstream, "name: none\n").await;
     let c = client_for(addr, |b| {
         b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())

@@ -66,10 +66,7 @@ impl Harness {
         client_for(self.proxy, |c| c)
     }
 
-    pub fn client_with(
-        &self,
-        f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder,
-    ) -> Client {
+    pub fn client_with(&self, f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder) -> Client {
         client_for(self.proxy, f)
     }
 
@@ -91,10 +88,7 @@ impl Harness {
     }
 }
 
-pub async fn start_proxy(
-    upstream: Arc<Upstream>,
-    scenario: &str,
-) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
+pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
     let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
     let engine = Arc::new(Engine::new(scenario));
     let shared = Shared {
@@ -154,8 +148,7 @@ pub struct RawResponse {
 
 /// Sends one unsigned request (for checks on the wire format, not on S3 semantics).
 pub async fn raw(method: &str, url: &str) -> RawResponse {
-    let client: HyperClient<HttpConnector, Full<Bytes>> =
-        HyperClient::builder(TokioExecutor::new()).build_http();
+    let client: HyperClient<HttpConnector, Full<Bytes>> = HyperClient::builder(TokioExecutor::new()).build_http();
     let req = http::Request::builder()
         .method(method)
         .uri(url)
@@ -165,9 +158,5 @@ pub async fn raw(method: &str, url: &str) -> RawResponse {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
+    RawResponse { status, headers, body }
 }

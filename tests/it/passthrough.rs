@@ -19,8 +19,7 @@ const KEYS: &[&str] = &[
 #[tokio::test]
 async fn objects_round_trip_byte_exact_with_direct_etags() {
     // A rule that never matches: the engine runs on every request but passes all of them.
-    let h =
-        Harness::start("name: idle\nrules:\n  - {match: {bucket: other}, fault: reset}\n").await;
+    let h = Harness::start("name: idle\nrules:\n  - {match: {bucket: other}, fault: reset}\n").await;
     let (proxied, direct) = (h.client(), h.direct());
     proxied.create_bucket().bucket("data").send().await.unwrap();
 
@@ -47,28 +46,13 @@ async fn objects_round_trip_byte_exact_with_direct_etags() {
             .unwrap();
         assert_eq!(put.e_tag(), direct_put.e_tag(), "ETag of {key}");
 
-        let got = proxied
-            .get_object()
-            .bucket("data")
-            .key(*key)
-            .send()
-            .await
-            .unwrap();
+        let got = proxied.get_object().bucket("data").key(*key).send().await.unwrap();
         assert_eq!(got.e_tag(), put.e_tag());
         assert_eq!(got.content_length(), Some(body.len() as i64));
         let bytes = got.body.collect().await.unwrap().into_bytes();
-        assert!(
-            bytes == body,
-            "proxied GET of {key} returned different bytes"
-        );
+        assert!(bytes == body, "proxied GET of {key} returned different bytes");
 
-        let stored = direct
-            .get_object()
-            .bucket("data")
-            .key(*key)
-            .send()
-            .await
-            .unwrap();
+        let stored = direct.get_object().bucket("data").key(*key).send().await.unwrap();
         assert!(
             stored.body.collect().await.unwrap().into_bytes() == body,
             "upstream stored different bytes for {key}"
@@ -87,18 +71,9 @@ async fn objects_round_trip_byte_exact_with_direct_etags() {
     assert_eq!(via_proxy, via_direct);
 
     for key in KEYS {
-        proxied
-            .delete_object()
-            .bucket("data")
-            .key(*key)
-            .send()
-            .await
-            .unwrap();
+        proxied.delete_object().bucket("data").key(*key).send().await.unwrap();
         let head = direct.head_object().bucket("data").key(*key).send().await;
-        assert!(
-            head.is_err(),
-            "{key} still exists upstream after a proxied delete"
-        );
+        assert!(head.is_err(), "{key} still exists upstream after a proxied delete");
     }
     assert_eq!(h.stats("rule-1").matched, 0);
 }
@@ -107,12 +82,7 @@ async fn objects_round_trip_byte_exact_with_direct_etags() {
 async fn multipart_upload_matches_direct() {
     let h = Harness::start("name: none\n").await;
     let (proxied, direct) = (h.client(), h.direct());
-    proxied
-        .create_bucket()
-        .bucket("multi")
-        .send()
-        .await
-        .unwrap();
+    proxied.create_bucket().bucket("multi").send().await.unwrap();
     let parts = [
         random_bytes(5 * 1024 * 1024, 1),
         random_bytes(5 * 1024 * 1024, 2),
@@ -159,11 +129,7 @@ async fn multipart_upload_matches_direct() {
             .bucket("multi")
             .key(key)
             .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(done))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
             .send()
             .await
             .unwrap();
@@ -251,12 +217,7 @@ async fn sigv4_is_still_checked_upstream() {
     // The proxy must not make a bad signature pass, nor break a good one: a client with the
     // wrong secret is refused by the upstream through the proxy.
     let h = Harness::start("name: none\n").await;
-    h.client()
-        .create_bucket()
-        .bucket("auth")
-        .send()
-        .await
-        .unwrap();
+    h.client().create_bucket().bucket("auth").send().await.unwrap();
     let wrong = client_for(h.proxy, |b| {
         b.credentials_provider(aws_sdk_s3::config::Credentials::new(
             crate::harness::ACCESS_KEY,
@@ -268,12 +229,7 @@ async fn sigv4_is_still_checked_upstream() {
     });
     let err = wrong.head_bucket().bucket("auth").send().await.unwrap_err();
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
-    let err = wrong
-        .list_objects_v2()
-        .bucket("auth")
-        .send()
-        .await
-        .unwrap_err();
+    let err = wrong.list_objects_v2().bucket("auth").send().await.unwrap_err();
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"));
 }
 
@@ -288,12 +244,7 @@ async fn presigned_put_with_expect_continue_passes() {
         .put_object()
         .bucket("pre")
         .key("greeting.txt")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
-                60,
-            ))
-            .unwrap(),
-        )
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(60)).unwrap())
         .await
         .unwrap();
     let uri: http::Uri = presigned.uri().parse().unwrap();
@@ -313,10 +264,7 @@ async fn presigned_put_with_expect_continue_passes() {
         .unwrap()
         .unwrap();
     let interim = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(
-        interim.starts_with("HTTP/1.1 100 Continue"),
-        "got {interim:?}"
-    );
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "got {interim:?}");
     s.write_all(body).await.unwrap();
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
         .await
@@ -325,12 +273,6 @@ async fn presigned_put_with_expect_continue_passes() {
     let fin = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(fin.starts_with("HTTP/1.1 200"), "got {fin:?}");
 
-    let got = c
-        .get_object()
-        .bucket("pre")
-        .key("greeting.txt")
-        .send()
-        .await
-        .unwrap();
+    let got = c.get_object().bucket("pre").key("greeting.txt").send().await.unwrap();
     assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], body);
 }

@@ -18,30 +18,15 @@ fn scenario_files() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_scenario_loads_and_is_documented() {
     let files = scenario_files();
-    assert!(
-        files.len() >= 3,
-        "at least three scenarios ship, found {files:?}"
-    );
+    assert!(files.len() >= 3, "at least three scenarios ship, found {files:?}");
     for file in files {
         let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            !scenario.rules().is_empty(),
-            "{} has no rules",
-            file.display()
-        );
+        assert!(!scenario.rules().is_empty(), "{} has no rules", file.display());
         let text = std::fs::read_to_string(&file).unwrap();
         let stem = file.file_stem().unwrap().to_str().unwrap();
-        assert_eq!(
-            scenario.name(),
-            stem,
-            "the scenario's name matches its file name"
-        );
+        assert_eq!(scenario.name(), stem, "the scenario's name matches its file name");
         for section in ["What it reproduces:", "What a resilient client does:"] {
-            assert!(
-                text.contains(section),
-                "{} lacks a `{section}` comment",
-                file.display()
-            );
+            assert!(text.contains(section), "{} lacks a `{section}` comment", file.display());
         }
     }
 }
@@ -49,10 +34,8 @@ fn every_shipped_scenario_loads_and_is_documented() {
 #[tokio::test]
 async fn dead_bucket_hangs_archive_only() {
     use std::time::Duration;
-    let text = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dead-bucket.yaml"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dead-bucket.yaml")).unwrap();
     let h = crate::harness::Harness::start(&text).await;
     let c = h.client_with(|b| {
         b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
@@ -70,10 +53,8 @@ async fn dead_bucket_hangs_archive_only() {
 
 #[tokio::test]
 async fn slowdown_storm_throttles_the_hot_prefix_only() {
-    let text = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/slowdown-storm.yaml"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/slowdown-storm.yaml"))
+        .unwrap();
     let h = crate::harness::Harness::start(&text).await;
     let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
     c.create_bucket().bucket("bkt").send().await.unwrap();
@@ -89,21 +70,8 @@ async fn slowdown_storm_throttles_the_hot_prefix_only() {
     }
     let mut hot_failures = 0;
     for _ in 0..100 {
-        assert!(
-            c.head_object()
-                .bucket("bkt")
-                .key("cold/k")
-                .send()
-                .await
-                .is_ok()
-        );
-        if c.head_object()
-            .bucket("bkt")
-            .key("hot/k")
-            .send()
-            .await
-            .is_err()
-        {
+        assert!(c.head_object().bucket("bkt").key("cold/k").send().await.is_ok());
+        if c.head_object().bucket("bkt").key("hot/k").send().await.is_err() {
             hot_failures += 1;
         }
     }

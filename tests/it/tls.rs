@@ -57,9 +57,7 @@ async fn start_tls_store() -> TlsStore {
             let (acceptor, service) = (acceptor.clone(), service.clone());
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(socket).await {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
                 }
             });
         }
@@ -95,13 +93,7 @@ async fn https_upstream_trusted_through_upstream_ca() {
         .send()
         .await
         .unwrap();
-    let got = c
-        .get_object()
-        .bucket("tls-bkt")
-        .key("k")
-        .send()
-        .await
-        .unwrap();
+    let got = c.get_object().bucket("tls-bkt").key("k").send().await.unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes() == body);
     drop(task);
 
