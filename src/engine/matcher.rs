@@ -80,6 +80,14 @@ impl Matcher {
         self.bucket.as_ref().and_then(Glob::literal)
     }
 
+    /// The first header this rule requires an exact value of: its slot and the value.
+    pub fn exact_header(&self) -> Option<(usize, &[u8])> {
+        self.headers.iter().find_map(|(_, slot, want)| match want {
+            HeaderMatch::Exact(v) => Some((*slot, v.as_bytes())),
+            HeaderMatch::Present => None,
+        })
+    }
+
     /// Used to index rules by operation when the scenario is compiled.
     pub fn may_match_operation(&self, op: Operation) -> bool {
         self.operations.is_none_or(|set| set.contains(op))

@@ -10,6 +10,7 @@
 //! with no lock on the hot path.
 
 mod draw;
+pub mod index;
 pub mod matcher;
 
 use std::sync::Arc;
@@ -46,29 +47,6 @@ pub struct RuleStats {
     pub injected: u64,
 }
 
-/// Walks two ascending index lists as one ascending list (file order).
-fn merge_sorted<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        let next = match (a.get(i), b.get(j)) {
-            (Some(&x), Some(&y)) if x < y => {
-                i += 1;
-                x
-            }
-            (_, Some(&y)) => {
-                j += 1;
-                y
-            }
-            (Some(&x), None) => {
-                i += 1;
-                x
-            }
-            (None, None) => return None,
-        };
-        Some(next as usize)
-    })
-}
-
 pub struct Engine {
     current: ArcSwap<Scenario>,
 }
@@ -97,21 +75,23 @@ impl Engine {
     /// Decides which rules fire for `req`. `None`, the common case, allocates nothing.
     pub fn decide(&self, req: &RequestInfo<'_>) -> Option<Decision> {
         let scenario = self.current.load();
-        let (by_operation, by_bucket) = scenario.candidates(req.operation, req.bucket.as_deref());
-        if by_operation.is_empty() && by_bucket.is_empty() {
+        if scenario.rules().is_empty() {
             return None;
         }
-        let header_values = scenario.header_slots().values(req.headers);
         let mut fired: Vec<(usize, Draw)> = Vec::new();
-        for index in merge_sorted(by_operation, by_bucket) {
-            let rule = &scenario.rules()[index];
-            if !rule.matcher().matches(req, &header_values) {
-                continue;
-            }
-            if let Some(draw) = rule.roll(scenario.seed(), index) {
-                fired.push((index, draw));
-                if rule.faults().is_terminal() {
-                    break;
+        {
+            let header_values = scenario.header_slots().values(req.headers);
+            let lists = scenario.index().candidates(req, &header_values);
+            for index in index::merge_sorted(&lists) {
+                let rule = &scenario.rules()[index];
+                if !rule.matcher().matches(req, &header_values) {
+                    continue;
+                }
+                if let Some(draw) = rule.roll(scenario.seed(), index) {
+                    fired.push((index, draw));
+                    if rule.faults().is_terminal() {
+                        break;
+                    }
                 }
             }
         }
@@ -133,13 +113,6 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::s3::Classifier;
-
-    #[test]
-    fn merge_keeps_file_order() {
-        let merged: Vec<_> = merge_sorted(&[0, 3, 4, 9], &[1, 2, 5]).collect();
-        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 9]);
-        assert_eq!(merge_sorted(&[], &[7]).collect::<Vec<_>>(), [7]);
-    }
 
     fn fired(engine: &Engine, method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<String> {
         let method: http::Method = method.parse().unwrap();

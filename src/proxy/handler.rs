@@ -53,16 +53,17 @@ pub(super) async fn handle(
     }
 
     // Phase 4: upstream.
+    // Kept for the error answer if the upstream fails; both clones are reference counts.
     let method = req.method().clone();
-    let resource = req.uri().path().to_owned();
+    let uri = req.uri().clone();
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let upstream_req = Request::from_parts(parts, body::stream(incoming));
     let response = match shared.upstream.send(upstream_req).await {
         Ok(response) => response,
         Err(e) => {
-            tracing::warn!(upstream = %shared.upstream.origin(), error = %error_chain(&e), %method, %resource, "upstream unavailable; answering 503 ServiceUnavailable");
-            return Ok(upstream_unavailable(&method, &resource));
+            tracing::warn!(upstream = %shared.upstream.origin(), error = %error_chain(&e), %method, resource = uri.path(), "upstream unavailable; answering 503 ServiceUnavailable");
+            return Ok(upstream_unavailable(&method, uri.path()));
         }
     };
 

@@ -10,9 +10,24 @@ use http::header::{
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Removes hop-by-hop headers, including any the `Connection` header names. Costs nothing
-/// when none is present, which is the common case with SDKs.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers, including any the `Connection` header names. One pass over
+/// the (few) headers finds whether there is anything to do; SDK requests usually have none.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(listed) = headers.get(CONNECTION).cloned() {
         // `Connection: keep-alive, x-foo` names further hop-by-hop headers.
         if let Ok(listed) = listed.to_str() {
@@ -23,17 +38,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }

@@ -230,13 +230,6 @@ rules:
             names,
             ["throttle-reads", "slow-writes", "flaky-and-slow", "dead-bucket", "rst"]
         );
-        // Index: rules naming one bucket are found by bucket, the rest by operation.
-        assert_eq!(s.candidates(Operation::GetObject, Some("photos")), (&[2][..], &[0][..]));
-        assert_eq!(
-            s.candidates(Operation::GetObject, Some("archive")),
-            (&[2][..], &[3][..])
-        );
-        assert_eq!(s.candidates(Operation::UploadPart, None), (&[1, 2, 4][..], &[][..]));
     }
 
     #[test]

@@ -9,16 +9,15 @@
 mod file;
 pub mod values;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::Draw;
 use crate::engine::RuleStats;
+use crate::engine::index::RuleIndex;
 use crate::engine::matcher::{HeaderSlots, Matcher};
 use crate::faults::FaultList;
-use crate::s3::Operation;
 use values::Probability;
 
 /// A scenario file that could not be loaded, with where the problem is.
@@ -49,12 +48,7 @@ pub struct Scenario {
     seed_given: bool,
     rules: Vec<Rule>,
     header_slots: HeaderSlots,
-    /// For each operation (by discriminant), the indices of the rules that can match it, in
-    /// file order. Rules that do not name operations appear in every list.
-    by_operation: Vec<Box<[u32]>>,
-    /// Rules that name one bucket exactly, by that bucket, in file order. They are not in
-    /// `by_operation`, so a request only meets the bucket rules of its own bucket.
-    by_bucket: HashMap<String, Box<[u32]>>,
+    index: RuleIndex,
 }
 
 impl Scenario {
@@ -84,25 +78,7 @@ impl Scenario {
         for rule in &mut rules {
             rule.matcher.assign_header_slots(&mut header_slots);
         }
-        // Rules naming one bucket exactly are indexed by that bucket; the others by operation.
-        let mut by_bucket: HashMap<String, Vec<u32>> = HashMap::new();
-        for (i, rule) in rules.iter().enumerate() {
-            if let Some(bucket) = rule.matcher.literal_bucket() {
-                by_bucket.entry(bucket.to_owned()).or_default().push(i as u32);
-            }
-        }
-        let by_bucket = by_bucket.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect();
-        let by_operation = Operation::ALL
-            .iter()
-            .map(|op| {
-                rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.matcher.literal_bucket().is_none() && r.matcher.may_match_operation(*op))
-                    .map(|(i, _)| i as u32)
-                    .collect()
-            })
-            .collect();
+        let index = RuleIndex::build(rules.iter().map(|r| &r.matcher));
         Scenario {
             name,
             description,
@@ -110,8 +86,7 @@ impl Scenario {
             seed_given: seed.is_some(),
             rules,
             header_slots,
-            by_operation,
-            by_bucket,
+            index,
         }
     }
 
@@ -140,14 +115,9 @@ impl Scenario {
         &self.header_slots
     }
 
-    /// The rules that can match a request for `op` on `bucket`, in evaluation (file) order:
-    /// two sorted index lists, to be merged.
-    pub fn candidates(&self, op: Operation, bucket: Option<&str>) -> (&[u32], &[u32]) {
-        let for_bucket = match bucket {
-            Some(b) if !self.by_bucket.is_empty() => self.by_bucket.get(b).map_or(&[][..], |v| &v[..]),
-            _ => &[],
-        };
-        (&self.by_operation[op as usize], for_bucket)
+    /// Finds the rules a request can meet (see [`RuleIndex`]).
+    pub fn index(&self) -> &RuleIndex {
+        &self.index
     }
 }
 

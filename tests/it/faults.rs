@@ -357,3 +357,29 @@ async fn unreachable_upstream_is_503_service_unavailable_and_proxy_keeps_serving
     assert!(head.body.is_empty());
     drop(task);
 }
+
+#[tokio::test]
+async fn hanging_upstream_times_out_as_503() {
+    // An upstream that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let options = s3chaos::proxy::UpstreamOptions {
+        response_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let upstream = s3chaos::proxy::Upstream::new(&format!("http://{hung}"), &options).unwrap();
+    let (addr, _engine, handle) = crate::harness::start_proxy(upstream, "name: none\n").await;
+    let start = Instant::now();
+    let r = raw("GET", &format!("http://{addr}/bkt/k")).await;
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("<Code>ServiceUnavailable</Code>"));
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    drop(handle);
+    holder.abort();
+}
