@@ -68,9 +68,8 @@ pub(super) async fn handle(
     };
 
     // Phase 5: response body faults.
-    let (mut parts, incoming) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let mut body = body::stream(incoming);
     if let Some(decision) = &decision {
         for (rule, _) in decision.fired() {
             for fault in rule.faults().iter() {

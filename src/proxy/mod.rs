@@ -13,6 +13,7 @@ pub mod body;
 pub mod conn;
 mod handler;
 pub mod headers;
+mod pool;
 pub mod upstream;
 
 use std::net::SocketAddr;

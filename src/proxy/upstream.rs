@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::ProxyBody;
+use super::body::{BoxError, ProxyBody};
+use super::pool::ConnPool;
 
 /// Why an upstream could not be set up (a start-up error, reported before serving).
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +33,7 @@ pub enum UpstreamError {
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("upstream request failed: {0}")]
-    Failed(#[from] hyper_util::client::legacy::Error),
+    Failed(BoxError),
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +59,7 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     connector: HttpsConnector<HttpConnector>,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    pool: Arc<ConnPool>,
     response_timeout: Duration,
 }
 
@@ -97,9 +95,9 @@ impl Upstream {
             .enable_http1()
             .wrap_connector(http);
         Ok(Arc::new(Upstream {
+            pool: ConnPool::new(connector.clone(), origin_uri(&scheme, &authority)),
             scheme,
             authority,
-            client: new_client(connector.clone()),
             connector,
             response_timeout: options.response_timeout,
         }))
@@ -111,7 +109,7 @@ impl Upstream {
         Upstream {
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
-            client: new_client(self.connector.clone()),
+            pool: ConnPool::new(self.connector.clone(), origin_uri(&self.scheme, &self.authority)),
             connector: self.connector.clone(),
             response_timeout: self.response_timeout,
         }
@@ -124,31 +122,35 @@ impl Upstream {
 
     /// Sends `req` upstream. Its URI's path and query are kept byte for byte and its headers
     /// as given (including `Host`, which the client signed).
-    pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("scheme, authority and path were each valid");
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Ok(result) => Ok(result?),
+    pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<ProxyBody>, UpstreamError> {
+        // Origin-form on the wire (`/bucket/key?query`), byte for byte as the client sent it.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let path_and_query = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path_and_query);
+        }
+        if !req.headers().contains_key(http::header::HOST) {
+            // Only an HTTP/1.0 client omits it; SigV4 clients always sign one.
+            let host = http::HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid header");
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        match tokio::time::timeout(self.response_timeout, self.pool.send(req)).await {
+            Ok(result) => result.map_err(UpstreamError::Failed),
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
         }
     }
 }
 
-fn new_client(connector: HttpsConnector<HttpConnector>) -> Client<HttpsConnector<HttpConnector>, ProxyBody> {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
+fn origin_uri(scheme: &Scheme, authority: &Authority) -> Uri {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .expect("scheme and authority were each valid")
 }
 
 /// rustls with the `ring` provider (builds anywhere with a C compiler, no CMake), trusting

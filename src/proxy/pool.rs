@@ -1,0 +1,158 @@
+//! A worker's pool of kept-alive upstream connections.
+//!
+//! hyper-util's general-purpose pool spawns a task per request to return a connection and
+//! shares its state behind a lock across threads; a proxy worker needs neither. Here each
+//! worker owns its pool: a request takes an idle connection (or opens one), and the
+//! connection goes back when the response body has been read to its end. A response whose
+//! body is dropped early leaves its connection to close, as HTTP/1.1 requires.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+use super::body::{BoxError, ProxyBody};
+
+/// Idle connections kept per worker; more are closed when they come back.
+const MAX_IDLE: usize = 512;
+/// Attempts to send on a pooled connection the upstream closed meanwhile (the request was
+/// never written, so sending it again is safe).
+const ATTEMPTS: usize = 3;
+
+pub struct ConnPool {
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority` of the upstream, for the connector.
+    target: Uri,
+    idle: Mutex<Vec<SendRequest<ProxyBody>>>,
+}
+
+impl ConnPool {
+    pub fn new(connector: HttpsConnector<HttpConnector>, target: Uri) -> Arc<ConnPool> {
+        Arc::new(ConnPool {
+            connector,
+            target,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends `req` on a pooled connection and returns the response with a body that gives
+    /// the connection back when it ends.
+    pub async fn send(self: &Arc<Self>, mut req: Request<ProxyBody>) -> Result<Response<ProxyBody>, BoxError> {
+        for _ in 0..ATTEMPTS {
+            let mut sender = self.checkout().await?;
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let pool = self.clone();
+                    return Ok(response.map(|body| {
+                        ProxyBody::new(PooledBody {
+                            inner: body,
+                            sender: Some(sender),
+                            pool,
+                        })
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        Err("upstream connections kept closing before the request could be sent".into())
+    }
+
+    async fn checkout(&self) -> Result<SendRequest<ProxyBody>, BoxError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(mut sender) if !sender.is_closed() => {
+                    if sender.ready().await.is_ok() {
+                        return Ok(sender);
+                    }
+                }
+                Some(_) => {}
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<ProxyBody>, BoxError> {
+        let io = self.connector.clone().call(self.target.clone()).await?;
+        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn give_back(&self, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+}
+
+/// The upstream's response body; returns its connection to the pool at the end.
+struct PooledBody {
+    inner: Incoming,
+    sender: Option<SendRequest<ProxyBody>>,
+    pool: Arc<ConnPool>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.pool.give_back(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match frame {
+            None => {
+                self.release();
+                Poll::Ready(None)
+            }
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+            Some(Err(e)) => {
+                self.sender = None; // A broken exchange: the connection is not reused.
+                Poll::Ready(Some(Err(e.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body never polled because it was empty (HEAD, 204, 304) still ended cleanly.
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}
