@@ -315,8 +315,8 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "4 KiB GETs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed\n",
-        s.wrk_seconds, s.rounds
+        "4 KiB GETs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed, median of {}\n",
+        s.wrk_seconds, s.rounds, s.transfers
     );
     let _ = write!(out, "{:<34}", "");
     for t in TARGETS {
