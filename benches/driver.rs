@@ -149,45 +149,33 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
             ("s3chaos-1000", Some(&scenarios.thousand)),
             ("s3chaos-1pct", Some(&scenarios.one_percent)),
         ] {
-            let p = free_port()?;
-            let mut cmd = Command::new(bin);
-            cmd.args(["run", "--listen"])
-                .arg(p.to_string())
-                .arg("--upstream")
-                .arg(format!("http://{upstream}"));
-            cmd.arg("--workers").arg(s.workers.to_string());
-            if let Some(file) = scenario {
-                cmd.arg("--scenario").arg(file);
-            }
-            cmd.env("RUST_LOG", "warn");
-            procs.spawn(&format!("{target}-{upstream_name}"), &mut cmd)?;
+            let p = spawn_s3chaos(
+                procs,
+                bin,
+                &format!("{target}-{upstream_name}"),
+                upstream,
+                s.workers,
+                scenario,
+            )?;
             ports.insert((upstream_name, target), p);
         }
     }
-    let latency_port = free_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.args(["run", "--listen"])
-        .arg(latency_port.to_string())
-        .arg("--upstream")
-        .arg(format!("http://{static_up}"));
-    cmd.arg("--workers")
-        .arg(s.workers.to_string())
-        .arg("--scenario")
-        .arg(&scenarios.all_50ms)
-        .env("RUST_LOG", "warn");
-    procs.spawn("s3chaos-50ms", &mut cmd)?;
-    let blackhole_port = free_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.args(["run", "--listen"])
-        .arg(blackhole_port.to_string())
-        .arg("--upstream")
-        .arg(format!("http://{static_up}"));
-    cmd.arg("--workers")
-        .arg(s.workers.to_string())
-        .arg("--scenario")
-        .arg(&scenarios.blackhole)
-        .env("RUST_LOG", "warn");
-    procs.spawn("s3chaos-blackhole", &mut cmd)?;
+    let latency_port = spawn_s3chaos(
+        procs,
+        bin,
+        "s3chaos-50ms",
+        static_up,
+        s.workers,
+        Some(&scenarios.all_50ms),
+    )?;
+    let blackhole_port = spawn_s3chaos(
+        procs,
+        bin,
+        "s3chaos-blackhole",
+        static_up,
+        s.workers,
+        Some(&scenarios.blackhole),
+    )?;
 
     for addr in ports.values().chain([&latency_port, &blackhole_port]) {
         wait_listening(*addr)?;
@@ -658,6 +646,29 @@ impl Procs {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts `s3chaos run` in front of `upstream` on a free port; returns the port.
+fn spawn_s3chaos(
+    procs: &mut Procs,
+    bin: &Path,
+    name: &str,
+    upstream: SocketAddr,
+    workers: usize,
+    scenario: Option<&PathBuf>,
+) -> Result<SocketAddr> {
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--listen"])
+        .arg(port.to_string())
+        .arg("--upstream")
+        .arg(format!("http://{upstream}"));
+    cmd.arg("--workers").arg(workers.to_string()).env("RUST_LOG", "warn");
+    if let Some(file) = scenario {
+        cmd.arg("--scenario").arg(file);
+    }
+    procs.spawn(name, &mut cmd)?;
+    Ok(port)
 }
 
 fn free_port() -> Result<SocketAddr> {
