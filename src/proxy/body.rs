@@ -1,7 +1,7 @@
 //! The body type every response and forwarded request uses, and helpers around it.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -17,10 +17,6 @@ pub struct InjectedFault(pub &'static str);
 
 pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-pub fn empty() -> ProxyBody {
-    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// Wraps a hyper body (the client's upload or the upstream's response) without copying it.

@@ -114,44 +114,42 @@ impl Proxy {
                 upstream: Arc::new(self.shared.upstream.with_own_pool()),
                 classifier: self.shared.classifier.clone(),
             });
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let mut stopped = stopped.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("s3chaos-worker-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        tokio::select! {
-                            _ = stopped.wait_for(|s| *s) => {}
-                            _ = serve_worker(shared, rx) => {}
-                        }
-                    });
-                })?;
+            let thread = spawn_runtime_thread(
+                format!("s3chaos-worker-{index}"),
+                stopped.clone(),
+                serve_worker(shared, rx),
+            )?;
             threads.push(thread);
         }
         // The acceptor runs on its own small thread so that no worker is favoured.
-        let listener = self.listener;
-        let mut stopped = stopped.clone();
-        let acceptor = std::thread::Builder::new()
-            .name("s3chaos-acceptor".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    tokio::select! {
-                        _ = stopped.wait_for(|s| *s) => {}
-                        _ = accept_loop(listener, senders) => {}
-                    }
-                });
-            })?;
-        threads.push(acceptor);
+        threads.push(spawn_runtime_thread(
+            "s3chaos-acceptor".into(),
+            stopped,
+            accept_loop(self.listener, senders),
+        )?);
         Ok(ProxyHandle {
             addr,
             stop,
             workers: threads,
         })
     }
+}
+
+/// Runs `work` on a new thread with its own single-threaded runtime, until it ends or `stop`
+/// turns true. Dropping the runtime then drops every task it still holds.
+fn spawn_runtime_thread<F>(name: String, mut stop: watch::Receiver<bool>, work: F) -> std::io::Result<JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(name).spawn(move || {
+        runtime.block_on(async move {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = work => {}
+            }
+        });
+    })
 }
 
 /// Accepts connections and deals them to the workers round-robin.

@@ -134,7 +134,7 @@ async fn fail_twice_then_succeed_with_limit() {
 #[tokio::test]
 async fn skip_lets_the_first_requests_through() {
     let h = Harness::start("name: s\nrules:\n  - name: later\n    skip: 2\n    match: {operation: HeadBucket}\n    fault: {error: AccessDenied}\n").await;
-    let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+    let c = h.single_attempt_client(None);
     c.create_bucket().bucket("bkt").send().await.unwrap();
     assert!(c.head_bucket().bucket("bkt").send().await.is_ok());
     assert!(c.head_bucket().bucket("bkt").send().await.is_ok());
@@ -176,14 +176,7 @@ async fn latency_then_error_in_one_rule_adds_up() {
 #[tokio::test]
 async fn blackhole_ends_in_the_clients_own_timeout() {
     let h = Harness::start("name: bh\nrules:\n  - match: {bucket: archive}\n    fault: blackhole\n").await;
-    let c = h.client_with(|b| {
-        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_millis(600))
-                    .build(),
-            )
-    });
+    let c = h.single_attempt_client(Some(Duration::from_millis(600)));
     let start = Instant::now();
     let err = c.list_objects_v2().bucket("archive").send().await.unwrap_err();
     assert!(
@@ -319,7 +312,7 @@ async fn seed_replays_the_same_faults() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let h = Harness::start(scenario).await;
-        let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+        let c = h.single_attempt_client(None);
         c.create_bucket().bucket("bkt").send().await.unwrap();
         let mut outcomes = Vec::new();
         for _ in 0..40 {
@@ -344,9 +337,7 @@ async fn unreachable_upstream_is_503_service_unavailable_and_proxy_keeps_serving
     };
     let upstream = s3chaos::proxy::Upstream::new(&format!("http://{dead}"), &Default::default()).unwrap();
     let (addr, _engine, task) = crate::harness::start_proxy(upstream, "name: none\n").await;
-    let c = client_for(addr, |b| {
-        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-    });
+    let c = client_for(addr, |b| crate::harness::single_attempt(b, None));
     for _ in 0..3 {
         let err = c.list_buckets().send().await.unwrap_err();
         assert_eq!(err.code(), Some("ServiceUnavailable"));

@@ -66,8 +66,10 @@ impl Harness {
         client_for(self.proxy, |c| c)
     }
 
-    pub fn client_with(&self, f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder) -> Client {
-        client_for(self.proxy, f)
+    /// A client that makes one attempt per call, optionally with a per-attempt timeout, so a
+    /// test sees each fault itself rather than the SDK's recovery from it.
+    pub fn single_attempt_client(&self, attempt_timeout: Option<Duration>) -> Client {
+        client_for(self.proxy, |b| single_attempt(b, attempt_timeout))
     }
 
     /// A client that talks to the store directly, bypassing s3chaos.
@@ -130,6 +132,18 @@ pub fn client_for(
                 .build(),
         );
     Client::from_conf(f(builder).build())
+}
+
+/// No retries, and an optional per-attempt timeout.
+pub fn single_attempt(
+    builder: aws_sdk_s3::config::Builder,
+    attempt_timeout: Option<Duration>,
+) -> aws_sdk_s3::config::Builder {
+    let builder = builder.retry_config(RetryConfig::disabled());
+    match attempt_timeout {
+        Some(t) => builder.timeout_config(TimeoutConfig::builder().operation_attempt_timeout(t).build()),
+        None => builder,
+    }
 }
 
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

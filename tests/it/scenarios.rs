@@ -37,14 +37,7 @@ async fn dead_bucket_hangs_archive_only() {
     let text =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dead-bucket.yaml")).unwrap();
     let h = crate::harness::Harness::start(&text).await;
-    let c = h.client_with(|b| {
-        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_millis(300))
-                    .build(),
-            )
-    });
+    let c = h.single_attempt_client(Some(Duration::from_millis(300)));
     c.create_bucket().bucket("live").send().await.unwrap();
     assert!(c.head_bucket().bucket("live").send().await.is_ok());
     assert!(c.head_bucket().bucket("archive").send().await.is_err());
@@ -56,7 +49,7 @@ async fn slowdown_storm_throttles_the_hot_prefix_only() {
     let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/slowdown-storm.yaml"))
         .unwrap();
     let h = crate::harness::Harness::start(&text).await;
-    let c = h.client_with(|b| b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
+    let c = h.single_attempt_client(None);
     c.create_bucket().bucket("bkt").send().await.unwrap();
     for key in ["hot/k", "cold/k"] {
         h.direct()

@@ -100,9 +100,7 @@ async fn https_upstream_trusted_through_upstream_ca() {
     // Without the CA the upstream's certificate is not trusted: an S3-style 503, no crash.
     let upstream = s3chaos::proxy::Upstream::new(&url, &Default::default()).unwrap();
     let (addr, _engine, task) = start_proxy(upstream, "name: none\n").await;
-    let c = client_for(addr, |b| {
-        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-    });
+    let c = client_for(addr, |b| crate::harness::single_attempt(b, None));
     let err = c.list_buckets().send().await.unwrap_err();
     assert_eq!(err.code(), Some("ServiceUnavailable"));
     drop(task);
