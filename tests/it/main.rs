@@ -4,5 +4,6 @@ mod cli;
 mod faults;
 mod harness;
 mod passthrough;
+mod pool;
 mod scenarios;
 mod tls;
