@@ -16,9 +16,13 @@
 //! [`FaultList`]'s parser; the compiler finds every `match` that misses it.
 
 pub mod blackhole;
+pub mod corrupt;
+mod cut;
 pub mod error;
+pub mod first_byte_latency;
 pub mod latency;
 pub mod reset;
+pub mod truncate;
 
 use std::fmt;
 use std::time::Duration;
@@ -32,9 +36,12 @@ use crate::proxy::conn::ConnControl;
 use crate::s3::RequestInfo;
 
 pub use blackhole::Blackhole;
+pub use corrupt::Corrupt;
 pub use error::ErrorFault;
+pub use first_byte_latency::FirstByteLatency;
 pub use latency::Latency;
 pub use reset::Reset;
+pub use truncate::Truncate;
 
 /// What a fault does to a request before the upstream sees it.
 pub enum RequestAction {
@@ -70,8 +77,9 @@ pub trait Fault: Send + Sync + fmt::Debug {
         RequestAction::Continue
     }
 
-    /// The response body phase: wrap the upstream's body stream. The default passes it on.
-    fn on_response_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>) -> ProxyBody {
+    /// The response body phase: wrap the upstream's body stream (with the request's draw,
+    /// for faults that pick positions). The default passes it on.
+    fn on_response_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>, _draw: Draw) -> ProxyBody {
         body
     }
 
@@ -83,9 +91,12 @@ pub trait Fault: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone)]
 pub enum FaultSpec {
     Latency(Latency),
+    FirstByteLatency(FirstByteLatency),
     Error(ErrorFault),
     Blackhole(Blackhole),
     Reset(Reset),
+    Truncate(Truncate),
+    Corrupt(Corrupt),
 }
 
 impl FaultSpec {
@@ -95,6 +106,9 @@ impl FaultSpec {
             FaultSpec::Error(f) => f,
             FaultSpec::Blackhole(f) => f,
             FaultSpec::Reset(f) => f,
+            FaultSpec::FirstByteLatency(f) => f,
+            FaultSpec::Truncate(f) => f,
+            FaultSpec::Corrupt(f) => f,
         }
     }
 }
@@ -116,7 +130,7 @@ impl FaultList {
 
     fn from_specs(mut specs: Vec<FaultSpec>) -> Result<FaultList, String> {
         if specs.is_empty() {
-            return Err("a rule needs at least one fault (latency, error, blackhole or reset)".into());
+            return Err(format!("a rule needs at least one fault ({})", FAULT_KINDS.join(", ")));
         }
         let terminal: Vec<&str> = specs
             .iter()
@@ -136,7 +150,15 @@ impl FaultList {
     }
 }
 
-const FAULT_KINDS: &[&str] = &["latency", "error", "blackhole", "reset"];
+const FAULT_KINDS: &[&str] = &[
+    "latency",
+    "first_byte_latency",
+    "error",
+    "blackhole",
+    "reset",
+    "truncate",
+    "corrupt",
+];
 
 impl<'de> Deserialize<'de> for FaultList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -152,7 +174,7 @@ impl<'de> Deserialize<'de> for FaultList {
                 let spec = match v {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
                     "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" => {
+                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -171,6 +193,9 @@ impl<'de> Deserialize<'de> for FaultList {
                             FaultSpec::Blackhole(Blackhole)
                         }
                         "reset" => FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default()),
+                        "first_byte_latency" => FaultSpec::FirstByteLatency(map.next_value()?),
+                        "truncate" => FaultSpec::Truncate(map.next_value()?),
+                        "corrupt" => FaultSpec::Corrupt(map.next_value()?),
                         other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
                     };
                     if specs.iter().any(|s| s.as_fault().kind() == spec.as_fault().kind()) {
@@ -210,6 +235,31 @@ mod tests {
                 .unwrap()
                 .describe(),
             "reset after 1048576 response bytes"
+        );
+    }
+
+    #[test]
+    fn stream_faults_parse() {
+        let d = |y: &str| parse(y).unwrap().iter().map(|f| f.describe()).collect::<Vec<_>>();
+        assert_eq!(d("{first_byte_latency: 2s}"), ["first_byte_latency 2s"]);
+        assert_eq!(
+            d("{truncate: {after_bytes: 1MiB}}"),
+            ["truncate after 1048576 response bytes"]
+        );
+        assert_eq!(d("{corrupt: {bytes: 2}}"), ["corrupt 2 random byte(s)"]);
+        // Faults that do not end the request keep the file's order; the one that does goes last.
+        assert_eq!(
+            d("{corrupt: {at_byte: 4KiB}, latency: 5ms}"),
+            ["corrupt byte 4096", "latency 5ms"]
+        );
+        assert!(parse("{corrupt: {}}").unwrap_err().contains("needs `bytes: N`"));
+        assert!(parse("{corrupt: {bytes: 0}}").is_err());
+        assert!(parse("{corrupt: {bytes: 1, at_byte: 2}}").is_err());
+        assert!(parse("{truncate: {}}").is_err(), "truncate needs after_bytes");
+        assert!(
+            parse("{reset: {}, truncate: {after_bytes: 1}}")
+                .unwrap_err()
+                .contains("only one way")
         );
     }
 

@@ -71,9 +71,9 @@ pub(super) async fn handle(
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Some(decision) = &decision {
-        for (rule, _) in decision.fired() {
+        for (rule, draw) in decision.fired() {
             for fault in rule.faults().iter() {
-                body = fault.on_response_body(body, &conn);
+                body = fault.on_response_body(body, &conn, draw.clone());
             }
         }
     }

@@ -174,3 +174,21 @@ pub async fn raw(method: &str, url: &str) -> RawResponse {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     RawResponse { status, headers, body }
 }
+
+/// The request line target and `Host` of a presigned GET, for raw-socket checks against the
+/// signature-checking upstream.
+pub async fn presigned_get(h: &Harness, bucket: &str, key: &str) -> (String, String) {
+    let presigned = h
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    (
+        uri.path_and_query().unwrap().to_string(),
+        uri.authority().unwrap().to_string(),
+    )
+}

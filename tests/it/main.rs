@@ -6,4 +6,5 @@ mod harness;
 mod passthrough;
 mod pool;
 mod scenarios;
+mod stream_faults;
 mod tls;

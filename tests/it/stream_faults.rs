@@ -1,0 +1,160 @@
+//! Faults inside the response stream, as a client on the wire and the SDK see them.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Harness, presigned_get, random_bytes};
+
+async fn seed(h: &Harness, key: &str, len: usize) -> Vec<u8> {
+    let body = random_bytes(len, 5);
+    let d = h.direct();
+    let _ = d.create_bucket().bucket("bkt").send().await;
+    d.put_object()
+        .bucket("bkt")
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    body
+}
+
+/// What a raw client saw: the response head, the body bytes, how the stream ended, and
+/// when the head and the first body byte arrived.
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+    end: Result<(), std::io::ErrorKind>,
+    head_at: Duration,
+    first_body_at: Option<Duration>,
+}
+
+async fn fetch_raw(h: &Harness, key: &str, expect_len: usize) -> Seen {
+    let (target, host) = presigned_get(h, "bkt", key).await;
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    let start = Instant::now();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+    let (mut head_end, mut head_at, mut first_body_at) = (None, Duration::ZERO, None);
+    let end = loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the proxy went silent");
+        match read {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if head_end.is_none()
+                    && let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    head_end = Some(p + 4);
+                    head_at = start.elapsed();
+                }
+                if let Some(e) = head_end {
+                    if first_body_at.is_none() && got.len() > e {
+                        first_body_at = Some(start.elapsed());
+                    }
+                    if got.len() - e >= expect_len {
+                        break Ok(()); // Complete: keep-alive would leave the socket open.
+                    }
+                }
+            }
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    let e = head_end.expect("a response head");
+    Seen {
+        head: String::from_utf8_lossy(&got[..e]).to_string(),
+        body: got[e..].to_vec(),
+        end,
+        head_at,
+        first_body_at,
+    }
+}
+
+#[tokio::test]
+async fn first_byte_latency_delays_the_body_not_the_headers() {
+    let h = Harness::start(
+        "name: ttfb\nrules:\n  - match: {operation: GetObject}\n    fault: {first_byte_latency: 400ms}\n",
+    )
+    .await;
+    let body = seed(&h, "k", 100_000).await;
+    let seen = fetch_raw(&h, "k", body.len()).await;
+    assert!(seen.head.starts_with("HTTP/1.1 200"), "{}", seen.head);
+    let first = seen.first_body_at.expect("the body arrived");
+    assert!(
+        first - seen.head_at >= Duration::from_millis(350),
+        "headers at {:?}, first body byte at {first:?}",
+        seen.head_at
+    );
+    assert!(seen.body == body);
+}
+
+#[tokio::test]
+async fn truncate_closes_cleanly_after_n_bytes_and_the_sdk_notices() {
+    let h = Harness::start(
+        "name: short\nrules:\n  - match: {operation: GetObject}\n    fault: {truncate: {after_bytes: 100KiB}}\n",
+    )
+    .await;
+    let body = seed(&h, "big", 1024 * 1024).await;
+    let seen = fetch_raw(&h, "big", body.len()).await;
+    assert!(
+        seen.head
+            .to_ascii_lowercase()
+            .contains(&format!("content-length: {}", body.len())),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.end, Ok(()), "a FIN, not a reset");
+    assert_eq!(seen.body.len(), 100 * 1024, "exactly after_bytes before the close");
+    assert!(seen.body == body[..100 * 1024]);
+
+    let out = h.client().get_object().bucket("bkt").key("big").send().await.unwrap();
+    assert!(out.body.collect().await.is_err(), "the SDK must detect the short body");
+}
+
+#[tokio::test]
+async fn corrupt_keeps_length_and_fails_checksum_validation() {
+    let h = Harness::start(
+        "name: flip\nseed: 1\nrules:\n  - {name: at, match: {key: at}, fault: {corrupt: {at_byte: 10}}}\n  - {name: random, match: {key: random}, fault: {corrupt: {bytes: 1}}}\n",
+    )
+    .await;
+    let body = seed(&h, "at", 300_000).await;
+    let seen = fetch_raw(&h, "at", body.len()).await;
+    assert_eq!(seen.body.len(), body.len(), "same length");
+    let diffs: Vec<usize> = (0..body.len()).filter(|&i| seen.body[i] != body[i]).collect();
+    assert_eq!(diffs, [10]);
+    assert_eq!(seen.body[10] ^ body[10], 0x01, "one bit flipped");
+
+    // The SDK, validating the CRC32 the object was stored with, refuses the body.
+    seed(&h, "random", 300_000).await;
+    let out = h
+        .client()
+        .get_object()
+        .bucket("bkt")
+        .key("random")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await;
+    let error = match out {
+        Err(e) => format!("{e:?}"),
+        Ok(out) => format!(
+            "{:?}",
+            out.body
+                .collect()
+                .await
+                .expect_err("a corrupted download passed checksum validation")
+        ),
+    };
+    assert!(
+        error.to_lowercase().contains("checksum"),
+        "failed, but not on the checksum: {error}"
+    );
+    assert_eq!(h.stats("random").injected, 1);
+}
