@@ -15,6 +15,7 @@
 //! Adding a fault kind is one file here, one variant in [`FaultSpec`], and one key in
 //! [`FaultList`]'s parser; the compiler finds every `match` that misses it.
 
+pub mod bandwidth;
 pub mod blackhole;
 pub mod corrupt;
 mod cut;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod first_byte_latency;
 pub mod latency;
 pub mod reset;
+pub mod stall;
 pub mod truncate;
 
 use std::fmt;
@@ -35,12 +37,14 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::ConnControl;
 use crate::s3::RequestInfo;
 
+pub use bandwidth::Bandwidth;
 pub use blackhole::Blackhole;
 pub use corrupt::Corrupt;
 pub use error::ErrorFault;
 pub use first_byte_latency::FirstByteLatency;
 pub use latency::Latency;
 pub use reset::Reset;
+pub use stall::Stall;
 pub use truncate::Truncate;
 
 /// What a fault does to a request before the upstream sees it.
@@ -97,6 +101,8 @@ pub enum FaultSpec {
     Reset(Reset),
     Truncate(Truncate),
     Corrupt(Corrupt),
+    Bandwidth(Bandwidth),
+    Stall(Stall),
 }
 
 impl FaultSpec {
@@ -109,6 +115,8 @@ impl FaultSpec {
             FaultSpec::FirstByteLatency(f) => f,
             FaultSpec::Truncate(f) => f,
             FaultSpec::Corrupt(f) => f,
+            FaultSpec::Bandwidth(f) => f,
+            FaultSpec::Stall(f) => f,
         }
     }
 }
@@ -174,7 +182,7 @@ impl<'de> Deserialize<'de> for FaultList {
                 let spec = match v {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
                     "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" => {
+                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" | "bandwidth" | "stall" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -196,6 +204,8 @@ impl<'de> Deserialize<'de> for FaultList {
                         "first_byte_latency" => FaultSpec::FirstByteLatency(map.next_value()?),
                         "truncate" => FaultSpec::Truncate(map.next_value()?),
                         "corrupt" => FaultSpec::Corrupt(map.next_value()?),
+                        "bandwidth" => FaultSpec::Bandwidth(map.next_value()?),
+                        "stall" => FaultSpec::Stall(map.next_value()?),
                         other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
                     };
                     if specs.iter().any(|s| s.as_fault().kind() == spec.as_fault().kind()) {
@@ -256,6 +266,17 @@ mod tests {
         assert!(parse("{corrupt: {bytes: 0}}").is_err());
         assert!(parse("{corrupt: {bytes: 1, at_byte: 2}}").is_err());
         assert!(parse("{truncate: {}}").is_err(), "truncate needs after_bytes");
+        assert_eq!(d("{bandwidth: 512KiB/s}"), ["bandwidth 512.0 KiB/s"]);
+        assert_eq!(
+            d("{stall: {after_bytes: 1MiB, for: 30s}}"),
+            ["stall after 1048576 bytes for 30s"]
+        );
+        assert_eq!(
+            d("{stall: {after_bytes: 10, for: forever}}"),
+            ["stall after 10 bytes forever"]
+        );
+        assert!(parse("{stall: {after_bytes: 10}}").is_err());
+        assert!(parse("{bandwidth: fast}").is_err());
         assert!(
             parse("{reset: {}, truncate: {after_bytes: 1}}")
                 .unwrap_err()

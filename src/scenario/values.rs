@@ -122,6 +122,34 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A transfer rate written as a size per second: `512KiB/s`, `10MB/s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rate {
+    pub bytes_per_second: u64,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let size = s
+            .trim()
+            .strip_suffix("/s")
+            .ok_or_else(|| format!("invalid rate `{s}`; write a size per second, e.g. 512KiB/s"))?;
+        let ByteSize(bytes_per_second) = size.parse()?;
+        if bytes_per_second == 0 {
+            return Err("a rate of 0 would never deliver a byte; use `stall` for that".into());
+        }
+        Ok(Rate { bytes_per_second })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FromStrVisitor::<Rate>::new("a rate such as 512KiB/s"))
+    }
+}
+
 /// A shell-style glob for bucket names and keys: `*` matches any run of characters
 /// (including `/`, so `thumbs/*` covers every key under the prefix), `?` one character,
 /// `[abc]` a class. Compiled once when the scenario loads.
@@ -337,6 +365,14 @@ mod tests {
         assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 << 10);
         assert_eq!("4096".parse::<ByteSize>().unwrap().0, 4096);
         assert!("lots".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!("512KiB/s".parse::<Rate>().unwrap().bytes_per_second, 512 * 1024);
+        assert_eq!("1MB/s".parse::<Rate>().unwrap().bytes_per_second, 1_000_000);
+        assert!("512KiB".parse::<Rate>().is_err());
+        assert!("0B/s".parse::<Rate>().is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ struct Seen {
     end: Result<(), std::io::ErrorKind>,
     head_at: Duration,
     first_body_at: Option<Duration>,
+    /// After each read: when, and how many body bytes had arrived in all.
+    timeline: Vec<(Duration, usize)>,
 }
 
 async fn fetch_raw(h: &Harness, key: &str, expect_len: usize) -> Seen {
@@ -42,6 +44,7 @@ async fn fetch_raw(h: &Harness, key: &str, expect_len: usize) -> Seen {
         .unwrap();
     let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
     let (mut head_end, mut head_at, mut first_body_at) = (None, Duration::ZERO, None);
+    let mut timeline = Vec::new();
     let end = loop {
         let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
             .await
@@ -57,6 +60,7 @@ async fn fetch_raw(h: &Harness, key: &str, expect_len: usize) -> Seen {
                     head_at = start.elapsed();
                 }
                 if let Some(e) = head_end {
+                    timeline.push((start.elapsed(), got.len() - e));
                     if first_body_at.is_none() && got.len() > e {
                         first_body_at = Some(start.elapsed());
                     }
@@ -75,6 +79,7 @@ async fn fetch_raw(h: &Harness, key: &str, expect_len: usize) -> Seen {
         end,
         head_at,
         first_body_at,
+        timeline,
     }
 }
 
@@ -157,4 +162,44 @@ async fn corrupt_keeps_length_and_fails_checksum_validation() {
         "failed, but not on the checksum: {error}"
     );
     assert_eq!(h.stats("random").injected, 1);
+}
+
+#[tokio::test]
+async fn bandwidth_paces_the_download() {
+    let h = Harness::start("name: slow\nrules:\n  - match: {operation: GetObject}\n    fault: {bandwidth: 512KiB/s}\n")
+        .await;
+    let body = seed(&h, "k", 1024 * 1024).await;
+    let seen = fetch_raw(&h, "k", body.len()).await;
+    assert!(seen.body == body);
+    let first = seen.first_body_at.unwrap();
+    let last = seen.timeline.last().unwrap().0;
+    // 1 MiB at 512 KiB/s: about 2 s from the first byte (the first piece, 1/20 s worth, is
+    // free). Within 10% below, and not wildly above either.
+    let took = last - first;
+    assert!(took >= Duration::from_millis(1750), "1 MiB took {took:?}");
+    assert!(took <= Duration::from_millis(3000), "1 MiB took {took:?}");
+}
+
+#[tokio::test]
+async fn stall_pauses_after_n_bytes_then_resumes() {
+    let h = Harness::start(
+        "name: hang\nrules:\n  - match: {operation: GetObject}\n    fault: {stall: {after_bytes: 64KiB, for: 500ms}}\n",
+    )
+    .await;
+    let body = seed(&h, "k", 512 * 1024).await;
+    let seen = fetch_raw(&h, "k", body.len()).await;
+    assert!(seen.body == body, "the whole object arrives after the pause");
+    let reached = seen
+        .timeline
+        .iter()
+        .find(|(_, n)| *n >= 64 * 1024)
+        .expect("64 KiB arrived");
+    assert_eq!(reached.1, 64 * 1024, "exactly after_bytes before the pause");
+    let resumed = seen
+        .timeline
+        .iter()
+        .find(|(_, n)| *n > 64 * 1024)
+        .expect("the rest arrived");
+    let gap = resumed.0 - reached.0;
+    assert!(gap >= Duration::from_millis(450), "paused only {gap:?}");
 }
