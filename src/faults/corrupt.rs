@@ -24,6 +24,18 @@ const UNKNOWN_LENGTH_SPAN: u64 = 64 * 1024;
 #[serde(try_from = "CorruptFile")]
 pub struct Corrupt {
     target: Target,
+    side: Side,
+}
+
+/// Which body to corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The download (GET), on its way to the client.
+    #[default]
+    Response,
+    /// The upload, on its way to the upstream, which must then refuse it (BadDigest).
+    Request,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,8 @@ enum Target {
 struct CorruptFile {
     bytes: Option<u32>,
     at_byte: Option<ByteSize>,
+    #[serde(default)]
+    side: Side,
 }
 
 impl TryFrom<CorruptFile> for Corrupt {
@@ -51,7 +65,7 @@ impl TryFrom<CorruptFile> for Corrupt {
             (None, None) => return Err("corrupt needs `bytes: N` (random positions) or `at_byte: N`".into()),
             (Some(_), Some(_)) => return Err("corrupt takes `bytes` or `at_byte`, not both".into()),
         };
-        Ok(Corrupt { target })
+        Ok(Corrupt { target, side: f.side })
     }
 }
 
@@ -64,7 +78,34 @@ impl Fault for Corrupt {
         false
     }
 
-    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, mut draw: Draw) -> ProxyBody {
+    fn on_request_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, draw: Draw) -> ProxyBody {
+        match self.side {
+            Side::Request => self.wrap(body, draw),
+            Side::Response => body,
+        }
+    }
+
+    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, draw: Draw) -> ProxyBody {
+        match self.side {
+            Side::Response => self.wrap(body, draw),
+            Side::Request => body,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let side = match self.side {
+            Side::Response => "",
+            Side::Request => " of the upload",
+        };
+        match self.target {
+            Target::Random(n) => format!("corrupt {n} random byte(s){side}"),
+            Target::At(at) => format!("corrupt byte {at}{side}"),
+        }
+    }
+}
+
+impl Corrupt {
+    fn wrap(&self, body: ProxyBody, mut draw: Draw) -> ProxyBody {
         let len = body.size_hint().exact();
         let positions = match self.target {
             Target::At(at) => vec![at],
@@ -83,13 +124,6 @@ impl Fault for Corrupt {
             next: 0,
             offset: 0,
         })
-    }
-
-    fn describe(&self) -> String {
-        match self.target {
-            Target::Random(n) => format!("corrupt {n} random byte(s)"),
-            Target::At(at) => format!("corrupt byte {at}"),
-        }
     }
 }
 

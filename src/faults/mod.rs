@@ -22,6 +22,8 @@ mod cut;
 pub mod error;
 pub mod first_byte_latency;
 pub mod latency;
+pub mod request_bandwidth;
+pub mod request_timeout;
 pub mod reset;
 pub mod stall;
 pub mod truncate;
@@ -43,6 +45,8 @@ pub use corrupt::Corrupt;
 pub use error::ErrorFault;
 pub use first_byte_latency::FirstByteLatency;
 pub use latency::Latency;
+pub use request_bandwidth::RequestBandwidth;
+pub use request_timeout::RequestTimeout;
 pub use reset::Reset;
 pub use stall::Stall;
 pub use truncate::Truncate;
@@ -59,6 +63,9 @@ pub enum RequestAction {
     Blackhole,
     /// Abort the connection with a TCP RST before any response byte.
     Reset,
+    /// Read the client's whole upload (discarding it), then answer with this response; the
+    /// upstream is never contacted.
+    ReadBodyThenRespond(Response<ProxyBody>),
 }
 
 /// The request a fault acts on, and its share of randomness.
@@ -79,6 +86,12 @@ pub trait Fault: Send + Sync + fmt::Debug {
     /// The request phase, before the upstream is contacted. The default does nothing.
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
         RequestAction::Continue
+    }
+
+    /// The request body phase: wrap the client's upload on its way upstream (with the
+    /// request's draw). The default passes it on.
+    fn on_request_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+        body
     }
 
     /// The response body phase: wrap the upstream's body stream (with the request's draw,
@@ -103,6 +116,8 @@ pub enum FaultSpec {
     Corrupt(Corrupt),
     Bandwidth(Bandwidth),
     Stall(Stall),
+    RequestBandwidth(RequestBandwidth),
+    RequestTimeout(RequestTimeout),
 }
 
 impl FaultSpec {
@@ -117,6 +132,8 @@ impl FaultSpec {
             FaultSpec::Corrupt(f) => f,
             FaultSpec::Bandwidth(f) => f,
             FaultSpec::Stall(f) => f,
+            FaultSpec::RequestBandwidth(f) => f,
+            FaultSpec::RequestTimeout(f) => f,
         }
     }
 }
@@ -181,8 +198,10 @@ impl<'de> Deserialize<'de> for FaultList {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FaultList, E> {
                 let spec = match v {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
+                    "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
                     "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" | "bandwidth" | "stall" => {
+                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" | "bandwidth" | "stall"
+                    | "request_bandwidth" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -206,6 +225,11 @@ impl<'de> Deserialize<'de> for FaultList {
                         "corrupt" => FaultSpec::Corrupt(map.next_value()?),
                         "bandwidth" => FaultSpec::Bandwidth(map.next_value()?),
                         "stall" => FaultSpec::Stall(map.next_value()?),
+                        "request_bandwidth" => FaultSpec::RequestBandwidth(map.next_value()?),
+                        "request_timeout" => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            FaultSpec::RequestTimeout(RequestTimeout)
+                        }
                         other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
                     };
                     if specs.iter().any(|s| s.as_fault().kind() == spec.as_fault().kind()) {
@@ -277,6 +301,15 @@ mod tests {
         );
         assert!(parse("{stall: {after_bytes: 10}}").is_err());
         assert!(parse("{bandwidth: fast}").is_err());
+        assert_eq!(d("{request_bandwidth: 1MiB/s}"), ["request_bandwidth 1.0 MiB/s"]);
+        assert_eq!(d("request_timeout"), ["request_timeout"]);
+        assert_eq!(d("{reset: {after_request_bytes: 5}}"), ["reset after 5 request bytes"]);
+        assert!(parse("{reset: {after_bytes: 1, after_request_bytes: 5}}").is_err());
+        assert_eq!(
+            d("{corrupt: {bytes: 1, side: request}}"),
+            ["corrupt 1 random byte(s) of the upload"]
+        );
+        assert!(parse("{corrupt: {bytes: 1, side: sideways}}").is_err());
         assert!(
             parse("{reset: {}, truncate: {after_bytes: 1}}")
                 .unwrap_err()

@@ -14,17 +14,44 @@ use crate::proxy::conn::ConnControl;
 use crate::scenario::values::ByteSize;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "ResetFile")]
 pub struct Reset {
     /// Response body bytes to let through before the RST; none means before the response.
     #[serde(default)]
     after_bytes: Option<ByteSize>,
+    /// Or: uploaded (request body) bytes to let through to the upstream before the RST.
+    #[serde(default)]
+    after_request_bytes: Option<ByteSize>,
+}
+
+/// The file form, checked: one cut point at most.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetFile {
+    #[serde(default)]
+    after_bytes: Option<ByteSize>,
+    #[serde(default)]
+    after_request_bytes: Option<ByteSize>,
+}
+
+impl TryFrom<ResetFile> for Reset {
+    type Error = &'static str;
+    fn try_from(f: ResetFile) -> Result<Self, Self::Error> {
+        if f.after_bytes.is_some() && f.after_request_bytes.is_some() {
+            return Err("reset takes `after_bytes` (response) or `after_request_bytes` (upload), not both");
+        }
+        Ok(Reset {
+            after_bytes: f.after_bytes,
+            after_request_bytes: f.after_request_bytes,
+        })
+    }
 }
 
 impl Reset {
     pub fn after_bytes(n: u64) -> Reset {
         Reset {
             after_bytes: Some(ByteSize(n)),
+            after_request_bytes: None,
         }
     }
 }
@@ -39,9 +66,16 @@ impl Fault for Reset {
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
-        match self.after_bytes {
-            None => RequestAction::Reset,
-            Some(_) => RequestAction::Continue,
+        match (self.after_bytes, self.after_request_bytes) {
+            (None, None) => RequestAction::Reset,
+            _ => RequestAction::Continue,
+        }
+    }
+
+    fn on_request_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+        match self.after_request_bytes {
+            None => body,
+            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(body, n, Cut::Reset, conn.clone())),
         }
     }
 
@@ -53,9 +87,10 @@ impl Fault for Reset {
     }
 
     fn describe(&self) -> String {
-        match self.after_bytes {
-            None => "reset".into(),
-            Some(ByteSize(n)) => format!("reset after {n} response bytes"),
+        match (self.after_bytes, self.after_request_bytes) {
+            (Some(ByteSize(n)), _) => format!("reset after {n} response bytes"),
+            (None, Some(ByteSize(n))) => format!("reset after {n} request bytes"),
+            (None, None) => "reset".into(),
         }
     }
 }

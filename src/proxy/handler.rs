@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::Shared;
@@ -18,6 +19,7 @@ use crate::s3::{ErrorCode, RequestInfo, S3ErrorResponse};
 /// How the request phase ended, when a fault ended it.
 enum Ending {
     Respond(Response<ProxyBody>),
+    ReadBodyThenRespond(Response<ProxyBody>),
     Blackhole,
     Reset,
 }
@@ -29,26 +31,35 @@ pub(super) async fn handle(
 ) -> Result<Response<ProxyBody>, BoxError> {
     // Phases 1-3: classify, decide, request faults. Skipped outright with no rules.
     let mut decision = None;
+    let mut delay = Duration::ZERO;
+    let mut ending = None;
     if !shared.engine.is_idle() {
         let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
         if let Some(d) = shared.engine.decide(&info) {
-            let (delay, ending) = request_phase(&d, &info);
-            if !delay.is_zero() {
-                crate::timer::sleep(delay).await;
-            }
-            match ending {
-                Some(Ending::Respond(response)) => return Ok(response),
-                Some(Ending::Blackhole) => {
-                    conn.blackhole();
-                    return Err(Box::new(InjectedFault("blackhole")));
-                }
-                Some(Ending::Reset) => {
-                    conn.reset();
-                    return Err(Box::new(InjectedFault("reset")));
-                }
-                None => decision = Some(d),
-            }
+            (delay, ending) = request_phase(&d, &info);
+            decision = Some(d);
+        }
+    }
+    if !delay.is_zero() {
+        crate::timer::sleep(delay).await;
+    }
+    match ending {
+        None => {}
+        Some(Ending::Respond(response)) => return Ok(response),
+        Some(Ending::ReadBodyThenRespond(response)) => {
+            // Read the upload to its end (discarding it, frame by frame), then answer.
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+            return Ok(response);
+        }
+        Some(Ending::Blackhole) => {
+            conn.blackhole();
+            return Err(Box::new(InjectedFault("blackhole")));
+        }
+        Some(Ending::Reset) => {
+            conn.reset();
+            return Err(Box::new(InjectedFault("reset")));
         }
     }
 
@@ -58,7 +69,15 @@ pub(super) async fn handle(
     let uri = req.uri().clone();
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+    let mut upload = body::stream(incoming);
+    if let Some(decision) = &decision {
+        for (rule, draw) in decision.fired() {
+            for fault in rule.faults().iter() {
+                upload = fault.on_request_body(upload, &conn, draw.clone());
+            }
+        }
+    }
+    let upstream_req = Request::from_parts(parts, upload);
     let response = match shared.upstream.send(upstream_req).await {
         Ok(response) => response,
         Err(e) => {
@@ -105,6 +124,14 @@ fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Opti
                 }
                 RequestAction::Blackhole => ending = Some(Ending::Blackhole),
                 RequestAction::Reset => ending = Some(Ending::Reset),
+                RequestAction::ReadBodyThenRespond(r) => {
+                    request_id = r
+                        .headers()
+                        .get("x-amz-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    ending = Some(Ending::ReadBodyThenRespond(r));
+                }
             }
             tracing::info!(
                 target: "s3chaos::fault",

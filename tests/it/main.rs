@@ -8,3 +8,4 @@ mod pool;
 mod scenarios;
 mod stream_faults;
 mod tls;
+mod upload_faults;

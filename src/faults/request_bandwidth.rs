@@ -1,0 +1,44 @@
+//! `request_bandwidth`: reads the client's upload at a limited rate. The proxy does not
+//! buffer it: it simply reads slower, so TCP back-pressure slows the client down for real,
+//! as a congested uplink would.
+
+use std::sync::Arc;
+
+use serde::de::{Deserialize, Deserializer};
+
+use super::Fault;
+use super::bandwidth::Throttled;
+use crate::engine::Draw;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::conn::ConnControl;
+use crate::scenario::values::Rate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBandwidth(pub Rate);
+
+impl<'de> Deserialize<'de> for RequestBandwidth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Rate::deserialize(d).map(RequestBandwidth)
+    }
+}
+
+impl Fault for RequestBandwidth {
+    fn kind(&self) -> &'static str {
+        "request_bandwidth"
+    }
+
+    fn is_terminal(&self) -> bool {
+        false
+    }
+
+    fn on_request_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+        ProxyBody::new(Throttled::new(body, self.0.bytes_per_second))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "request_bandwidth {}/s",
+            bytesize::ByteSize(self.0.bytes_per_second).display().iec()
+        )
+    }
+}
