@@ -14,6 +14,7 @@ pub mod index;
 pub mod matcher;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -49,12 +50,15 @@ pub struct RuleStats {
 
 pub struct Engine {
     current: ArcSwap<Scenario>,
+    /// When the proxy started: rules' `after`/`until` windows count from here, across reloads.
+    started: Instant,
 }
 
 impl Engine {
     pub fn new(scenario: Scenario) -> Engine {
         Engine {
             current: ArcSwap::from_pointee(scenario),
+            started: Instant::now(),
         }
     }
 
@@ -87,7 +91,7 @@ impl Engine {
                 if !rule.matcher().matches(req, &header_values) {
                     continue;
                 }
-                if let Some(draw) = rule.roll(scenario.seed(), index) {
+                if let Some(draw) = rule.roll(scenario.seed(), index, self.started) {
                     fired.push((index, draw));
                     if rule.faults().is_terminal() {
                         break;
@@ -174,5 +178,43 @@ rules:
             .filter(|_| !fired(&coin, "GET", "/bkt/k", &[]).is_empty())
             .count();
         assert!((800..1200).contains(&hits), "{hits} of 4000 at p=0.25");
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+    use crate::s3::Classifier;
+
+    fn fires(engine: &Engine) -> bool {
+        let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        engine
+            .decide(&Classifier::default().classify(&method, &uri, &headers))
+            .is_some()
+    }
+
+    fn engine(rule: &str) -> Engine {
+        Engine::new(Scenario::parse(&format!("name: t\nrules:\n  - {rule}\n"), "t").unwrap())
+    }
+
+    #[test]
+    fn every_nth_after_skip() {
+        let e = engine("{skip: 1, every: 3, fault: reset}");
+        let pattern: Vec<bool> = (0..8).map(|_| fires(&e)).collect();
+        assert_eq!(pattern, [false, false, false, true, false, false, true, false]);
+    }
+
+    #[test]
+    fn time_windows_count_from_proxy_start() {
+        assert!(!fires(&engine("{after: 1h, fault: reset}")), "not active yet");
+        assert!(fires(&engine("{until: 1h, fault: reset}")), "active until then");
+        let ended = engine("{until: 1ms, fault: reset}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(!fires(&ended), "window over");
+        assert_eq!(ended.stats()[0].matched, 1, "matched requests are still counted");
+        assert!(Scenario::parse("name: t\nrules:\n  - {after: 2m, until: 1m, fault: reset}\n", "t").is_err());
+        assert!(Scenario::parse("name: t\nrules:\n  - {every: 0, fault: reset}\n", "t").is_err());
     }
 }

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::values::{Glob, OneOrMany, Probability};
-use super::{Rule, Scenario, ScenarioError};
+use super::values::{DurationValue, Glob, OneOrMany, Probability};
+use super::{Rule, Scenario, ScenarioError, Trigger};
 use crate::engine::matcher::{HeaderMatch, Matcher};
 use crate::faults::FaultList;
 use crate::s3::Operation;
@@ -44,6 +45,12 @@ struct RuleFile {
     skip: u64,
     #[serde(default)]
     limit: Option<u64>,
+    #[serde(default)]
+    every: Option<NonZeroU64>,
+    #[serde(default)]
+    after: Option<DurationValue>,
+    #[serde(default)]
+    until: Option<DurationValue>,
     fault: FaultList,
 }
 
@@ -100,6 +107,15 @@ impl<'de> Deserialize<'de> for RuleList {
                 let mut rules: Vec<RuleFile> = Vec::new();
                 while let Some(mut rule) = seq.next_element::<RuleFile>()? {
                     let name = rule.name.get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
+                    if let (Some(after), Some(until)) = (rule.after, rule.until)
+                        && after >= until
+                    {
+                        return Err(de::Error::custom(format!(
+                            "rule `{name}`: `after` ({}) must come before `until` ({})",
+                            humantime::format_duration(after.0),
+                            humantime::format_duration(until.0)
+                        )));
+                    }
                     if rules.iter().any(|r| r.name.as_deref() == Some(name.as_str())) {
                         return Err(de::Error::custom(format!(
                             "two rules are named `{name}`; rule names must be unique"
@@ -143,14 +159,15 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
                 m.key,
                 headers,
             );
-            Rule::new(
-                r.name.expect("named while parsing"),
-                matcher,
-                r.probability,
-                r.skip,
-                r.limit,
-                r.fault,
-            )
+            let trigger = Trigger {
+                probability: r.probability,
+                skip: r.skip,
+                limit: r.limit,
+                every: r.every,
+                after: r.after.map(|d| d.0),
+                until: r.until.map(|d| d.0),
+            };
+            Rule::new(r.name.expect("named while parsing"), matcher, trigger, r.fault)
         })
         .collect();
     Ok(Scenario::compile(file.name, file.description, file.seed, rules))

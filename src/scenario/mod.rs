@@ -10,8 +10,10 @@ mod file;
 pub mod values;
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::engine::Draw;
 use crate::engine::RuleStats;
@@ -126,31 +128,50 @@ impl Scenario {
 pub struct Rule {
     name: String,
     matcher: Matcher,
-    probability: Probability,
-    skip: u64,
-    limit: Option<u64>,
+    trigger: Trigger,
     faults: FaultList,
+    /// Requests the match selected (for stats).
     matched: AtomicU64,
+    /// Of those, the ones inside the rule's time window: what skip, every and the draw count.
+    eligible: AtomicU64,
     injected: AtomicU64,
 }
 
+/// When a matched rule fires: all the given conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Trigger {
+    pub probability: Probability,
+    /// Let the first N eligible requests through.
+    pub skip: u64,
+    /// Inject at most N times.
+    pub limit: Option<u64>,
+    /// Only every Nth eligible request (after `skip`): fully deterministic CI tests.
+    pub every: Option<NonZeroU64>,
+    /// Active from this long after the proxy started...
+    pub after: Option<Duration>,
+    /// ...until this long after it started.
+    pub until: Option<Duration>,
+}
+
+impl Trigger {
+    fn in_window(&self, started: Instant) -> bool {
+        if self.after.is_none() && self.until.is_none() {
+            return true;
+        }
+        let elapsed = started.elapsed();
+        self.after.is_none_or(|a| elapsed >= a) && self.until.is_none_or(|u| elapsed < u)
+    }
+}
+
 impl Rule {
-    pub(crate) fn new(
-        name: String,
-        matcher: Matcher,
-        probability: Probability,
-        skip: u64,
-        limit: Option<u64>,
-        faults: FaultList,
-    ) -> Rule {
+    pub(crate) fn new(name: String, matcher: Matcher, trigger: Trigger, faults: FaultList) -> Rule {
         Rule {
             name,
             matcher,
-            probability,
-            skip,
-            limit,
+            trigger,
             faults,
             matched: AtomicU64::new(0),
+            eligible: AtomicU64::new(0),
             injected: AtomicU64::new(0),
         }
     }
@@ -167,19 +188,30 @@ impl Rule {
         &self.faults
     }
 
-    /// Called for a request this rule matched: counts it, then applies `skip`, the
-    /// probability and `limit`. Returns the request's draw when the rule fires.
-    pub fn roll(&self, seed: u64, index: usize) -> Option<Draw> {
-        let n = self.matched.fetch_add(1, Ordering::Relaxed);
-        if n < self.skip {
+    /// Called for a request this rule matched: counts it, then applies the time window,
+    /// `skip`, `every`, the probability and `limit`. Returns the request's draw when the
+    /// rule fires. `started` is when the proxy started.
+    pub fn roll(&self, seed: u64, index: usize, started: Instant) -> Option<Draw> {
+        let t = &self.trigger;
+        self.matched.fetch_add(1, Ordering::Relaxed);
+        if !t.in_window(started) {
+            return None;
+        }
+        let n = self.eligible.fetch_add(1, Ordering::Relaxed);
+        if n < t.skip {
+            return None;
+        }
+        if let Some(every) = t.every
+            && (n - t.skip + 1) % every.get() != 0
+        {
             return None;
         }
         let mut draw = Draw::new(seed, index, n);
-        let p = self.probability.get();
+        let p = t.probability.get();
         if p < 1.0 && draw.unit() >= p {
             return None;
         }
-        match self.limit {
+        match t.limit {
             None => {
                 self.injected.fetch_add(1, Ordering::Relaxed);
             }
