@@ -202,7 +202,7 @@ impl Rule {
             return None;
         }
         if let Some(every) = t.every
-            && (n - t.skip + 1) % every.get() != 0
+            && !(n - t.skip + 1).is_multiple_of(every.get())
         {
             return None;
         }
