@@ -22,6 +22,7 @@ mod cut;
 pub mod error;
 pub mod first_byte_latency;
 pub mod latency;
+pub mod rate_limit;
 pub mod request_bandwidth;
 pub mod request_timeout;
 pub mod reset;
@@ -45,6 +46,7 @@ pub use corrupt::Corrupt;
 pub use error::ErrorFault;
 pub use first_byte_latency::FirstByteLatency;
 pub use latency::Latency;
+pub use rate_limit::RateLimit;
 pub use request_bandwidth::RequestBandwidth;
 pub use request_timeout::RequestTimeout;
 pub use reset::Reset;
@@ -55,6 +57,9 @@ pub use truncate::Truncate;
 pub enum RequestAction {
     /// Nothing in this phase.
     Continue,
+    /// The fault looked at this request and let it be (a rate limit under its rate): nothing
+    /// happens and nothing is logged as injected.
+    Pass,
     /// Wait this long first (delays add up across faults and rules).
     Delay(Duration),
     /// Answer the client with this response; the upstream is never contacted.
@@ -118,6 +123,7 @@ pub enum FaultSpec {
     Stall(Stall),
     RequestBandwidth(RequestBandwidth),
     RequestTimeout(RequestTimeout),
+    RateLimit(std::sync::Arc<RateLimit>),
 }
 
 impl FaultSpec {
@@ -134,6 +140,7 @@ impl FaultSpec {
             FaultSpec::Stall(f) => f,
             FaultSpec::RequestBandwidth(f) => f,
             FaultSpec::RequestTimeout(f) => f,
+            FaultSpec::RateLimit(f) => f.as_ref(),
         }
     }
 }
@@ -201,7 +208,7 @@ impl<'de> Deserialize<'de> for FaultList {
                     "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
                     "reset" => FaultSpec::Reset(Reset::default()),
                     "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" | "bandwidth" | "stall"
-                    | "request_bandwidth" => {
+                    | "request_bandwidth" | "rate_limit" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -226,6 +233,7 @@ impl<'de> Deserialize<'de> for FaultList {
                         "bandwidth" => FaultSpec::Bandwidth(map.next_value()?),
                         "stall" => FaultSpec::Stall(map.next_value()?),
                         "request_bandwidth" => FaultSpec::RequestBandwidth(map.next_value()?),
+                        "rate_limit" => FaultSpec::RateLimit(std::sync::Arc::new(map.next_value()?)),
                         "request_timeout" => {
                             map.next_value::<de::IgnoredAny>()?;
                             FaultSpec::RequestTimeout(RequestTimeout)

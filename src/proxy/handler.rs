@@ -99,40 +99,34 @@ pub(super) async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Runs every fired fault's request phase: sums the delays and finds what ends the request.
-/// Logs one line per injected fault.
+/// Runs every fired fault's request phase: sums the delays and finds what ends the request
+/// (the first fault that ends it wins; later ones do not run). Logs one line per injected
+/// fault.
 fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
     let mut delay = Duration::ZERO;
-    let mut ending = None;
     for (rule, draw) in decision.fired() {
         for fault in rule.faults().iter() {
-            let action = fault.on_request(&FaultCtx {
+            let ending = match fault.on_request(&FaultCtx {
                 request: info,
                 draw: draw.clone(),
-            });
-            let mut request_id = None;
-            match action {
-                RequestAction::Continue => {}
-                RequestAction::Delay(d) => delay += d,
-                RequestAction::Respond(r) => {
-                    request_id = r
-                        .headers()
-                        .get("x-amz-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    ending = Some(Ending::Respond(r));
+            }) {
+                RequestAction::Pass => continue,
+                RequestAction::Continue => None,
+                RequestAction::Delay(d) => {
+                    delay += d;
+                    None
                 }
-                RequestAction::Blackhole => ending = Some(Ending::Blackhole),
-                RequestAction::Reset => ending = Some(Ending::Reset),
-                RequestAction::ReadBodyThenRespond(r) => {
-                    request_id = r
-                        .headers()
-                        .get("x-amz-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    ending = Some(Ending::ReadBodyThenRespond(r));
+                RequestAction::Respond(r) => Some(Ending::Respond(r)),
+                RequestAction::ReadBodyThenRespond(r) => Some(Ending::ReadBodyThenRespond(r)),
+                RequestAction::Blackhole => Some(Ending::Blackhole),
+                RequestAction::Reset => Some(Ending::Reset),
+            };
+            let request_id = match &ending {
+                Some(Ending::Respond(r) | Ending::ReadBodyThenRespond(r)) => {
+                    r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok())
                 }
-            }
+                _ => None,
+            };
             tracing::info!(
                 target: "s3chaos::fault",
                 rule = rule.name(),
@@ -140,14 +134,17 @@ fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Opti
                 operation = %info.operation,
                 bucket = info.bucket.as_deref().unwrap_or(""),
                 key = info.key.as_deref().unwrap_or(""),
-                request_id = request_id.as_deref().unwrap_or(""),
+                request_id = request_id.unwrap_or(""),
                 invocation_id = header(info, "amz-sdk-invocation-id"),
                 attempt = header(info, "amz-sdk-request"),
                 "fault injected"
             );
+            if ending.is_some() {
+                return (delay, ending);
+            }
         }
     }
-    (delay, ending)
+    (delay, None)
 }
 
 fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {

@@ -374,3 +374,61 @@ async fn hanging_upstream_times_out_as_503() {
     drop(handle);
     holder.abort();
 }
+
+#[tokio::test]
+async fn rate_limit_throttles_a_hot_prefix_with_slowdown() {
+    let h = Harness::start(
+        "name: hot\nrules:\n  - name: s3-rate\n    match: {operation: HeadObject}\n    fault: {rate_limit: {rps: 2, burst: 5, per: prefix}}\n",
+    )
+    .await;
+    seed_object(&h, "bkt", "hot/a", 10).await;
+    seed_object(&h, "bkt", "cold/a", 10).await;
+    let c = h.single_attempt_client(None);
+    let mut outcomes = Vec::new();
+    let start = Instant::now();
+    for _ in 0..20 {
+        outcomes.push(
+            c.head_object()
+                .bucket("bkt")
+                .key("hot/a")
+                .send()
+                .await
+                .map_err(|e| e.raw_response().map(|r| r.status().as_u16())),
+        );
+    }
+    // The burst passes, then the prefix is over its rate: HEAD errors have no body, so the
+    // SDK sees the 503 status (as with S3's own SlowDown on HEAD).
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(outcomes[..5].iter().all(Result::is_ok), "{outcomes:?}");
+    let passed = outcomes.iter().filter(|o| o.is_ok()).count();
+    let throttled = outcomes.iter().filter(|o| *o == &Err(Some(503))).count();
+    assert_eq!(
+        passed + throttled,
+        20,
+        "every request either passed or got 503: {outcomes:?}"
+    );
+    // At most the burst plus what refilled meanwhile (2 per second) got through.
+    let allowed = 5 + (2.0 * elapsed).ceil() as usize;
+    assert!(
+        passed <= allowed,
+        "{passed} passed in {elapsed:.2} s, at most {allowed} allowed"
+    );
+    // Another prefix has its own budget.
+    assert!(c.head_object().bucket("bkt").key("cold/a").send().await.is_ok());
+}
+
+#[tokio::test]
+async fn rate_limited_gets_surface_slowdown_after_sdk_retries() {
+    let h = Harness::start("name: hot\nrules:\n  - match: {operation: GetObject}\n    fault: {rate_limit: {rps: 1, burst: 2, per: bucket}}\n")
+        .await;
+    seed_object(&h, "bkt", "k", 10).await;
+    let c = h.client(); // standard retries: 3 attempts, short backoff
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        if let Err(e) = c.get_object().bucket("bkt").key("k").send().await {
+            codes.push(e.code().map(str::to_owned));
+        }
+    }
+    assert!(!codes.is_empty(), "no request was throttled");
+    assert!(codes.iter().all(|c| c.as_deref() == Some("SlowDown")), "{codes:?}");
+}
