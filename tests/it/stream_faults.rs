@@ -203,3 +203,53 @@ async fn stall_pauses_after_n_bytes_then_resumes() {
     let gap = resumed.0 - reached.0;
     assert!(gap >= Duration::from_millis(450), "paused only {gap:?}");
 }
+
+#[tokio::test]
+async fn a_retried_truncated_download_ends_byte_exact() {
+    // Only the first GET is cut: an app that retries a short read gets the whole object.
+    let h = Harness::start(
+        "name: once\nrules:\n  - {name: cut-once, match: {operation: GetObject}, limit: 1, fault: {truncate: {after_bytes: 10000}}}\n",
+    )
+    .await;
+    let body = seed(&h, "k", 256 * 1024).await;
+    let c = h.client();
+    let mut attempts = 0;
+    let got = loop {
+        attempts += 1;
+        assert!(attempts <= 3, "still failing after 3 attempts");
+        let out = c.get_object().bucket("bkt").key("k").send().await.unwrap();
+        if let Ok(bytes) = out.body.collect().await {
+            break bytes.into_bytes();
+        }
+    };
+    assert_eq!(attempts, 2, "the first download was cut, the second was not");
+    assert!(got == body);
+    assert_eq!(h.stats("cut-once").injected, 1);
+}
+
+#[tokio::test]
+async fn stall_forever_holds_the_rest_back() {
+    let h = Harness::start(
+        "name: hang\nrules:\n  - match: {operation: GetObject}\n    fault: {stall: {after_bytes: 1000, for: forever}}\n",
+    )
+    .await;
+    seed(&h, "k", 100_000).await;
+    let (target, host) = presigned_get(&h, "bkt", "k").await;
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    // Read until nothing more comes for 500 ms (bounded: 100 reads at most).
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!("the proxy closed a stalled download"),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("read failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("headers arrived") + 4;
+    assert_eq!(got.len() - head_end, 1000, "exactly after_bytes, then nothing");
+}
