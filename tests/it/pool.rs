@@ -76,3 +76,55 @@ async fn connections_closed_by_the_upstream_are_not_reused() {
     drop(handle);
     task.abort();
 }
+
+/// A client that leaves in the middle of a stalled download must not leave the proxy holding
+/// its task and the upstream connection: the upstream sees its connection closed.
+#[tokio::test]
+async fn leaving_a_stalled_download_releases_the_upstream_connection() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let closed_count = closed.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let closed = closed_count.clone();
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(vec![7u8; 1 << 20]))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let upstream = s3chaos::proxy::Upstream::new(&format!("http://{up}"), &Default::default()).unwrap();
+    let scenario = "name: hang\nrules:\n  - {fault: {stall: {after_bytes: 1000, for: forever}}}\n";
+    let (addr, _engine, handle) = start_proxy(upstream, scenario).await;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /bkt/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0);
+    drop(s);
+
+    let mut released = false;
+    for _ in 0..100 {
+        if closed.load(Ordering::SeqCst) >= 1 {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(released, "the upstream connection stayed open after the client left");
+    drop(handle);
+    task.abort();
+}
