@@ -139,9 +139,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     for file in files {
         match Scenario::load(file) {
             Ok(s) => println!(
-                "{}: ok ({} rules, scenario `{}`)",
+                "{}: ok ({} rule{}, scenario `{}`)",
                 file.display(),
                 s.rules().len(),
+                if s.rules().len() == 1 { "" } else { "s" },
                 s.name()
             ),
             Err(e) => {
