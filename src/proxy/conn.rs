@@ -20,20 +20,22 @@ const NORMAL: u8 = 0;
 const RESET: u8 = 1;
 const BLACKHOLE: u8 = 2;
 
-/// Connections currently held open by blackholes, process-wide.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-
-pub fn blackholed_connections() -> usize {
-    HELD.load(Ordering::Relaxed)
-}
-
 /// What should happen to a connection when hyper lets go of it.
 #[derive(Debug, Default)]
 pub struct ConnControl {
     fate: AtomicU8,
+    /// The proxy's count of connections held by blackholes.
+    held: Arc<AtomicUsize>,
 }
 
 impl ConnControl {
+    pub fn new(held: Arc<AtomicUsize>) -> ConnControl {
+        ConnControl {
+            fate: AtomicU8::new(NORMAL),
+            held,
+        }
+    }
+
     /// Abort with a TCP RST; nothing more is written.
     pub fn reset(&self) {
         self.fate.store(RESET, Ordering::Release);
@@ -136,8 +138,8 @@ impl Drop for ClientStream {
             }
             BLACKHOLE => match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    HELD.fetch_add(1, Ordering::Relaxed);
-                    rt.spawn(hold(stream));
+                    self.control.held.fetch_add(1, Ordering::Relaxed);
+                    rt.spawn(hold(stream, self.control.held.clone()));
                 }
                 Err(_) => drop(stream),
             },
@@ -148,14 +150,14 @@ impl Drop for ClientStream {
 
 /// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
 /// and lets go when the client closes or resets the connection (or the worker shuts down).
-async fn hold(mut stream: TcpStream) {
-    struct Counted;
+async fn hold(mut stream: TcpStream, held: Arc<AtomicUsize>) {
+    struct Counted(Arc<AtomicUsize>);
     impl Drop for Counted {
         fn drop(&mut self) {
-            HELD.fetch_sub(1, Ordering::Relaxed);
+            self.0.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    let _counted = Counted;
+    let _counted = Counted(held);
     let mut buf = [0u8; 512];
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {

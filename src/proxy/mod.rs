@@ -18,6 +18,7 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use hyper::server::conn::http1;
@@ -47,6 +48,7 @@ pub struct Proxy {
 /// listeners close, connections and held blackholes are dropped.
 pub struct ProxyHandle {
     addr: SocketAddr,
+    held: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -54,6 +56,11 @@ pub struct ProxyHandle {
 impl ProxyHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections currently held open by blackholes.
+    pub fn blackholed_connections(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Stops the workers and waits for their threads to end.
@@ -104,6 +111,7 @@ impl Proxy {
         let addr = self.local_addr();
         let workers = workers.max(1);
         let (stop, stopped) = watch::channel(false);
+        let held = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -117,7 +125,7 @@ impl Proxy {
             let thread = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
                 stopped.clone(),
-                serve_worker(shared, rx),
+                serve_worker(shared, rx, held.clone()),
             )?;
             threads.push(thread);
         }
@@ -129,6 +137,7 @@ impl Proxy {
         )?);
         Ok(ProxyHandle {
             addr,
+            held,
             stop,
             workers: threads,
         })
@@ -183,7 +192,11 @@ async fn accept_loop(listener: std::net::TcpListener, workers: Vec<mpsc::Unbound
 }
 
 /// One worker: serves every connection it is handed until the channel closes.
-async fn serve_worker(shared: Arc<Shared>, mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>) {
+async fn serve_worker(
+    shared: Arc<Shared>,
+    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    held: Arc<AtomicUsize>,
+) {
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     while let Some(socket) = connections.recv().await {
@@ -192,7 +205,7 @@ async fn serve_worker(shared: Arc<Shared>, mut connections: mpsc::UnboundedRecei
         };
         let _ = socket.set_nodelay(true);
         let peer = socket.peer_addr().ok();
-        let control = Arc::new(ConnControl::default());
+        let control = Arc::new(ConnControl::new(held.clone()));
         let io = TokioIo::new(ClientStream::new(socket, control.clone()));
         let shared = shared.clone();
         let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));

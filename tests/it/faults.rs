@@ -189,7 +189,6 @@ async fn blackhole_ends_in_the_clients_own_timeout() {
 #[tokio::test]
 async fn blackhole_holds_the_connection_until_the_client_leaves() {
     let h = Harness::start("name: bh\nrules:\n  - fault: blackhole\n").await;
-    let before = s3chaos::proxy::conn::blackholed_connections();
     let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
     s.write_all(b"GET /bkt/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
@@ -197,13 +196,12 @@ async fn blackhole_holds_the_connection_until_the_client_leaves() {
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
     assert!(read.is_err(), "the blackhole answered or closed: {read:?}");
-    // Other tests may hold blackholes too, so compare against the count before.
-    assert!(s3chaos::proxy::conn::blackholed_connections() > before);
+    assert_eq!(h.blackholed(), 1, "the proxy holds the connection");
     drop(s);
     // The held socket is released once the client is gone (bounded wait).
     let mut released = false;
     for _ in 0..100 {
-        if s3chaos::proxy::conn::blackholed_connections() <= before {
+        if h.blackholed() == 0 {
             released = true;
             break;
         }

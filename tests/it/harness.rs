@@ -27,7 +27,7 @@ pub struct Harness {
     pub store: EmbeddedStore,
     pub proxy: SocketAddr,
     pub engine: Arc<Engine>,
-    _proxy: ProxyHandle,
+    handle: ProxyHandle,
     _dir: tempfile::TempDir,
 }
 
@@ -52,12 +52,12 @@ impl Harness {
         .await
         .unwrap();
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
-        let (proxy, engine, _proxy) = start_proxy(upstream, scenario).await;
+        let (proxy, engine, handle) = start_proxy(upstream, scenario).await;
         Harness {
             store,
             proxy,
             engine,
-            _proxy,
+            handle,
             _dir: dir,
         }
     }
@@ -75,6 +75,11 @@ impl Harness {
     /// A client that talks to the store directly, bypassing s3chaos.
     pub fn direct(&self) -> Client {
         client_for(self.store.addr, |c| c)
+    }
+
+    /// Connections this harness's proxy holds open for blackholes.
+    pub fn blackholed(&self) -> usize {
+        self.handle.blackholed_connections()
     }
 
     pub fn stats(&self, rule: &str) -> RuleStats {
