@@ -2,8 +2,9 @@
 //!
 //! The running scenario sits behind an [`ArcSwap`]: every request reads it without a lock,
 //! and a reload swaps in a new compiled scenario atomically (requests in flight keep the one
-//! they started with). Matching is precompiled: rules are indexed by operation, so a rule that
-//! names other operations costs nothing, and globs were compiled at load time.
+//! they started with). Matching is precompiled: rules are indexed by operation, exact bucket and
+//! exact header value ([`index`]), so a rule for another bucket or tenant costs nothing, and
+//! globs were compiled at load time.
 //!
 //! Randomness is counter-based rather than a shared RNG: the `n`-th request a rule matches
 //! draws from `hash(seed, rule, n)`. Same seed and same request sequence give the same faults,

@@ -117,12 +117,6 @@ impl Body for Throttled {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.inner.size_hint();
-        let extra = self.pending.len() as u64;
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint
+        crate::proxy::body::hint_plus(self.inner.size_hint(), self.pending.len() as u64)
     }
 }

@@ -7,7 +7,9 @@ use http::StatusCode;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::proxy::body::full;
+use http::{Method, Response};
+
+use crate::proxy::body::{ProxyBody, full};
 use crate::s3::error::RequestIds;
 use crate::s3::{ErrorCode, S3ErrorResponse};
 use crate::scenario::values::DurationValue;
@@ -27,17 +29,18 @@ impl Fault for ErrorFault {
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        let ids = RequestIds::generate();
-        RequestAction::Respond(
-            self.response
-                .render(ctx.request.method, ctx.request.path, &ids)
-                .map(full),
-        )
+        RequestAction::Respond(answer(&self.response, ctx.request.method, ctx.request.path))
     }
 
     fn describe(&self) -> String {
         format!("error {} ({})", self.response.code, self.response.status.as_u16())
     }
+}
+
+/// S3's answer with `error` to a request with `method` on `resource`, with fresh request ids:
+/// what every fault that answers in S3's place sends.
+pub fn answer(error: &S3ErrorResponse, method: &Method, resource: &str) -> Response<ProxyBody> {
+    error.render(method, resource, &RequestIds::generate()).map(full)
 }
 
 const ERROR_FIELDS: &[&str] = &["code", "status", "message", "retry_after"];

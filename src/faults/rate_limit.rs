@@ -16,7 +16,7 @@ use http::Method;
 use serde::Deserialize;
 
 use super::{ErrorFault, Fault, FaultCtx, RequestAction};
-use crate::s3::{ErrorCode, RequestInfo, S3ErrorResponse};
+use crate::s3::{RequestInfo, S3ErrorResponse};
 
 /// Keys tracked before idle ones are swept.
 pub const MAX_KEYS: usize = 100_000;
@@ -85,7 +85,7 @@ impl TryFrom<RateLimitFile> for RateLimit {
         };
         let error = match f.error {
             Some(e) => e.response,
-            None => S3ErrorResponse::from_code(ErrorCode::lookup("SlowDown").expect("in the table")),
+            None => S3ErrorResponse::standard("SlowDown"),
         };
         Ok(RateLimit {
             limits,
@@ -175,12 +175,7 @@ impl Fault for RateLimit {
         if self.admit(ctx.request) {
             return RequestAction::Pass;
         }
-        let ids = crate::s3::error::RequestIds::generate();
-        RequestAction::Respond(
-            self.error
-                .render(ctx.request.method, ctx.request.path, &ids)
-                .map(crate::proxy::body::full),
-        )
+        RequestAction::Respond(super::error::answer(&self.error, ctx.request.method, ctx.request.path))
     }
 
     fn describe(&self) -> String {

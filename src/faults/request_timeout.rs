@@ -3,9 +3,7 @@
 //! period."), as S3 does when an upload goes idle. The upstream never sees the request.
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::proxy::body::full;
-use crate::s3::error::RequestIds;
-use crate::s3::{ErrorCode, S3ErrorResponse};
+use crate::s3::S3ErrorResponse;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestTimeout;
@@ -20,10 +18,8 @@ impl Fault for RequestTimeout {
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        let code = ErrorCode::lookup("RequestTimeout").expect("in the table");
-        let response =
-            S3ErrorResponse::from_code(code).render(ctx.request.method, ctx.request.path, &RequestIds::generate());
-        RequestAction::ReadBodyThenRespond(response.map(full))
+        let error = S3ErrorResponse::standard("RequestTimeout");
+        RequestAction::ReadBodyThenRespond(super::error::answer(&error, ctx.request.method, ctx.request.path))
     }
 
     fn describe(&self) -> String {

@@ -47,15 +47,6 @@ impl TryFrom<ResetFile> for Reset {
     }
 }
 
-impl Reset {
-    pub fn after_bytes(n: u64) -> Reset {
-        Reset {
-            after_bytes: Some(ByteSize(n)),
-            after_request_bytes: None,
-        }
-    }
-}
-
 impl Fault for Reset {
     fn kind(&self) -> &'static str {
         "reset"

@@ -149,12 +149,6 @@ impl Body for Stalled {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.inner.size_hint();
-        let extra = self.rest.as_ref().map_or(0, |r| r.len() as u64);
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint
+        crate::proxy::body::hint_plus(self.inner.size_hint(), self.rest.as_ref().map_or(0, |r| r.len() as u64))
     }
 }

@@ -15,6 +15,15 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 #[error("injected fault: {0}")]
 pub struct InjectedFault(pub &'static str);
 
+/// `hint` grown by `extra` bytes a body wrapper holds back (a frame split across a pause).
+pub fn hint_plus(mut hint: http_body::SizeHint, extra: u64) -> http_body::SizeHint {
+    hint.set_lower(hint.lower() + extra);
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper + extra);
+    }
+    hint
+}
+
 pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }

@@ -13,8 +13,7 @@ use super::conn::ConnControl;
 use super::headers::strip_hop_by_hop;
 use crate::engine::Decision;
 use crate::faults::{FaultCtx, RequestAction};
-use crate::s3::error::RequestIds;
-use crate::s3::{ErrorCode, RequestInfo, S3ErrorResponse};
+use crate::s3::{RequestInfo, S3ErrorResponse};
 
 /// How the request phase ended, when a fault ended it.
 enum Ending {
@@ -154,10 +153,7 @@ fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
 /// The answer when the upstream is down, refusing or too slow: what S3's own front end says
 /// when it cannot reach a backend.
 fn upstream_unavailable(method: &Method, resource: &str) -> Response<ProxyBody> {
-    let code = ErrorCode::lookup("ServiceUnavailable").expect("in the table");
-    S3ErrorResponse::from_code(code)
-        .render(method, resource, &RequestIds::generate())
-        .map(body::full)
+    crate::faults::error::answer(&S3ErrorResponse::standard("ServiceUnavailable"), method, resource)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

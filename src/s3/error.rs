@@ -117,6 +117,11 @@ impl RequestIds {
 }
 
 impl S3ErrorResponse {
+    /// The error for a code from the table above, written as a literal by s3chaos itself.
+    pub fn standard(code: &str) -> S3ErrorResponse {
+        S3ErrorResponse::from_code(ErrorCode::lookup(code).expect("s3chaos names only codes from its table"))
+    }
+
     pub fn from_code(code: ErrorCode) -> S3ErrorResponse {
         S3ErrorResponse {
             status: StatusCode::from_u16(code.status).expect("table holds valid statuses"),
