@@ -10,16 +10,21 @@
 //! - [`s3`] — S3 knowledge: the request classifier (operation, bucket, key) and S3's error
 //!   codes and XML error bodies.
 //! - [`engine`] — matching and decisions: which rules fire for a request, decided once, with
-//!   seeded counter-based randomness.
+//!   seeded counter-based randomness; the kill switch and the cap on active faults.
+//! - [`drill`] — the supervisor beside the proxy: logs the timeline's phases, enforces the
+//!   stop condition.
+//! - [`reload`] — live reload of the scenario file (polling, and SIGHUP).
 //! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
 //! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
 //! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
 //! - [`timer`] — a sub-millisecond timer for latency faults.
 
+pub mod drill;
 pub mod embedded;
 pub mod engine;
 pub mod faults;
 pub mod proxy;
+pub mod reload;
 pub mod s3;
 pub mod scenario;
 pub mod timer;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
-use s3chaos::engine::Engine;
+use s3chaos::engine::{Engine, EngineOptions};
 use s3chaos::proxy::{Proxy, Shared, Upstream, UpstreamOptions};
+use s3chaos::reload::Reloader;
 use s3chaos::s3::Classifier;
 use s3chaos::scenario::Scenario;
 
@@ -88,6 +90,15 @@ struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Evaluate rules and log what would be injected; inject nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop every fault this long after start, whatever the scenario says (e.g. 30m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_duration: Option<Duration>,
+    /// How often the scenario file is checked for changes (SIGHUP reloads at once).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    reload_poll: Duration,
 }
 
 fn main() -> ExitCode {
@@ -199,8 +210,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let rules = scenario.rules().len();
     let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
+    let engine = Arc::new(Engine::with_options(
+        scenario,
+        EngineOptions {
+            dry_run: args.dry_run,
+            max_duration: args.max_duration,
+        },
+    ));
     let shared = Shared {
-        engine: Arc::new(Engine::new(scenario)),
+        engine: engine.clone(),
         upstream,
         classifier: Classifier::new(&args.domains),
     };
@@ -231,8 +249,56 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "s3chaos listening on http://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url http://{addr} s3 ls"
     );
 
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("interrupted; shutting down");
+    if args.dry_run {
+        tracing::warn!("dry run: rules are evaluated and logged as `dry run: would inject`; nothing is injected");
+    }
+    if let Some(max) = args.max_duration {
+        tracing::info!("every fault stops by itself after {}", humantime::format_duration(max));
+    }
+    let _supervisor = Supervisor::new(engine.clone()).spawn();
+    let reload_now = args.scenario.as_ref().map(|path| {
+        let (now, task) = Reloader::new(path, engine.clone()).spawn(args.reload_poll);
+        tracing::info!(file = %path.display(), "watching the scenario file; a valid change applies live (SIGHUP reloads now)");
+        (now, task)
+    });
+
+    serve_signals(&engine, reload_now.as_ref().map(|(now, _)| now.clone())).await?;
     handle.shutdown();
     Ok(())
+}
+
+/// Waits for a signal to stop, meanwhile handling the others: SIGHUP reloads the scenario,
+/// SIGUSR1 halts every fault (the big red button), SIGUSR2 resumes.
+async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::Notify>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; shutting down");
+                return Ok(());
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM; shutting down");
+                return Ok(());
+            }
+            _ = hup.recv() => match &reload_now {
+                Some(now) => now.notify_one(),
+                None => tracing::warn!("SIGHUP: no --scenario file to reload"),
+            },
+            _ = usr1.recv() => {
+                if engine.halt("SIGUSR1") {
+                    tracing::warn!(target: "s3chaos::drill", "HALTED by SIGUSR1 — every fault is off, traffic passes untouched (SIGUSR2 resumes)");
+                }
+            }
+            _ = usr2.recv() => {
+                if engine.resume() {
+                    tracing::warn!(target: "s3chaos::drill", "resumed by SIGUSR2 — faults apply again");
+                }
+            }
+        }
+    }
 }

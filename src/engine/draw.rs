@@ -1,19 +1,38 @@
-//! Deterministic randomness for one decision.
+//! What a fault may vary by for one request: deterministic randomness and the ramp position.
 
 /// A small counter-based random stream (SplitMix64), seeded from the scenario seed, the rule
 /// index and how many requests that rule has matched. Reproducible across runs, platforms and
 /// crate versions, which a seeded drill needs and `rand`'s small RNGs do not promise.
+///
+/// It also carries how far the request falls into its rule's time span, so a ramped value
+/// (`latency: {from: 50ms, to: 2s}`) is read at the moment the rule fired.
 #[derive(Debug, Clone)]
 pub struct Draw {
     state: u64,
+    progress: f64,
 }
 
 impl Draw {
     pub fn new(seed: u64, rule: usize, nth_match: u64) -> Draw {
-        let mut d = Draw { state: seed };
+        let mut d = Draw {
+            state: seed,
+            progress: 0.0,
+        };
         d.state ^= mix(rule as u64 ^ 0x5EED_0000_0000_0000);
         d.state ^= mix(nth_match.wrapping_add(0x9E37_79B9_7F4A_7C15));
         d
+    }
+
+    /// The same draw at `progress` (0..=1) through the rule's span.
+    pub fn at(mut self, progress: f64) -> Draw {
+        self.progress = progress.clamp(0.0, 1.0);
+        self
+    }
+
+    /// How far through its ramp span the rule was when it fired: 0 at the start, 1 at the end
+    /// (0 for rules without a span).
+    pub fn progress(&self) -> f64 {
+        self.progress
     }
 
     pub fn next_u64(&mut self) -> u64 {

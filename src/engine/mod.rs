@@ -14,28 +14,42 @@ mod draw;
 pub mod index;
 pub mod matcher;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 pub use draw::Draw;
 
 use crate::s3::RequestInfo;
+use crate::scenario::timeline::DrillState;
 use crate::scenario::{Rule, Scenario};
 
 /// The rules that fired for one request, in evaluation order. Holds the scenario it was
-/// decided under, so a reload cannot change a request halfway.
+/// decided under, so a reload cannot change a request halfway, and the request's place among
+/// the active faults until it is dropped (keep it alive while the fault acts).
 #[derive(Debug)]
 pub struct Decision {
     scenario: Arc<Scenario>,
     fired: Vec<(usize, Draw)>,
+    _slot: ActiveSlot,
 }
 
 impl Decision {
     /// Each fired rule with its draw.
     pub fn fired(&self) -> impl Iterator<Item = (&Rule, Draw)> {
         self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
+    }
+}
+
+/// One request counted among the active faults until dropped.
+#[derive(Debug)]
+struct ActiveSlot(Arc<AtomicUsize>);
+
+impl Drop for ActiveSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -49,22 +63,71 @@ pub struct RuleStats {
     pub injected: u64,
 }
 
+/// How the proxy runs the engine, from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Decide and log as usual, inject nothing.
+    pub dry_run: bool,
+    /// After this long from start, every fault stops (`--max-duration`).
+    pub max_duration: Option<Duration>,
+}
+
 pub struct Engine {
     current: ArcSwap<Scenario>,
-    /// When the proxy started: rules' `after`/`until` windows count from here, across reloads.
-    started: Instant,
+    options: EngineOptions,
+    /// `started + max_duration`, when there is one.
+    deadline: Option<Instant>,
+    halted: AtomicBool,
+    halt_reason: Mutex<Option<String>>,
+    /// Requests under a fault right now.
+    active: Arc<AtomicUsize>,
+    /// Requests that would have been faulted but for `max_active_faults`.
+    capped: AtomicU64,
+    /// Whether the running scenario has a stop condition, so requests tally the upstream.
+    watch_upstream: AtomicBool,
+    upstream_requests: AtomicU64,
+    upstream_failures: AtomicU64,
+}
+
+/// What the upstream itself did so far: for the stop condition, never counting injections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamTally {
+    pub requests: u64,
+    pub failures: u64,
 }
 
 impl Engine {
     pub fn new(scenario: Scenario) -> Engine {
+        Engine::with_options(scenario, EngineOptions::default())
+    }
+
+    pub fn with_options(scenario: Scenario, options: EngineOptions) -> Engine {
+        let watch = scenario.safety().stop_if.is_some();
         Engine {
             current: ArcSwap::from_pointee(scenario),
-            started: Instant::now(),
+            options,
+            deadline: options.max_duration.map(|d| Instant::now() + d),
+            halted: AtomicBool::new(false),
+            halt_reason: Mutex::new(None),
+            active: Arc::new(AtomicUsize::new(0)),
+            capped: AtomicU64::new(0),
+            watch_upstream: AtomicBool::new(watch),
+            upstream_requests: AtomicU64::new(0),
+            upstream_failures: AtomicU64::new(0),
         }
     }
 
-    /// Replaces the running scenario for every request that starts after this call.
-    pub fn replace(&self, scenario: Scenario) {
+    pub fn options(&self) -> EngineOptions {
+        self.options
+    }
+
+    /// Replaces the running scenario for every request that starts after this call; requests
+    /// in flight finish under the one they started with. A new version of the running drill
+    /// keeps its clock and counters (see [`Scenario::carry_over`]).
+    pub fn replace(&self, mut scenario: Scenario) {
+        scenario.carry_over(&self.current.load());
+        self.watch_upstream
+            .store(scenario.safety().stop_if.is_some(), Ordering::Relaxed);
         self.current.store(Arc::new(scenario));
     }
 
@@ -72,27 +135,103 @@ impl Engine {
         self.current.load_full()
     }
 
-    /// True when no rule could ever fire: the proxy then skips classification entirely.
+    /// True when no rule can fire: the proxy then skips classification entirely.
     pub fn is_idle(&self) -> bool {
-        self.current.load().rules().is_empty()
+        self.halted.load(Ordering::Relaxed) || self.current.load().rules().is_empty()
+    }
+
+    /// The kill switch: every fault stops for new requests at once; traffic keeps flowing.
+    /// Returns false if it was already halted.
+    pub fn halt(&self, reason: impl Into<String>) -> bool {
+        let mut slot = self.halt_reason.lock().unwrap_or_else(|e| e.into_inner());
+        let was = self.halted.swap(true, Ordering::SeqCst);
+        if !was {
+            *slot = Some(reason.into());
+        }
+        !was
+    }
+
+    /// Undoes [`Engine::halt`]. Returns false if it was not halted.
+    pub fn resume(&self) -> bool {
+        let mut slot = self.halt_reason.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+        self.halted.swap(false, Ordering::SeqCst)
+    }
+
+    /// Why faults are halted, if they are.
+    pub fn halted(&self) -> Option<String> {
+        if !self.halted.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.halt_reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where the running scenario's drill stands now; `Expired` also once `--max-duration`
+    /// has passed.
+    pub fn state(&self) -> DrillState {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
+            return DrillState::Expired;
+        }
+        self.current.load().timeline().state(now)
+    }
+
+    /// Requests under a fault right now.
+    pub fn active_faults(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests left unfaulted because `max_active_faults` requests already were.
+    pub fn capped(&self) -> u64 {
+        self.capped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the handler should report upstream outcomes ([`Engine::record_upstream`]).
+    #[inline]
+    pub fn watches_upstream(&self) -> bool {
+        self.watch_upstream.load(Ordering::Relaxed)
+    }
+
+    /// One request answered by the upstream (or not: `failed` is a 5xx or no answer).
+    pub fn record_upstream(&self, failed: bool) {
+        self.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn upstream_tally(&self) -> UpstreamTally {
+        UpstreamTally {
+            requests: self.upstream_requests.load(Ordering::Relaxed),
+            failures: self.upstream_failures.load(Ordering::Relaxed),
+        }
     }
 
     /// Decides which rules fire for `req`. `None`, the common case, allocates nothing.
     pub fn decide(&self, req: &RequestInfo<'_>) -> Option<Decision> {
         let scenario = self.current.load();
-        if scenario.rules().is_empty() {
+        if scenario.rules().is_empty() || self.halted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (phase, at) = scenario.timeline().locate()?;
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let phase = &scenario.timeline().phases()[phase];
+        if phase.rules.is_empty() {
             return None;
         }
         let mut fired: Vec<(usize, Draw)> = Vec::new();
         {
             let header_values = scenario.header_slots().values(req.headers);
-            let lists = scenario.index().candidates(req, &header_values);
-            for index in index::merge_sorted(&lists) {
+            let lists = phase.index.candidates(req, &header_values);
+            for position in index::merge_sorted(&lists) {
+                let index = phase.rules[position] as usize;
                 let rule = &scenario.rules()[index];
                 if !rule.matcher().matches(req, &header_values) {
                     continue;
                 }
-                if let Some(draw) = rule.roll(scenario.seed(), index, self.started) {
+                if let Some(draw) = rule.roll(scenario.seed(), index, at) {
                     fired.push((index, draw));
                     if rule.faults().is_terminal() {
                         break;
@@ -103,10 +242,51 @@ impl Engine {
         if fired.is_empty() {
             return None;
         }
-        Some(Decision {
+        let Some(slot) = self.take_slot(&scenario) else {
+            for (index, _) in &fired {
+                scenario.rules()[*index].uncount_injection();
+            }
+            self.capped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let decision = Decision {
             scenario: arc_swap::Guard::into_inner(scenario),
             fired,
-        })
+            _slot: slot,
+        };
+        if self.options.dry_run {
+            for (rule, _) in decision.fired() {
+                let faults: Vec<String> = rule.faults().iter().map(|f| f.describe()).collect();
+                tracing::info!(
+                    target: "s3chaos::fault",
+                    rule = rule.name(),
+                    fault = %faults.join(", "),
+                    operation = %req.operation,
+                    bucket = req.bucket.as_deref().unwrap_or(""),
+                    key = req.key.as_deref().unwrap_or(""),
+                    "dry run: would inject"
+                );
+            }
+            return None;
+        }
+        Some(decision)
+    }
+
+    /// A place among the active faults, unless `max_active_faults` are already active.
+    fn take_slot(&self, scenario: &Scenario) -> Option<ActiveSlot> {
+        match scenario.safety().max_active_faults {
+            None => {
+                self.active.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(cap) => {
+                self.active
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < cap.get()).then_some(n + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(ActiveSlot(self.active.clone()))
     }
 
     pub fn stats(&self) -> Vec<RuleStats> {

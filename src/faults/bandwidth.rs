@@ -16,14 +16,15 @@ use super::Fault;
 use crate::engine::Draw;
 use crate::proxy::body::{BoxError, ProxyBody};
 use crate::proxy::conn::ConnControl;
-use crate::scenario::values::Rate;
+use crate::scenario::values::{Ramp, Rate};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bandwidth(pub Rate);
+/// A rate, or a ramp `{from: 10MiB/s, to: 64KiB/s}` read when the body starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bandwidth(pub Ramp<Rate>);
 
 impl<'de> Deserialize<'de> for Bandwidth {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Rate::deserialize(d).map(Bandwidth)
+        Ramp::<Rate>::deserialize(d).map(Bandwidth)
     }
 }
 
@@ -36,15 +37,20 @@ impl Fault for Bandwidth {
         false
     }
 
-    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        ProxyBody::new(Throttled::new(body, self.0.bytes_per_second))
+    fn ramps(&self) -> bool {
+        self.0.is_ramp()
+    }
+
+    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, draw: Draw) -> ProxyBody {
+        ProxyBody::new(Throttled::new(body, self.0.at(draw.progress()).bytes_per_second))
     }
 
     fn describe(&self) -> String {
-        format!(
-            "bandwidth {}/s",
-            bytesize::ByteSize(self.0.bytes_per_second).display().iec()
-        )
+        let show = |r: Rate| format!("{}/s", bytesize::ByteSize(r.bytes_per_second).display().iec());
+        match self.0 {
+            Ramp::Fixed(r) => format!("bandwidth {}", show(r)),
+            Ramp::Linear { from, to } => format!("bandwidth {} -> {}", show(from), show(to)),
+        }
     }
 }
 

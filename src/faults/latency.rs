@@ -7,30 +7,53 @@ use std::time::Duration;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::scenario::values::DurationValue;
+use crate::scenario::values::{DurationValue, Ramp};
 
-/// A delay between `min` and `max` (equal for a fixed delay).
+/// A delay between `min` and `max` (equal for a fixed delay), or a fixed delay that ramps
+/// from one value to another across the rule's span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Latency {
     min: Duration,
     max: Duration,
+    /// `{from: min, to: ramp_to}`: the delay moves from `min` to this across the span.
+    ramp_to: Option<Duration>,
 }
 
 impl Latency {
     pub fn fixed(d: Duration) -> Latency {
-        Latency { min: d, max: d }
+        Latency {
+            min: d,
+            max: d,
+            ramp_to: None,
+        }
     }
 
     pub fn range(min: Duration, max: Duration) -> Result<Latency, String> {
         if min > max {
             return Err(format!("latency min ({min:?}) is greater than max ({max:?})"));
         }
-        Ok(Latency { min, max })
+        Ok(Latency {
+            min,
+            max,
+            ramp_to: None,
+        })
     }
 
-    /// The delay for one request, `unit` being a uniform draw in [0, 1).
-    pub fn sample(&self, unit: f64) -> Duration {
-        self.min + (self.max - self.min).mul_f64(unit)
+    pub fn ramp(from: Duration, to: Duration) -> Latency {
+        Latency {
+            min: from,
+            max: from,
+            ramp_to: Some(to),
+        }
+    }
+
+    /// The delay for one request, `unit` being a uniform draw in [0, 1) and `progress` how far
+    /// through its ramp the rule is.
+    pub fn sample(&self, unit: f64, progress: f64) -> Duration {
+        match self.ramp_to {
+            Some(to) => Ramp::Linear { from: self.min, to }.at(progress),
+            None => self.min + (self.max - self.min).mul_f64(unit),
+        }
     }
 }
 
@@ -43,24 +66,25 @@ impl Fault for Latency {
         false
     }
 
+    fn ramps(&self) -> bool {
+        self.ramp_to.is_some()
+    }
+
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let unit = if self.min == self.max {
             0.0
         } else {
             ctx.draw.clone().unit()
         };
-        RequestAction::Delay(self.sample(unit))
+        RequestAction::Delay(self.sample(unit, ctx.draw.progress()))
     }
 
     fn describe(&self) -> String {
-        if self.min == self.max {
-            format!("latency {}", humantime::format_duration(self.min))
-        } else {
-            format!(
-                "latency {}..{}",
-                humantime::format_duration(self.min),
-                humantime::format_duration(self.max)
-            )
+        let f = humantime::format_duration;
+        match self.ramp_to {
+            Some(to) => format!("latency {} -> {}", f(self.min), f(to)),
+            None if self.min == self.max => format!("latency {}", f(self.min)),
+            None => format!("latency {}..{}", f(self.min), f(self.max)),
         }
     }
 }
@@ -71,7 +95,7 @@ impl<'de> Deserialize<'de> for Latency {
         impl<'de> Visitor<'de> for V {
             type Value = Latency;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as 250ms, or {min: 100ms, max: 900ms}")
+                f.write_str("a duration such as 250ms, {min: 100ms, max: 900ms}, or a ramp {from: 50ms, to: 2s}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Latency, E> {
                 v.parse::<DurationValue>()
@@ -82,17 +106,22 @@ impl<'de> Deserialize<'de> for Latency {
                 self.visit_str(&v.to_string())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Latency, A::Error> {
-                let (mut min, mut max) = (None, None);
+                const FIELDS: &[&str] = &["min", "max", "from", "to"];
+                let mut values: [Option<Duration>; 4] = [None; 4];
                 while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "min" => min = Some(map.next_value::<DurationValue>()?.0),
-                        "max" => max = Some(map.next_value::<DurationValue>()?.0),
-                        other => return Err(de::Error::unknown_field(other, &["min", "max"])),
-                    }
+                    let slot = FIELDS
+                        .iter()
+                        .position(|f| *f == key)
+                        .ok_or_else(|| de::Error::unknown_field(&key, FIELDS))?;
+                    values[slot] = Some(map.next_value::<DurationValue>()?.0);
                 }
-                let min = min.ok_or_else(|| de::Error::missing_field("min"))?;
-                let max = max.ok_or_else(|| de::Error::missing_field("max"))?;
-                Latency::range(min, max).map_err(de::Error::custom)
+                match values {
+                    [Some(min), Some(max), None, None] => Latency::range(min, max).map_err(de::Error::custom),
+                    [None, None, Some(from), Some(to)] => Ok(Latency::ramp(from, to)),
+                    _ => Err(de::Error::custom(
+                        "latency takes either {min, max} (a random delay) or {from, to} (a ramp)",
+                    )),
+                }
             }
         }
         d.deserialize_any(V)
@@ -106,9 +135,9 @@ mod tests {
     #[test]
     fn sampling_stays_in_range() {
         let l = Latency::range(Duration::from_millis(100), Duration::from_millis(900)).unwrap();
-        assert_eq!(l.sample(0.0), Duration::from_millis(100));
-        assert_eq!(l.sample(0.5), Duration::from_millis(500));
-        assert!(l.sample(0.999_999) < Duration::from_millis(900));
+        assert_eq!(l.sample(0.0, 0.0), Duration::from_millis(100));
+        assert_eq!(l.sample(0.5, 0.0), Duration::from_millis(500));
+        assert!(l.sample(0.999_999, 1.0) < Duration::from_millis(900));
         assert!(Latency::range(Duration::from_secs(2), Duration::from_secs(1)).is_err());
     }
 
@@ -117,7 +146,13 @@ mod tests {
         let fixed: Latency = serde_yaml_ng::from_str("250ms").unwrap();
         assert_eq!(fixed, Latency::fixed(Duration::from_millis(250)));
         let range: Latency = serde_yaml_ng::from_str("{min: 50ms, max: 200ms}").unwrap();
-        assert_eq!(range.sample(0.0), Duration::from_millis(50));
+        assert_eq!(range.sample(0.0, 0.0), Duration::from_millis(50));
+        let ramp: Latency = serde_yaml_ng::from_str("{from: 50ms, to: 2s}").unwrap();
+        assert!(ramp.ramps());
+        assert_eq!(ramp.sample(0.7, 0.0), Duration::from_millis(50));
+        assert_eq!(ramp.sample(0.7, 0.5), Duration::from_millis(1025));
+        assert_eq!(ramp.sample(0.7, 1.0), Duration::from_secs(2));
+        assert!(serde_yaml_ng::from_str::<Latency>("{min: 1s, to: 2s}").is_err());
         assert!(serde_yaml_ng::from_str::<Latency>("{min: 1s}").is_err());
         assert!(serde_yaml_ng::from_str::<Latency>("{min: 2s, max: 1s}").is_err());
         assert!(

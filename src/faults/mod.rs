@@ -88,6 +88,11 @@ pub trait Fault: Send + Sync + fmt::Debug {
     /// (the request is answered or cut), latency does not (later rules may still apply).
     fn is_terminal(&self) -> bool;
 
+    /// Whether a value of this fault ramps (`{from, to}`) across the rule's time span.
+    fn ramps(&self) -> bool {
+        false
+    }
+
     /// The request phase, before the upstream is contacted. The default does nothing.
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
         RequestAction::Continue
@@ -158,6 +163,10 @@ impl FaultList {
 
     pub fn is_terminal(&self) -> bool {
         self.iter().any(|f| f.is_terminal())
+    }
+
+    pub fn ramps(&self) -> bool {
+        self.iter().any(|f| f.ramps())
     }
 
     fn from_specs(mut specs: Vec<FaultSpec>) -> Result<FaultList, String> {

@@ -8,8 +8,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,13 +26,19 @@ pub struct ConnControl {
     fate: AtomicU8,
     /// The proxy's count of connections held by blackholes.
     held: Arc<AtomicUsize>,
+    /// Kept alive as long as a blackhole holds the socket (the fault's engine decision).
+    keep: Mutex<Option<Keep>>,
 }
+
+/// Something a held connection keeps alive until it is released.
+pub type Keep = Box<dyn std::fmt::Debug + Send>;
 
 impl ConnControl {
     pub fn new(held: Arc<AtomicUsize>) -> ConnControl {
         ConnControl {
             fate: AtomicU8::new(NORMAL),
             held,
+            keep: Mutex::new(None),
         }
     }
 
@@ -41,8 +47,10 @@ impl ConnControl {
         self.fate.store(RESET, Ordering::Release);
     }
 
-    /// Keep the socket open without ever answering, until the client closes it.
-    pub fn blackhole(&self) {
+    /// Keep the socket open without ever answering, until the client closes it; `keep` lives
+    /// as long as the socket is held.
+    pub fn blackhole(&self, keep: Option<Keep>) {
+        *self.keep.lock().unwrap_or_else(|e| e.into_inner()) = keep;
         self.fate.store(BLACKHOLE, Ordering::Release);
     }
 
@@ -139,7 +147,8 @@ impl Drop for ClientStream {
             BLACKHOLE => match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     self.control.held.fetch_add(1, Ordering::Relaxed);
-                    rt.spawn(hold(stream, self.control.held.clone()));
+                    let keep = self.control.keep.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    rt.spawn(hold(stream, self.control.held.clone(), keep));
                 }
                 Err(_) => drop(stream),
             },
@@ -150,7 +159,7 @@ impl Drop for ClientStream {
 
 /// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
 /// and lets go when the client closes or resets the connection (or the worker shuts down).
-async fn hold(mut stream: TcpStream, held: Arc<AtomicUsize>) {
+async fn hold(mut stream: TcpStream, held: Arc<AtomicUsize>, _keep: Option<Keep>) {
     struct Counted(Arc<AtomicUsize>);
     impl Drop for Counted {
         fn drop(&mut self) {

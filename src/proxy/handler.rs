@@ -53,7 +53,7 @@ pub(super) async fn handle(
             return Ok(response);
         }
         Some(Ending::Blackhole) => {
-            conn.blackhole();
+            conn.blackhole(decision.map(|d| Box::new(d) as _));
             return Err(Box::new(InjectedFault("blackhole")));
         }
         Some(Ending::Reset) => {
@@ -77,7 +77,13 @@ pub(super) async fn handle(
         }
     }
     let upstream_req = Request::from_parts(parts, upload);
-    let response = match shared.upstream.send(upstream_req).await {
+    let outcome = shared.upstream.send(upstream_req).await;
+    if decision.is_none() && shared.engine.watches_upstream() {
+        // Only what the upstream did on its own counts toward the stop condition.
+        let failed = outcome.as_ref().map_or(true, |r| r.status().is_server_error());
+        shared.engine.record_upstream(failed);
+    }
+    let response = match outcome {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(upstream = %shared.upstream.origin(), error = %error_chain(&e), %method, resource = uri.path(), "upstream unavailable; answering 503 ServiceUnavailable");
@@ -88,12 +94,14 @@ pub(super) async fn handle(
     // Phase 5: response body faults.
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(decision) = &decision {
+    if let Some(decision) = decision {
         for (rule, draw) in decision.fired() {
             for fault in rule.faults().iter() {
                 body = fault.on_response_body(body, &conn, draw.clone());
             }
         }
+        // The request counts among the active faults until its body is done.
+        body = body::Holding::wrap(body, decision);
     }
     Ok(Response::from_parts(parts, body))
 }

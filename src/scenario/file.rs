@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::values::{DurationValue, Glob, OneOrMany, Probability};
-use super::{Rule, Scenario, ScenarioError, Trigger};
+use super::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
+use super::{Meta, PhaseSpec, Rule, Safety, Scenario, ScenarioError, StopCondition, Trigger};
 use crate::engine::matcher::{HeaderMatch, Matcher};
 use crate::faults::FaultList;
 use crate::s3::Operation;
@@ -25,12 +26,70 @@ struct ScenarioFile {
     description: String,
     #[serde(default)]
     seed: Option<u64>,
+    /// Rules that apply in every phase (or always, without phases).
     #[serde(default)]
-    rules: RuleList,
+    rules: RuleList<false>,
+    #[serde(default)]
+    start_at: Option<Timestamp>,
+    #[serde(default)]
+    repeat: bool,
+    #[serde(default)]
+    phases: PhaseList,
+    #[serde(default)]
+    max_duration: Option<PositiveDuration>,
+    #[serde(default)]
+    stop_if: Option<StopIfFile>,
+    #[serde(default)]
+    max_active_faults: Option<NonZeroUsize>,
+}
+
+/// A rule list; `IN_PHASE` tells whether it belongs to a phase (whose span a ramp can use).
+#[derive(Default)]
+struct RuleList<const IN_PHASE: bool>(Vec<RuleFile>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseFile {
+    name: String,
+    duration: PositiveDuration,
+    #[serde(default)]
+    rules: RuleList<true>,
 }
 
 #[derive(Default)]
-struct RuleList(Vec<RuleFile>);
+struct PhaseList(Vec<PhaseFile>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopIfFile {
+    upstream_error_rate: Probability,
+    #[serde(default = "default_stop_window")]
+    window: PositiveDuration,
+    #[serde(default = "default_stop_min_requests")]
+    min_requests: u64,
+}
+
+fn default_stop_window() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(30))
+}
+
+fn default_stop_min_requests() -> u64 {
+    10
+}
+
+/// A duration that must be longer than zero (a phase, a window, a time limit).
+#[derive(Clone, Copy)]
+struct PositiveDuration(Duration);
+
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let DurationValue(v) = DurationValue::deserialize(d)?;
+        if v.is_zero() {
+            return Err(de::Error::custom("this duration must be longer than zero"));
+        }
+        Ok(PositiveDuration(v))
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +99,7 @@ struct RuleFile {
     #[serde(default, rename = "match")]
     matcher: MatchFile,
     #[serde(default)]
-    probability: Probability,
+    probability: Ramp<Probability>,
     #[serde(default)]
     skip: u64,
     #[serde(default)]
@@ -91,22 +150,33 @@ impl<'de> Deserialize<'de> for HeaderName {
     }
 }
 
-impl<'de> Deserialize<'de> for RuleList {
+impl<'de, const IN_PHASE: bool> Deserialize<'de> for RuleList<IN_PHASE> {
     /// Rule names must be unique: they name the rule in logs, counters and the admin API.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RuleList;
+        struct V<const IN_PHASE: bool>;
+        impl<'de, const IN_PHASE: bool> Visitor<'de> for V<IN_PHASE> {
+            type Value = RuleList<IN_PHASE>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of rules")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<RuleList, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<RuleList<IN_PHASE>, E> {
                 Ok(RuleList::default())
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList<IN_PHASE>, A::Error> {
                 let mut rules: Vec<RuleFile> = Vec::new();
                 while let Some(mut rule) = seq.next_element::<RuleFile>()? {
+                    if rule.name.as_deref().is_some_and(|n| n.is_empty() || n.contains('/')) {
+                        return Err(de::Error::custom(
+                            "a rule name must be non-empty and without `/` (a phase's rules are shown as `phase/rule`)",
+                        ));
+                    }
                     let name = rule.name.get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
+                    let ramps = rule.probability.is_ramp() || rule.fault.ramps();
+                    if ramps && !IN_PHASE && rule.until.is_none() {
+                        return Err(de::Error::custom(format!(
+                            "rule `{name}` ramps (`from`/`to`) but has no end to ramp to: give it `until:`, or move it into a phase (a ramp runs across its phase)"
+                        )));
+                    }
                     if let (Some(after), Some(until)) = (rule.after, rule.until)
                         && after >= until
                     {
@@ -126,51 +196,120 @@ impl<'de> Deserialize<'de> for RuleList {
                 Ok(RuleList(rules))
             }
         }
+        d.deserialize_any(V::<IN_PHASE>)
+    }
+}
+
+impl<'de> Deserialize<'de> for PhaseList {
+    /// Phase names must be unique and usable in rule names (`phase/rule`).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PhaseList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of phases, each with a name and a duration")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<PhaseList, E> {
+                Ok(PhaseList::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PhaseList, A::Error> {
+                let mut phases: Vec<PhaseFile> = Vec::new();
+                while let Some(phase) = seq.next_element::<PhaseFile>()? {
+                    if phase.name.is_empty() || phase.name.contains('/') {
+                        return Err(de::Error::custom("a phase name must be non-empty and without `/`"));
+                    }
+                    if phases.iter().any(|p| p.name == phase.name) {
+                        return Err(de::Error::custom(format!(
+                            "two phases are named `{}`; phase names must be unique",
+                            phase.name
+                        )));
+                    }
+                    phases.push(phase);
+                }
+                Ok(PhaseList(phases))
+            }
+        }
         d.deserialize_any(V)
     }
 }
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
-    let rules = file
-        .rules
+    if file.repeat && file.phases.0.is_empty() {
+        return Err(ScenarioError {
+            origin: origin.to_owned(),
+            position: None,
+            message: "`repeat: true` needs `phases:` to repeat".into(),
+        });
+    }
+    let meta = Meta {
+        name: file.name,
+        description: file.description,
+        seed: file.seed,
+        start_at: file.start_at.map(|t| t.0),
+        repeat: file.repeat,
+        max_duration: file.max_duration.map(|d| d.0),
+        safety: Safety {
+            stop_if: file.stop_if.map(|s| StopCondition {
+                upstream_error_rate: s.upstream_error_rate,
+                window: s.window.0,
+                min_requests: s.min_requests,
+            }),
+            max_active_faults: file.max_active_faults,
+        },
+    };
+    let top = file.rules.0.into_iter().map(|r| compile_rule(r, None)).collect();
+    let phases = file
+        .phases
         .0
         .into_iter()
-        .map(|r| {
-            let m = r.matcher;
-            let headers = m
-                .header
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(name, value)| {
-                    let name = http::HeaderName::from_bytes(name.0.as_bytes()).expect("validated while parsing");
-                    let matcher = if value == "*" {
-                        HeaderMatch::Present
-                    } else {
-                        HeaderMatch::Exact(value)
-                    };
-                    (name, matcher)
-                })
-                .collect();
-            let matcher = Matcher::new(
-                m.operation.map(|o| o.0.into_iter().collect()),
-                m.method.map(|ms| ms.0.into_iter().map(|m| m.0).collect()),
-                m.bucket,
-                m.key,
-                headers,
-            );
-            let trigger = Trigger {
-                probability: r.probability,
-                skip: r.skip,
-                limit: r.limit,
-                every: r.every,
-                after: r.after.map(|d| d.0),
-                until: r.until.map(|d| d.0),
-            };
-            Rule::new(r.name.expect("named while parsing"), matcher, trigger, r.fault)
+        .map(|p| PhaseSpec {
+            rules: p.rules.0.into_iter().map(|r| compile_rule(r, Some(&p.name))).collect(),
+            name: p.name,
+            duration: p.duration.0,
         })
         .collect();
-    Ok(Scenario::compile(file.name, file.description, file.seed, rules))
+    Ok(Scenario::compile(meta, top, phases))
+}
+
+/// One rule's match and trigger; a phase's rule is named `phase/rule`.
+fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
+    let m = r.matcher;
+    let headers = m
+        .header
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let name = http::HeaderName::from_bytes(name.0.as_bytes()).expect("validated while parsing");
+            let matcher = if value == "*" {
+                HeaderMatch::Present
+            } else {
+                HeaderMatch::Exact(value)
+            };
+            (name, matcher)
+        })
+        .collect();
+    let matcher = Matcher::new(
+        m.operation.map(|o| o.0.into_iter().collect()),
+        m.method.map(|ms| ms.0.into_iter().map(|m| m.0).collect()),
+        m.bucket,
+        m.key,
+        headers,
+    );
+    let trigger = Trigger {
+        probability: r.probability,
+        skip: r.skip,
+        limit: r.limit,
+        every: r.every,
+        after: r.after.map(|d| d.0),
+        until: r.until.map(|d| d.0),
+    };
+    let name = r.name.expect("named while parsing");
+    let name = match phase {
+        Some(phase) => format!("{phase}/{name}"),
+        None => name,
+    };
+    Rule::new(name, matcher, trigger, r.fault)
 }
 
 fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {

@@ -7,20 +7,22 @@
 //! shared read-only by every request.
 
 mod file;
+pub mod timeline;
 pub mod values;
 
 use std::fmt;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use crate::engine::Draw;
 use crate::engine::RuleStats;
 use crate::engine::index::RuleIndex;
 use crate::engine::matcher::{HeaderSlots, Matcher};
 use crate::faults::FaultList;
-use values::Probability;
+use timeline::{Clock, Phase, Timeline};
+use values::{Probability, Ramp};
 
 /// A scenario file that could not be loaded, with where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,15 +50,60 @@ pub struct Scenario {
     description: String,
     seed: u64,
     seed_given: bool,
+    /// Every rule: the top-level ones, then each phase's, in file order. A rule's index here
+    /// is its identity for the draw.
     rules: Vec<Rule>,
     header_slots: HeaderSlots,
-    index: RuleIndex,
+    timeline: Timeline,
+    safety: Safety,
+}
+
+/// What the file says about itself, before its rules.
+#[derive(Debug, Default)]
+pub(crate) struct Meta {
+    pub name: String,
+    pub description: String,
+    pub seed: Option<u64>,
+    pub start_at: Option<SystemTime>,
+    pub repeat: bool,
+    pub max_duration: Option<Duration>,
+    pub safety: Safety,
+}
+
+/// One phase as written: a name, a duration and its own rules.
+pub(crate) struct PhaseSpec {
+    pub name: String,
+    pub duration: Duration,
+    pub rules: Vec<Rule>,
+}
+
+/// Limits that keep a drill from becoming an incident.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Safety {
+    /// Halt every fault when the real upstream starts failing.
+    pub stop_if: Option<StopCondition>,
+    /// At most this many requests under a fault at once (blackholes and stalls included).
+    pub max_active_faults: Option<NonZeroUsize>,
+}
+
+/// `stop_if: {upstream_error_rate: 0.2, window: 30s}`: halt when, over the last `window`,
+/// at least `min_requests` reached the upstream and this share of them failed (5xx or no
+/// answer). Injected faults never count: only what the upstream itself did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopCondition {
+    pub upstream_error_rate: Probability,
+    pub window: Duration,
+    pub min_requests: u64,
 }
 
 impl Scenario {
     /// The scenario with no rules: pure passthrough.
     pub fn empty() -> Scenario {
-        Scenario::compile("passthrough".into(), String::new(), None, Vec::new())
+        let meta = Meta {
+            name: "passthrough".into(),
+            ..Meta::default()
+        };
+        Scenario::compile(meta, Vec::new(), Vec::new())
     }
 
     /// Reads, validates and compiles a scenario file.
@@ -75,20 +122,90 @@ impl Scenario {
         file::parse(text, origin)
     }
 
-    pub(crate) fn compile(name: String, description: String, seed: Option<u64>, mut rules: Vec<Rule>) -> Scenario {
+    /// Lays the rules out on the timeline: each rule's `after`/`until` become a window in
+    /// drill time (inside its phase for a phase's rule), and each phase gets its own index.
+    pub(crate) fn compile(meta: Meta, top: Vec<Rule>, phases: Vec<PhaseSpec>) -> Scenario {
+        let mut rules = top;
+        let top_count = rules.len();
+        for rule in &mut rules {
+            rule.window = Window::within(&rule.trigger, Duration::ZERO, None);
+        }
+        let mut compiled = Vec::with_capacity(phases.len().max(1));
+        let mut start = Duration::ZERO;
+        for phase in phases {
+            let end = start + phase.duration;
+            let mut members: Vec<u32> = (0..top_count as u32).collect();
+            for mut rule in phase.rules {
+                rule.window = Window::within(&rule.trigger, start, Some(end));
+                members.push(rules.len() as u32);
+                rules.push(rule);
+            }
+            compiled.push(Phase {
+                name: Some(phase.name),
+                start,
+                duration: Some(phase.duration),
+                rules: members,
+                index: RuleIndex::default(),
+            });
+            start = end;
+        }
+        let cycle = (!compiled.is_empty()).then_some(start);
+        if compiled.is_empty() {
+            compiled.push(Phase {
+                name: None,
+                start: Duration::ZERO,
+                duration: None,
+                rules: (0..rules.len() as u32).collect(),
+                index: RuleIndex::default(),
+            });
+        }
         let mut header_slots = HeaderSlots::default();
         for rule in &mut rules {
             rule.matcher.assign_header_slots(&mut header_slots);
         }
-        let index = RuleIndex::build(rules.iter().map(|r| &r.matcher));
+        for phase in &mut compiled {
+            phase.index = RuleIndex::build(phase.rules.iter().map(|&i| &rules[i as usize].matcher));
+        }
+        let timed = cycle.is_some()
+            || meta.start_at.is_some()
+            || meta.max_duration.is_some()
+            || rules.iter().any(|r| r.window != Window::ALWAYS);
+        let timeline = Timeline {
+            start_at: meta.start_at,
+            repeat: meta.repeat,
+            max_duration: meta.max_duration,
+            phases: compiled,
+            cycle,
+            clock: meta.start_at.map_or_else(Clock::starting_now, Clock::anchored_at),
+            timed,
+        };
         Scenario {
-            name,
-            description,
-            seed: seed.unwrap_or_else(rand::random),
-            seed_given: seed.is_some(),
+            name: meta.name,
+            description: meta.description,
+            seed: meta.seed.unwrap_or_else(rand::random),
+            seed_given: meta.seed.is_some(),
             rules,
             header_slots,
-            index,
+            timeline,
+            safety: meta.safety,
+        }
+    }
+
+    /// Called when this scenario replaces `old`. A new version of the same drill (same name,
+    /// no `start_at` of its own) keeps the running drill's clock and each same-named rule's
+    /// counters, so editing a file mid-drill neither restarts the timeline nor resets a
+    /// `limit`. A different scenario starts afresh.
+    pub fn carry_over(&mut self, old: &Scenario) {
+        if self.name != old.name {
+            return;
+        }
+        if self.timeline.start_at.is_none() {
+            self.timeline.clock = old.timeline.clock;
+        }
+        for rule in &mut self.rules {
+            if let Some(prev) = old.rules.iter().find(|r| r.name == rule.name) {
+                rule.copy_counters(prev);
+            }
         }
     }
 
@@ -117,9 +234,12 @@ impl Scenario {
         &self.header_slots
     }
 
-    /// Finds the rules a request can meet (see [`RuleIndex`]).
-    pub fn index(&self) -> &RuleIndex {
-        &self.index
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    pub fn safety(&self) -> &Safety {
+        &self.safety
     }
 }
 
@@ -130,6 +250,8 @@ pub struct Rule {
     matcher: Matcher,
     trigger: Trigger,
     faults: FaultList,
+    /// When the rule applies, in drill time; set by [`Scenario::compile`].
+    window: Window,
     /// Requests the match selected (for stats).
     matched: AtomicU64,
     /// Of those, the ones inside the rule's time window: what skip, every and the draw count.
@@ -140,26 +262,57 @@ pub struct Rule {
 /// When a matched rule fires: all the given conditions must hold.
 #[derive(Debug, Clone, Default)]
 pub struct Trigger {
-    pub probability: Probability,
+    /// Fixed, or ramping across the rule's window.
+    pub probability: Ramp<Probability>,
     /// Let the first N eligible requests through.
     pub skip: u64,
     /// Inject at most N times.
     pub limit: Option<u64>,
     /// Only every Nth eligible request (after `skip`): fully deterministic CI tests.
     pub every: Option<NonZeroU64>,
-    /// Active from this long after the proxy started...
+    /// Active from this long after the drill (or the rule's phase) started...
     pub after: Option<Duration>,
     /// ...until this long after it started.
     pub until: Option<Duration>,
 }
 
-impl Trigger {
-    fn in_window(&self, started: Instant) -> bool {
-        if self.after.is_none() && self.until.is_none() {
-            return true;
+/// A span of drill time, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    start: Duration,
+    end: Option<Duration>,
+}
+
+impl Window {
+    const ALWAYS: Window = Window {
+        start: Duration::ZERO,
+        end: None,
+    };
+
+    /// The trigger's `after`/`until`, counted from `origin` and cut at `limit`.
+    fn within(trigger: &Trigger, origin: Duration, limit: Option<Duration>) -> Window {
+        let end = match (trigger.until.map(|u| origin + u), limit) {
+            (Some(u), Some(l)) => Some(u.min(l)),
+            (u, l) => u.or(l),
+        };
+        Window {
+            start: origin + trigger.after.unwrap_or_default(),
+            end,
         }
-        let elapsed = started.elapsed();
-        self.after.is_none_or(|a| elapsed >= a) && self.until.is_none_or(|u| elapsed < u)
+    }
+
+    fn contains(&self, t: Duration) -> bool {
+        t >= self.start && self.end.is_none_or(|e| t < e)
+    }
+
+    /// How far `t` is through the window, for ramps; 0 for an endless window.
+    fn progress(&self, t: Duration) -> f64 {
+        match self.end {
+            Some(end) if end > self.start => {
+                t.saturating_sub(self.start).as_secs_f64() / (end - self.start).as_secs_f64()
+            }
+            _ => 0.0,
+        }
     }
 }
 
@@ -170,6 +323,7 @@ impl Rule {
             matcher,
             trigger,
             faults,
+            window: Window::ALWAYS,
             matched: AtomicU64::new(0),
             eligible: AtomicU64::new(0),
             injected: AtomicU64::new(0),
@@ -188,13 +342,18 @@ impl Rule {
         &self.faults
     }
 
-    /// Called for a request this rule matched: counts it, then applies the time window,
-    /// `skip`, `every`, the probability and `limit`. Returns the request's draw when the
-    /// rule fires. `started` is when the proxy started.
-    pub fn roll(&self, seed: u64, index: usize, started: Instant) -> Option<Draw> {
+    /// Whether a value of this rule ramps across its window.
+    pub fn ramps(&self) -> bool {
+        self.trigger.probability.is_ramp() || self.faults.ramps()
+    }
+
+    /// Called for a request this rule matched, `at` being the drill time: counts it, then
+    /// applies the time window, `skip`, `every`, the probability and `limit`. Returns the
+    /// request's draw when the rule fires.
+    pub fn roll(&self, seed: u64, index: usize, at: Duration) -> Option<Draw> {
         let t = &self.trigger;
         self.matched.fetch_add(1, Ordering::Relaxed);
-        if !t.in_window(started) {
+        if !self.window.contains(at) {
             return None;
         }
         let n = self.eligible.fetch_add(1, Ordering::Relaxed);
@@ -206,8 +365,9 @@ impl Rule {
         {
             return None;
         }
-        let mut draw = Draw::new(seed, index, n);
-        let p = t.probability.get();
+        let progress = self.window.progress(at);
+        let mut draw = Draw::new(seed, index, n).at(progress);
+        let p = t.probability.at(progress).get();
         if p < 1.0 && draw.unit() >= p {
             return None;
         }
@@ -224,6 +384,24 @@ impl Rule {
             }
         }
         Some(draw)
+    }
+
+    /// Gives back an injection [`Rule::roll`] counted but that did not happen (the request
+    /// was left alone because of `max_active_faults`), so `limit` is not used up by it.
+    pub(crate) fn uncount_injection(&self) {
+        let _ = self
+            .injected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    fn copy_counters(&self, from: &Rule) {
+        for (to, from) in [
+            (&self.matched, &from.matched),
+            (&self.eligible, &from.eligible),
+            (&self.injected, &from.injected),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     pub fn stats(&self) -> RuleStats {

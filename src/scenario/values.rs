@@ -336,9 +336,154 @@ where
     }
 }
 
+/// A value that is either fixed or ramps linearly from `from` to `to` across the rule's time
+/// span (its phase, or its `after`..`until` window): `0.05` or `{from: 0.05, to: 0.5}`.
+/// A brownout that worsens is one rule, not a staircase of rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ramp<T> {
+    Fixed(T),
+    Linear { from: T, to: T },
+}
+
+/// Linear interpolation between two values of a type, `t` in [0, 1].
+pub trait Lerp: Copy {
+    fn lerp(from: Self, to: Self, t: f64) -> Self;
+}
+
+impl<T: Lerp> Ramp<T> {
+    /// The value at `progress` (0 at the start of the span, 1 at its end).
+    pub fn at(&self, progress: f64) -> T {
+        match *self {
+            Ramp::Fixed(v) => v,
+            Ramp::Linear { from, to } => T::lerp(from, to, progress.clamp(0.0, 1.0)),
+        }
+    }
+
+    pub fn is_ramp(&self) -> bool {
+        matches!(self, Ramp::Linear { .. })
+    }
+}
+
+impl<T: Default> Default for Ramp<T> {
+    fn default() -> Self {
+        Ramp::Fixed(T::default())
+    }
+}
+
+impl Lerp for Probability {
+    fn lerp(from: Self, to: Self, t: f64) -> Self {
+        Probability(from.0 + (to.0 - from.0) * t)
+    }
+}
+
+impl Lerp for Duration {
+    fn lerp(from: Self, to: Self, t: f64) -> Self {
+        if to >= from {
+            from + (to - from).mul_f64(t)
+        } else {
+            from - (from - to).mul_f64(t)
+        }
+    }
+}
+
+impl Lerp for Rate {
+    fn lerp(from: Self, to: Self, t: f64) -> Self {
+        let bps = from.bytes_per_second as f64 + (to.bytes_per_second as f64 - from.bytes_per_second as f64) * t;
+        Rate {
+            bytes_per_second: (bps.round() as u64).max(1),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ramp<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::IntoDeserializer;
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Ramp<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value, or a ramp {from: ..., to: ...}")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Ramp<T>, A::Error> {
+                let (mut from, mut to) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "from" => from = Some(map.next_value::<T>()?),
+                        "to" => to = Some(map.next_value::<T>()?),
+                        other => return Err(de::Error::unknown_field(other, &["from", "to"])),
+                    }
+                }
+                Ok(Ramp::Linear {
+                    from: from.ok_or_else(|| de::Error::missing_field("from"))?,
+                    to: to.ok_or_else(|| de::Error::missing_field("to"))?,
+                })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Ramp<T>, E> {
+                T::deserialize(v.into_deserializer()).map(Ramp::Fixed)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ramp<T>, E> {
+                T::deserialize(v.into_deserializer()).map(Ramp::Fixed)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ramp<T>, E> {
+                T::deserialize(v.into_deserializer()).map(Ramp::Fixed)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ramp<T>, E> {
+                T::deserialize(v.into_deserializer()).map(Ramp::Fixed)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A wall-clock instant written in RFC 3339, `2026-12-01T14:00:00Z`: the anchor that lets
+/// several replicas run one drill in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub std::time::SystemTime);
+
+impl FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_rfc3339_weak(s.trim())
+            .map(Timestamp)
+            .map_err(|e| format!("invalid time `{s}` ({e}); write it as RFC 3339 in UTC, e.g. 2026-12-01T14:00:00Z"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FromStrVisitor::<Timestamp>::new("a time such as 2026-12-01T14:00:00Z"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ramps_interpolate_and_parse_both_forms() {
+        let p: Ramp<Probability> = serde_yaml_ng::from_str("{from: 0.1, to: 0.5}").unwrap();
+        assert!(p.is_ramp());
+        assert!((p.at(0.5).get() - 0.3).abs() < 1e-9);
+        assert_eq!(p.at(2.0).get(), 0.5, "progress is clamped");
+        let fixed: Ramp<Probability> = serde_yaml_ng::from_str("0.25").unwrap();
+        assert_eq!(fixed.at(0.9).get(), 0.25);
+        assert!(serde_yaml_ng::from_str::<Ramp<Probability>>("{from: 0.1, to: 1.5}").is_err());
+        assert!(serde_yaml_ng::from_str::<Ramp<Probability>>("{from: 0.1}").is_err());
+        assert!(serde_yaml_ng::from_str::<Ramp<Probability>>("1.5").is_err());
+        let down: Ramp<Rate> = serde_yaml_ng::from_str("{from: 10KiB/s, to: 2KiB/s}").unwrap();
+        assert_eq!(down.at(0.5).bytes_per_second, 6 * 1024);
+        assert_eq!(
+            Duration::lerp(Duration::from_secs(2), Duration::from_secs(1), 0.5),
+            Duration::from_millis(1500)
+        );
+        let t: Timestamp = serde_yaml_ng::from_str("2026-12-01T14:00:00Z").unwrap();
+        assert_eq!(
+            t.0.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            1_796_133_600
+        );
+        assert!("yesterday".parse::<Timestamp>().is_err());
+    }
 
     #[test]
     fn probability_bounds() {

@@ -1,0 +1,160 @@
+//! Live reload: the scenario file is watched, and a new version that validates replaces the
+//! running scenario atomically; one that does not is refused with `file:line:column` and the
+//! last good scenario keeps running.
+//!
+//! The file is polled (its metadata, then its text when that changed) rather than watched
+//! with inotify: polling sees every way a file gets replaced, including the symlink swap
+//! Kubernetes uses to update a mounted ConfigMap, at the cost of up to one poll of delay.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+
+use crate::engine::Engine;
+use crate::scenario::{Scenario, ScenarioError};
+
+/// What one look at the file found.
+#[derive(Debug)]
+pub enum Reload {
+    /// Same text as last time.
+    Unchanged,
+    /// A new scenario is running.
+    Applied { name: String, rules: usize },
+    /// The new text did not validate; the running scenario is untouched.
+    Refused(ScenarioError),
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    engine: Arc<Engine>,
+    /// The file's modification time and length when last read.
+    stamp: Option<(SystemTime, u64)>,
+    /// The text last read, valid or not, so a bad file is reported once, not every poll.
+    text: Option<String>,
+}
+
+impl Reloader {
+    /// Watches `path`, whose current text is already running in `engine`.
+    pub fn new(path: &Path, engine: Arc<Engine>) -> Reloader {
+        let mut reloader = Reloader {
+            path: path.to_owned(),
+            engine,
+            stamp: None,
+            text: None,
+        };
+        reloader.stamp = reloader.stamp_now();
+        reloader.text = std::fs::read_to_string(path).ok();
+        reloader
+    }
+
+    fn stamp_now(&self) -> Option<(SystemTime, u64)> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
+    /// Looks at the file; with `force` (SIGHUP), reads it even if its metadata is unchanged.
+    pub fn check(&mut self, force: bool) -> Reload {
+        let stamp = self.stamp_now();
+        if !force && stamp == self.stamp {
+            return Reload::Unchanged;
+        }
+        self.stamp = stamp;
+        let origin = self.path.display().to_string();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                return Reload::Refused(ScenarioError {
+                    origin,
+                    position: None,
+                    message: format!("cannot read the file: {e}"),
+                });
+            }
+        };
+        if self.text.as_deref() == Some(text.as_str()) {
+            return Reload::Unchanged;
+        }
+        let parsed = Scenario::parse(&text, &origin);
+        self.text = Some(text);
+        match parsed {
+            Ok(scenario) => {
+                let (name, rules) = (scenario.name().to_owned(), scenario.rules().len());
+                self.engine.replace(scenario);
+                Reload::Applied { name, rules }
+            }
+            Err(e) => Reload::Refused(e),
+        }
+    }
+
+    /// Checks and logs the outcome.
+    pub fn check_and_log(&mut self, force: bool) {
+        match self.check(force) {
+            Reload::Unchanged if force => {
+                tracing::info!(file = %self.path.display(), "scenario file unchanged; nothing to reload")
+            }
+            Reload::Unchanged => {}
+            Reload::Applied { name, rules } => {
+                tracing::info!(file = %self.path.display(), scenario = %name, rules, "scenario reloaded")
+            }
+            Reload::Refused(e) => tracing::error!(
+                "scenario not reloaded: {e} — still running `{}`",
+                self.engine.scenario().name()
+            ),
+        }
+    }
+
+    /// Polls every `poll` and whenever the returned [`Notify`] is notified (SIGHUP).
+    pub fn spawn(mut self, poll: Duration) -> (Arc<Notify>, tokio::task::JoinHandle<()>) {
+        let now = Arc::new(Notify::new());
+        let trigger = now.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let forced = tokio::select! {
+                    _ = tokio::time::sleep(poll) => false,
+                    _ = trigger.notified() => true,
+                };
+                self.check_and_log(forced);
+            }
+        });
+        (now, task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_replaces_invalid_is_refused_and_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(&path, "name: a\nrules:\n  - {name: one, fault: reset}\n").unwrap();
+        let engine = Arc::new(Engine::new(Scenario::load(&path).unwrap()));
+        let mut reloader = Reloader::new(&path, engine.clone());
+        assert!(matches!(reloader.check(false), Reload::Unchanged));
+
+        std::fs::write(
+            &path,
+            "name: a\nrules:\n  - {name: one, fault: reset}\n  - {name: two, fault: reset}\n",
+        )
+        .unwrap();
+        assert!(matches!(reloader.check(true), Reload::Applied { rules: 2, .. }));
+        assert_eq!(engine.scenario().rules().len(), 2);
+
+        std::fs::write(&path, "name: a\nrules:\n  - {name: one, fault: {latency: fast}}\n").unwrap();
+        match reloader.check(true) {
+            Reload::Refused(e) => assert!(e.to_string().starts_with(&format!("{}:3:", path.display())), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            engine.scenario().rules().len(),
+            2,
+            "the last good scenario keeps running"
+        );
+        assert!(
+            matches!(reloader.check(true), Reload::Unchanged),
+            "a bad file is reported once"
+        );
+    }
+}
