@@ -149,13 +149,20 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for file in files {
         match Scenario::load(file) {
-            Ok(s) => println!(
-                "{}: ok ({} rule{}, scenario `{}`)",
-                file.display(),
-                s.rules().len(),
-                if s.rules().len() == 1 { "" } else { "s" },
-                s.name()
-            ),
+            Ok(s) => {
+                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                let phases = if s.timeline().has_phases() {
+                    format!("{}, ", plural(s.timeline().phases().len(), "phase"))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{}: ok ({phases}{}, scenario `{}`)",
+                    file.display(),
+                    plural(s.rules().len(), "rule"),
+                    s.name()
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;

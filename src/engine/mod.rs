@@ -399,3 +399,171 @@ mod trigger_tests {
         assert!(Scenario::parse("name: t\nrules:\n  - {every: 0, fault: reset}\n", "t").is_err());
     }
 }
+
+#[cfg(test)]
+mod drill_tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::s3::Classifier;
+
+    fn fired(engine: &Engine) -> Vec<String> {
+        let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        engine
+            .decide(&Classifier::default().classify(&method, &uri, &headers))
+            .map(|d| d.fired().map(|(r, _)| r.name().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `start_at` this far in the past (negative: in the future), to place the drill.
+    fn started(ago_secs: i64) -> String {
+        let now = SystemTime::now();
+        let at = if ago_secs >= 0 {
+            now - Duration::from_secs(ago_secs as u64)
+        } else {
+            now + Duration::from_secs((-ago_secs) as u64)
+        };
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
+
+    fn drill(ago_secs: i64, extra: &str) -> Engine {
+        let yaml = format!(
+            r#"
+name: d
+start_at: {}
+{extra}
+rules:
+  - {{name: everywhere, fault: {{latency: 1ms}}}}
+phases:
+  - name: calm
+    duration: 10s
+  - name: storm
+    duration: 100s
+    rules:
+      - {{name: errors, fault: {{error: InternalError}}}}
+"#,
+            started(ago_secs)
+        );
+        Engine::new(Scenario::parse(&yaml, "d.yaml").unwrap())
+    }
+
+    #[test]
+    fn each_phase_runs_its_own_rules_after_the_top_level_ones() {
+        assert_eq!(fired(&drill(3, "")), ["everywhere"]);
+        assert_eq!(fired(&drill(15, "")), ["everywhere", "storm/errors"]);
+        assert!(fired(&drill(200, "")).is_empty(), "the drill is over: healthy");
+        assert_eq!(drill(200, "").state(), DrillState::Over);
+        assert!(fired(&drill(-60, "")).is_empty(), "not started yet");
+        assert!(matches!(drill(-60, "").state(), DrillState::Pending { .. }));
+        assert_eq!(
+            fired(&drill(113, "repeat: true")),
+            ["everywhere"],
+            "second cycle, calm again"
+        );
+        assert!(fired(&drill(15, "max_duration: 12s")).is_empty(), "past max_duration");
+        assert_eq!(drill(15, "max_duration: 12s").state(), DrillState::Expired);
+    }
+
+    #[test]
+    fn probability_ramps_across_the_phase() {
+        let at = |ago: i64| {
+            let yaml = format!(
+                "name: r\nseed: 5\nstart_at: {}\nphases:\n  - name: up\n    duration: 100s\n    rules:\n      - {{name: e, probability: {{from: 0.0, to: 1.0}}, fault: {{error: SlowDown}}}}\n",
+                started(ago)
+            );
+            let engine = Engine::new(Scenario::parse(&yaml, "r.yaml").unwrap());
+            (0..2000).filter(|_| !fired(&engine).is_empty()).count()
+        };
+        let (early, middle, late) = (at(5), at(50), at(95));
+        assert!(early < 200, "about 5% at 5s in: {early} of 2000");
+        assert!((850..1150).contains(&middle), "about 50% halfway: {middle} of 2000");
+        assert!(late > 1800, "about 95% near the end: {late} of 2000");
+    }
+
+    #[test]
+    fn halt_and_resume() {
+        let engine = Engine::new(Scenario::parse("name: h\nrules:\n  - {name: r, fault: reset}\n", "h").unwrap());
+        assert_eq!(fired(&engine), ["r"]);
+        assert!(engine.halt("test"));
+        assert!(!engine.halt("again"), "already halted");
+        assert!(engine.is_idle());
+        assert!(fired(&engine).is_empty());
+        assert_eq!(engine.halted().as_deref(), Some("test"));
+        assert!(engine.resume());
+        assert_eq!(fired(&engine), ["r"]);
+        assert_eq!(engine.halted(), None);
+    }
+
+    #[test]
+    fn max_active_faults_caps_requests_under_a_fault_at_once() {
+        let yaml = "name: c\nmax_active_faults: 2\nrules:\n  - {name: slow, limit: 3, fault: {latency: 1s}}\n";
+        let engine = Engine::new(Scenario::parse(yaml, "c").unwrap());
+        let req = |e: &Engine| {
+            let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+            let mut headers = http::HeaderMap::new();
+            headers.insert("host", "127.0.0.1".parse().unwrap());
+            e.decide(&Classifier::default().classify(&method, &uri, &headers))
+        };
+        let first = req(&engine).expect("first fires");
+        let second = req(&engine).expect("second fires");
+        assert!(req(&engine).is_none(), "a third at once is capped");
+        assert_eq!((engine.active_faults(), engine.capped()), (2, 1));
+        drop(first);
+        let third = req(&engine).expect("a slot is free again");
+        assert_eq!(
+            engine.stats()[0].injected,
+            3,
+            "the capped request did not use up the limit"
+        );
+        drop((second, third));
+        assert_eq!(engine.active_faults(), 0);
+    }
+
+    #[test]
+    fn reloading_the_same_drill_keeps_its_clock_and_counters() {
+        let yaml = "name: same\nrules:\n  - {name: r, after: 1h, fault: reset}\n  - {name: s, fault: reset}\n";
+        let engine = Engine::new(Scenario::parse(yaml, "a").unwrap());
+        fired(&engine);
+        fired(&engine);
+        let clock_before = engine.scenario().timeline().clock().elapsed(Instant::now()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        engine.replace(Scenario::parse(yaml, "a").unwrap());
+        let elapsed = engine.scenario().timeline().clock().elapsed(Instant::now()).unwrap();
+        assert!(elapsed >= clock_before + Duration::from_millis(20), "same clock");
+        assert_eq!(engine.stats()[1].injected, 2, "counters carried over");
+        engine.replace(Scenario::parse(&yaml.replace("same", "other"), "b").unwrap());
+        assert_eq!(engine.stats()[1].injected, 0, "a different scenario starts afresh");
+    }
+
+    #[test]
+    fn dry_run_decides_and_counts_but_injects_nothing() {
+        let scenario = Scenario::parse("name: d\nrules:\n  - {name: r, fault: reset}\n", "d").unwrap();
+        let engine = Engine::with_options(
+            scenario,
+            EngineOptions {
+                dry_run: true,
+                max_duration: None,
+            },
+        );
+        assert!(fired(&engine).is_empty());
+        assert_eq!(engine.stats()[0].injected, 1, "counted as it would have been");
+    }
+
+    #[test]
+    fn command_line_max_duration_stops_every_fault() {
+        let scenario = Scenario::parse("name: m\nrules:\n  - {name: r, fault: reset}\n", "m").unwrap();
+        let engine = Engine::with_options(
+            scenario,
+            EngineOptions {
+                dry_run: false,
+                max_duration: Some(Duration::from_millis(30)),
+            },
+        );
+        assert_eq!(fired(&engine), ["r"]);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(fired(&engine).is_empty());
+        assert_eq!(engine.state(), DrillState::Expired);
+    }
+}

@@ -430,3 +430,100 @@ rules:
         assert!(!s.seed_given());
     }
 }
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse(text, "p.yaml").unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_drill_loads() {
+        let text = r#"
+name: us-east-1-2017
+start_at: 2026-12-01T14:00:00Z
+repeat: false
+max_duration: 30m
+max_active_faults: 50
+stop_if: {upstream_error_rate: 0.2, window: 30s}
+rules:
+  - {name: slow, fault: {latency: 5ms}}
+phases:
+  - name: healthy
+    duration: 2m
+  - name: brownout
+    duration: 5m
+    rules:
+      - name: rising-errors
+        match: {operation: [GetObject, PutObject]}
+        probability: {from: 0.05, to: 0.5}
+        fault: {error: InternalError}
+      - name: slower
+        fault: {latency: {from: 50ms, to: 2s}, bandwidth: {from: 10MiB/s, to: 64KiB/s}}
+  - name: outage
+    duration: 10m
+    rules:
+      - {name: down, fault: {error: ServiceUnavailable}}
+"#;
+        let s = Scenario::parse(text, "p.yaml").unwrap();
+        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            ["slow", "brownout/rising-errors", "brownout/slower", "outage/down"]
+        );
+        let phases = s.timeline().phases();
+        assert_eq!(phases.len(), 3);
+        assert_eq!(
+            phases[1].rules,
+            [0, 1, 2],
+            "top-level rules first, then the phase's own"
+        );
+        assert_eq!(phases[2].end(), Some(Duration::from_secs(17 * 60)));
+        let stop = s.safety().stop_if.unwrap();
+        assert_eq!((stop.window, stop.min_requests), (Duration::from_secs(30), 10));
+        assert_eq!(s.safety().max_active_faults.map(|n| n.get()), Some(50));
+        assert_eq!(s.timeline().max_duration(), Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn drill_mistakes_name_line_and_column() {
+        let e = err("name: x\nrules:\n  - name: r\n    probability: {from: 0.1, to: 0.9}\n    fault: reset\n");
+        assert!(e.message.contains("has no end to ramp to"), "{e}");
+        assert!(e.position.is_some(), "{e}");
+
+        let e = err("name: x\nphases:\n  - {name: a, duration: 1s}\n  - {name: a, duration: 2s}\n");
+        assert!(e.message.contains("two phases are named `a`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}: points at the list");
+
+        let e = err("name: x\nphases:\n  - {name: a, duration: 0s}\n");
+        assert!(e.message.contains("longer than zero"), "{e}");
+
+        let e = err("name: x\nphases:\n  - {name: a}\n");
+        assert!(e.message.contains("missing field `duration`"), "{e}");
+
+        let e = err("name: x\nstart_at: tomorrow\n");
+        assert!(e.message.contains("invalid time `tomorrow`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+
+        let e = err("name: x\nrules:\n  - {name: a/b, fault: reset}\n");
+        assert!(e.message.contains("without `/`"), "{e}");
+
+        let e = err("name: x\nstop_if: {upstream_error_rate: 2}\n");
+        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
+
+        let e = err("name: x\nmax_active_faults: 0\n");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+
+        let e = err("name: x\nrepeat: true\n");
+        assert!(e.message.contains("needs `phases:`"), "{e}");
+
+        // A ramp with an end outside phases is fine.
+        Scenario::parse(
+            "name: x\nrules:\n  - {until: 1m, fault: {latency: {from: 1ms, to: 1s}}}\n",
+            "p",
+        )
+        .unwrap();
+    }
+}

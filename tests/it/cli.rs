@@ -62,47 +62,92 @@ fn run_refuses_a_bad_scenario() {
     assert!(stderr.contains("probability must be between 0 and 1"), "{stderr}");
 }
 
+/// A running `s3chaos run`, with its log lines as they come.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: std::net::SocketAddr,
+    /// Every line read so far.
+    log: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&std::ffi::OsStr]) -> Running {
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            lines,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log: Vec::new(),
+        };
+        let line = running.wait_for("listening on http://");
+        let rest = line.split("listening on http://").nth(1).unwrap();
+        running.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+        running
+    }
+
+    /// The next log line containing `needle` (panics after 20 s).
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with `{needle}`; log so far:\n{}", self.log.join("\n")));
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The README's first command: `s3chaos run` with no upstream serves an embedded store that
 /// an SDK can use with the credentials people already have in their CI (test/test).
 #[tokio::test]
 async fn run_without_upstream_serves_an_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut addr = None;
-    let mut saw_data_dir = false;
-    while addr.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("s3chaos logged its address");
-        saw_data_dir |= line.contains("data_dir=");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = Some(
-                rest.split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap(),
-            );
-        }
-    }
-    assert!(saw_data_dir, "the log says where the data lives");
-    let addr = addr.unwrap();
+    let data = dir.path().join("data");
+    let running = Running::start(&["--data-dir".as_ref(), data.as_os_str()]);
+    assert!(
+        running.log.iter().any(|l| l.contains("data_dir=")),
+        "the log says where the data lives"
+    );
+    let addr = running.addr;
 
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
@@ -123,7 +168,58 @@ async fn run_without_upstream_serves_an_embedded_store() {
     let got = c.get_object().bucket("first").key("hello.txt").send().await.unwrap();
     assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"hi");
     assert!(dir.path().join("data/first").exists(), "data is stored in --data-dir");
+}
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// A game day at the command line: the file is edited live (a bad edit is refused with its
+/// line and column and the drill keeps running), SIGUSR1 is the big red button, SIGUSR2
+/// resumes, SIGHUP reloads at once, SIGTERM stops cleanly.
+#[tokio::test]
+async fn live_reload_and_the_kill_switch_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        &dir,
+        "drill.yaml",
+        "name: drill\nrules:\n  - {name: down, match: {bucket: drill}, fault: {error: ServiceUnavailable}}\n",
+    );
+    let data = dir.path().join("data");
+    let mut running = Running::start(&[
+        "--scenario".as_ref(),
+        scenario.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--reload-poll".as_ref(),
+        "100ms".as_ref(),
+    ]);
+    // Unsigned requests: the store answers 403; the fault answers 503 before the store sees it.
+    let url = format!("http://{}/drill", running.addr);
+    let status = || async { crate::harness::raw("HEAD", &url).await.status };
+    assert_eq!(status().await, 503);
+
+    running.signal("USR1");
+    running.wait_for("HALTED by SIGUSR1");
+    assert_eq!(status().await, 403, "halted: traffic passes untouched");
+    running.signal("USR2");
+    running.wait_for("resumed by SIGUSR2");
+    assert_eq!(status().await, 503);
+
+    std::fs::write(
+        &scenario,
+        "name: drill\nrules:\n  - {name: down, fault: {error: ServiceUnavailabe}}\n",
+    )
+    .unwrap();
+    let refused = running.wait_for("scenario not reloaded");
+    assert!(refused.contains(&format!("{}:3:", scenario.display())), "{refused}");
+    assert!(refused.contains("still running `drill`"), "{refused}");
+    assert_eq!(status().await, 503, "the last good scenario keeps running");
+
+    // SIGHUP applies a change without waiting for the poll.
+    std::fs::write(&scenario, "name: drill\nrules: []\n").unwrap();
+    running.signal("HUP");
+    running.wait_for("scenario reloaded");
+    assert_eq!(status().await, 403);
+
+    running.signal("TERM");
+    running.wait_for("SIGTERM; shutting down");
+    let exit = running.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
 }

@@ -6,21 +6,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Harness, client_for, random_bytes, raw};
-
-async fn seed_object(h: &Harness, bucket: &str, key: &str, len: usize) -> Vec<u8> {
-    let body = random_bytes(len, 77);
-    let d = h.direct();
-    let _ = d.create_bucket().bucket(bucket).send().await;
-    d.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body.clone()))
-        .send()
-        .await
-        .unwrap();
-    body
-}
+use crate::harness::{Harness, client_for, raw, seed_object};
 
 const SLOWDOWN: &str = r#"
 name: throttle

@@ -9,6 +9,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -149,6 +150,22 @@ pub fn single_attempt(
         Some(t) => builder.timeout_config(TimeoutConfig::builder().operation_attempt_timeout(t).build()),
         None => builder,
     }
+}
+
+/// Puts `len` random bytes at `bucket/key` directly in the store (creating the bucket),
+/// and returns them.
+pub async fn seed_object(h: &Harness, bucket: &str, key: &str, len: usize) -> Vec<u8> {
+    let body = random_bytes(len, 77);
+    let d = h.direct();
+    let _ = d.create_bucket().bucket(bucket).send().await;
+    d.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    body
 }
 
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

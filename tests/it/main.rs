@@ -1,6 +1,7 @@
 //! Integration tests: a real S3 server, s3chaos in front, real SDK clients.
 
 mod cli;
+mod drill;
 mod faults;
 mod harness;
 mod passthrough;

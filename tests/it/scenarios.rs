@@ -75,3 +75,28 @@ async fn slowdown_storm_throttles_the_hot_prefix_only() {
     );
     assert_eq!(h.stats("throttle-hot-reads").injected, hot_failures);
 }
+
+/// The shipped phased drill, placed mid-climb by anchoring it in the past: about half the
+/// requests fail, and with the outage later, nearly all.
+#[test]
+fn escalating_errors_climbs_then_stays_down_then_ends() {
+    use s3chaos::engine::Engine;
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/escalating-errors.yaml"))
+            .unwrap();
+    let failing_share = |minutes_in: u64| {
+        let start = std::time::SystemTime::now() - std::time::Duration::from_secs(minutes_in * 60);
+        let anchored = format!("start_at: {}\n{text}", humantime::format_rfc3339_seconds(start));
+        let engine = Engine::new(Scenario::parse(&anchored, "escalating-errors.yaml").unwrap());
+        let (method, uri) = (http::Method::GET, "/b/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        let info = s3chaos::s3::Classifier::default().classify(&method, &uri, &headers);
+        (0..2000).filter(|_| engine.decide(&info).is_some()).count() as f64 / 2000.0
+    };
+    assert_eq!(failing_share(1), 0.0, "calm");
+    let mid = failing_share(7);
+    assert!((0.4..0.6).contains(&mid), "halfway up the climb: {mid}");
+    assert!(failing_share(15) > 0.95, "outage");
+    assert_eq!(failing_share(21), 0.0, "over: healthy");
+}

@@ -1,0 +1,286 @@
+//! Game-day drills as a client lives them: phases and ramps over time, live reload under
+//! load, the stop condition, and the cap on faults at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use s3chaos::drill::Supervisor;
+use s3chaos::reload::Reloader;
+use s3chaos::scenario::timeline::DrillState;
+
+use crate::harness::{Harness, client_for, seed_object, single_attempt};
+
+const DRILL: &str = r#"
+name: compressed-drill
+seed: 7
+phases:
+  - name: calm
+    duration: 1s
+  - name: brownout
+    duration: 2s
+    rules:
+      - name: rising-errors
+        match: {operation: GetObject}
+        probability: {from: 0.1, to: 0.9}
+        fault: {error: InternalError}
+  - name: outage
+    duration: 1s
+    rules:
+      - {name: down, fault: {error: ServiceUnavailable}}
+"#;
+
+/// One GET as the drill saw it: in which phase, how far into the drill, and the error code.
+struct Sample {
+    phase: usize,
+    at: Duration,
+    error: Option<String>,
+}
+
+#[tokio::test]
+async fn a_compressed_drill_follows_its_phases_and_recovers() {
+    let h = Harness::start(DRILL).await;
+    seed_object(&h, "drill", "k", 100).await;
+    let c = h.single_attempt_client(None);
+    let mut samples = Vec::new();
+    let mut after_end = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after_end.len() < 30 && Instant::now() < deadline {
+        let before = h.engine.state();
+        let outcome = c.get_object().bucket("drill").key("k").send().await;
+        let after = h.engine.state();
+        let error = outcome.err().map(|e| e.code().unwrap_or("(no code)").to_owned());
+        match (before, after) {
+            (DrillState::Running { phase: p, at: a }, DrillState::Running { phase: q, at: b }) if p == q => samples
+                .push(Sample {
+                    phase: p,
+                    at: (a + b) / 2,
+                    error,
+                }),
+            (DrillState::Over, DrillState::Over) => after_end.push(error),
+            _ => {} // straddles a boundary: its phase is ambiguous
+        }
+    }
+    let in_phase = |p: usize| samples.iter().filter(move |s| s.phase == p);
+
+    let calm: Vec<_> = in_phase(0).collect();
+    assert!(calm.len() >= 10, "{} requests in the calm phase", calm.len());
+    assert!(calm.iter().all(|s| s.error.is_none()), "no fault before the brownout");
+
+    // The brownout: the number of InternalErrors is what the ramp says, within binomial bounds.
+    let brownout: Vec<_> = in_phase(1).collect();
+    assert!(brownout.len() >= 40, "{} requests in the brownout", brownout.len());
+    let p = |s: &Sample| 0.1 + 0.8 * (s.at.as_secs_f64() - 1.0) / 2.0;
+    let expected: f64 = brownout.iter().map(|s| p(s)).sum();
+    let sd = brownout.iter().map(|s| p(s) * (1.0 - p(s))).sum::<f64>().sqrt();
+    let errors = brownout.iter().filter(|s| s.error.is_some()).count() as f64;
+    assert!(
+        (errors - expected).abs() <= 4.0 * sd + 2.0,
+        "{errors} errors in {} brownout requests, expected {expected:.1} ± {:.1}",
+        brownout.len(),
+        4.0 * sd
+    );
+    assert!(
+        brownout
+            .iter()
+            .all(|s| s.error.as_deref().is_none_or(|c| c == "InternalError"))
+    );
+    let rate = |half: &[&Sample]| half.iter().filter(|s| s.error.is_some()).count() as f64 / half.len() as f64;
+    let (first, second): (Vec<&Sample>, Vec<&Sample>) = brownout.iter().partition(|s| s.at < Duration::from_secs(2));
+    assert!(
+        rate(&second) > rate(&first) + 0.2,
+        "the ramp rises: {:.2} then {:.2}",
+        rate(&first),
+        rate(&second)
+    );
+
+    let outage: Vec<_> = in_phase(2).collect();
+    assert!(outage.len() >= 10, "{} requests in the outage", outage.len());
+    assert!(outage.iter().all(|s| s.error.as_deref() == Some("ServiceUnavailable")));
+
+    assert_eq!(after_end.len(), 30, "the drill ended within the deadline");
+    assert!(after_end.iter().all(Option::is_none), "recovery is complete");
+}
+
+/// The file is rewritten (valid, invalid, valid) while clients keep requesting: the only
+/// failures they ever see are the ones the running scenario injects.
+#[tokio::test]
+async fn reload_under_load_drops_nothing_and_keeps_the_last_good_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.yaml");
+    let v1 = "name: live\nrules:\n  - {name: elsewhere, match: {bucket: other}, fault: {error: SlowDown}}\n";
+    std::fs::write(&path, v1).unwrap();
+    let h = Harness::start(v1).await;
+    seed_object(&h, "live", "k", 2000).await;
+    let (_hup, watcher) = Reloader::new(&path, h.engine.clone()).spawn(Duration::from_millis(25));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let injected = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let c = h.single_attempt_client(None);
+        let (stop, injected) = (stop.clone(), injected.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut unexpected) = (0usize, Vec::new());
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match c.get_object().bucket("live").key("k").send().await {
+                    Ok(out) => {
+                        assert_eq!(out.body.collect().await.unwrap().into_bytes().len(), 2000);
+                        ok += 1;
+                    }
+                    Err(e) if e.code() == Some("InternalError") && e.message() == Some("drill v2") => {
+                        injected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => unexpected.push(format!("{e:?}")),
+                }
+            }
+            (ok, unexpected)
+        }));
+    }
+
+    let wait_for = |what: &'static str, f: Box<dyn Fn() -> bool>| async move {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting: {what}");
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let v2 = "name: live\nrules:\n  - {name: flaky, match: {bucket: live}, probability: 0.3, fault: {error: {code: InternalError, message: drill v2}}}\n";
+    std::fs::write(&path, v2).unwrap();
+    let engine = h.engine.clone();
+    wait_for(
+        "v2 applied",
+        Box::new(move || engine.scenario().rules()[0].name() == "flaky"),
+    )
+    .await;
+    let injected_now = injected.clone();
+    wait_for(
+        "v2 injects",
+        Box::new(move || injected_now.load(Ordering::Relaxed) > 20),
+    )
+    .await;
+
+    std::fs::write(
+        &path,
+        "name: live\nrules:\n  - {name: broken, fault: {error: SlowDwn}}\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.engine.scenario().rules()[0].name(),
+        "flaky",
+        "the bad file was refused"
+    );
+    let before = injected.load(Ordering::Relaxed);
+    let injected_now = injected.clone();
+    wait_for(
+        "v2 keeps injecting after the bad file",
+        Box::new(move || injected_now.load(Ordering::Relaxed) > before + 10),
+    )
+    .await;
+
+    std::fs::write(&path, "name: live\nrules: []\n").unwrap();
+    let engine = h.engine.clone();
+    wait_for("v3 applied", Box::new(move || engine.scenario().rules().is_empty())).await;
+    // Requests that started under v2 may still finish with its fault; give them a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let settled = injected.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(injected.load(Ordering::Relaxed), settled, "no fault after v3");
+
+    stop.store(true, Ordering::Relaxed);
+    let mut total_ok = 0;
+    for client in clients {
+        let (ok, unexpected) = client.await.unwrap();
+        assert!(unexpected.is_empty(), "failures that were not injected: {unexpected:?}");
+        total_ok += ok;
+    }
+    assert!(total_ok > 100, "{total_ok} successful requests");
+    watcher.abort();
+}
+
+/// `stop_if` halts the drill when the real upstream (here: a second s3chaos that breaks one
+/// bucket, standing in for a sick staging S3) starts failing; injected faults never count.
+#[tokio::test]
+async fn stop_condition_halts_every_fault_when_the_upstream_itself_fails() {
+    let sick_upstream = Harness::start(
+        "name: sick\nrules:\n  - {name: broken, match: {bucket: sick}, fault: {error: InternalError}}\n",
+    )
+    .await;
+    seed_object(&sick_upstream, "drill", "k", 10).await;
+    let upstream = s3chaos::proxy::Upstream::new(&sick_upstream.url(""), &Default::default()).unwrap();
+    let drill = r#"
+name: guarded
+stop_if: {upstream_error_rate: 0.5, window: 5s, min_requests: 5}
+rules:
+  - {name: throttle, match: {bucket: drill}, fault: {error: SlowDown}}
+"#;
+    let (addr, engine, _proxy) = crate::harness::start_proxy(upstream, drill).await;
+    let _supervisor = Supervisor::new(engine.clone()).spawn();
+    let c = client_for(addr, |b| single_attempt(b, None));
+
+    // Injected SlowDowns do not trip it.
+    for _ in 0..10 {
+        let e = c.get_object().bucket("drill").key("k").send().await.unwrap_err();
+        assert_eq!(e.code(), Some("SlowDown"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(engine.halted(), None);
+
+    // The upstream's own 500s do.
+    for _ in 0..8 {
+        let e = c.get_object().bucket("sick").key("k").send().await.unwrap_err();
+        assert_eq!(e.code(), Some("InternalError"));
+    }
+    let mut reason = None;
+    for _ in 0..50 {
+        reason = engine.halted();
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reason = reason.expect("halted by the stop condition");
+    assert!(reason.contains("failed 8 of 8"), "{reason}");
+
+    let got = c.get_object().bucket("drill").key("k").send().await;
+    assert!(got.is_ok(), "halted: the drill bucket passes untouched: {got:?}");
+    assert!(engine.resume());
+    let e = c.get_object().bucket("drill").key("k").send().await.unwrap_err();
+    assert_eq!(e.code(), Some("SlowDown"), "resumed");
+}
+
+#[tokio::test]
+async fn max_active_faults_bounds_the_blast_radius() {
+    let h = Harness::start(
+        "name: capped\nmax_active_faults: 2\nrules:\n  - {name: slow, match: {operation: GetObject}, fault: {latency: 1s}}\n",
+    )
+    .await;
+    seed_object(&h, "cap", "k", 10).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let c = h.single_attempt_client(None);
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            c.get_object().bucket("cap").key("k").send().await.unwrap();
+            started.elapsed()
+        }));
+    }
+    let mut took = Vec::new();
+    for t in tasks {
+        took.push(t.await.unwrap());
+    }
+    let slow = took.iter().filter(|d| **d >= Duration::from_millis(950)).count();
+    assert_eq!(slow, 2, "only two requests delayed at once: {took:?}");
+    assert_eq!(h.engine.capped(), 4);
+    assert_eq!(h.stats("slow").injected, 2);
+    assert_eq!(h.engine.active_faults(), 0, "slots are given back");
+}
