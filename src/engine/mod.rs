@@ -9,6 +9,12 @@
 //! Randomness is counter-based rather than a shared RNG: the `n`-th request a rule matches
 //! draws from `hash(seed, rule, n)`. Same seed and same request sequence give the same faults,
 //! with no lock on the hot path.
+//!
+//! Time enters once per request, and only for a scenario that needs it: the timeline says
+//! which phase runs (so only that phase's index is searched) and how far through its span a
+//! rule is (for ramps). The safety controls sit here too, before any rule is looked at:
+//! the kill switch ([`Engine::halt`]), `--max-duration`, and `max_active_faults`, whose
+//! slot a [`Decision`] holds until the faulted request is done.
 
 mod draw;
 pub mod index;

@@ -223,3 +223,36 @@ async fn live_reload_and_the_kill_switch_from_the_shell() {
     let exit = running.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The log narrates a drill (each phase, then its end), and `--dry-run` logs what it would
+/// inject while the client is left alone.
+#[tokio::test]
+async fn the_log_narrates_the_drill_and_dry_run_injects_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        &dir,
+        "short.yaml",
+        "name: short\nphases:\n  - {name: first, duration: 2s}\n  - name: second\n    duration: 2s\n    rules:\n      - {name: down, fault: {error: ServiceUnavailable}}\n",
+    );
+    let data = dir.path().join("data");
+    let mut running = Running::start(&[
+        "--scenario".as_ref(),
+        scenario.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--dry-run".as_ref(),
+    ]);
+    running.wait_for("phase `second` started (2 of 2)");
+    let url = format!("http://{}/drill", running.addr);
+    assert_eq!(
+        crate::harness::raw("HEAD", &url).await.status,
+        403,
+        "dry run: not injected"
+    );
+    let would = running.wait_for("dry run: would inject");
+    assert!(
+        would.contains("second/down") && would.contains("ServiceUnavailable"),
+        "{would}"
+    );
+    running.wait_for("drill over");
+}
