@@ -1,6 +1,7 @@
 //! The drill supervisor: a background task beside the proxy that says out loud what the
-//! timeline does (each phase as it starts, the end of the drill, `max_duration`) and enforces
-//! the stop condition, halting every fault when the real upstream starts failing.
+//! timeline does (each phase as it starts, the end of the drill, `max_duration`), enforces
+//! the stop condition, halting every fault when the real upstream starts failing, and removes
+//! rules added at run time when their `ttl` runs out.
 //!
 //! It never decides for a request: requests read the timeline themselves (see
 //! [`crate::scenario::timeline`]), so a late tick here delays a log line, never a fault's end.
@@ -9,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::Control;
 use crate::engine::{Engine, UpstreamTally};
 use crate::scenario::Scenario;
 use crate::scenario::timeline::DrillState;
@@ -17,6 +19,7 @@ use crate::scenario::timeline::DrillState;
 pub const TICK: Duration = Duration::from_millis(100);
 
 pub struct Supervisor {
+    control: Arc<Control>,
     engine: Arc<Engine>,
     /// The scenario last looked at, and where its drill stood.
     last: Option<(Arc<Scenario>, DrillState)>,
@@ -25,9 +28,10 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(engine: Arc<Engine>) -> Supervisor {
+    pub fn new(control: Arc<Control>) -> Supervisor {
         Supervisor {
-            engine,
+            engine: control.engine().clone(),
+            control,
             last: None,
             samples: VecDeque::new(),
         }
@@ -46,6 +50,9 @@ impl Supervisor {
     }
 
     pub fn tick(&mut self, now: Instant) {
+        for name in self.control.expire(now) {
+            tracing::info!(target: "s3chaos::drill", rule = %name, "rule removed: its ttl ran out");
+        }
         let scenario = self.engine.scenario();
         let state = self.engine.state();
         let previous = match &self.last {

@@ -19,12 +19,16 @@
 //! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
 //! - [`timer`] — a sub-millisecond timer for latency faults.
 
+pub mod admin;
+pub mod control;
 pub mod drill;
 pub mod embedded;
 pub mod engine;
 pub mod faults;
 pub mod proxy;
 pub mod reload;
+pub mod report;
 pub mod s3;
 pub mod scenario;
+pub mod telemetry;
 pub mod timer;

@@ -1,5 +1,7 @@
 //! The `s3chaos` command line.
 
+mod ctl;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use s3chaos::admin::{Admin, AdminState};
+use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
 use s3chaos::engine::{Engine, EngineOptions};
@@ -31,6 +35,18 @@ struct Cli {
 enum Command {
     /// Run the proxy (in front of --upstream, or of an embedded S3 store when none is given).
     Run(Box<RunArgs>),
+    /// Talk to a running s3chaos's admin API: status, halt, resume, apply, add-rule, ...
+    Ctl(ctl::CtlArgs),
+    /// Turn an event log (`run --events FILE`) into a drill report: HTML (default) or Markdown.
+    Report {
+        file: PathBuf,
+        /// `html` (self-contained page with the timeline) or `md`.
+        #[arg(long, default_value = "html", value_parser = ["html", "md"])]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Check scenario files; prints `file:line:column: problem` for each error.
     Validate {
         #[arg(required = true)]
@@ -99,12 +115,23 @@ struct RunArgs {
     /// How often the scenario file is checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     reload_poll: Duration,
+    /// Admin API address (`off` to disable). A non-loopback address needs --admin-token.
+    #[arg(long, default_value = "127.0.0.1:9081", env = "S3CHAOS_ADMIN_LISTEN")]
+    admin: String,
+    /// Bearer token every admin API call must carry.
+    #[arg(long, env = "S3CHAOS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Append one JSON line per proxied request to this file (for `s3chaos report`).
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Report { file, format, output } => report(&file, &format, output.as_deref()),
         Command::Store {
             listen,
             data_dir,
@@ -172,6 +199,42 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
+fn report(file: &std::path::Path, format: &str, output: Option<&std::path::Path>) -> ExitCode {
+    let report = match s3chaos::report::load(file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("s3chaos report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if format == "md" {
+        report.markdown()
+    } else {
+        report.html()
+    };
+    match output {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote {} ({} requests, {} faults injected)",
+                    path.display(),
+                    report.requests,
+                    report.injected
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("s3chaos report: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
@@ -186,11 +249,33 @@ fn init_logging(json: bool) {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let scenario = match &args.scenario {
+    let source = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some((text, path.display().to_string()))
+        }
+        None => None,
+    };
+    let scenario = match &source {
         // The error already reads `file:line:column: problem`.
-        Some(path) => Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some((text, origin)) => Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Scenario::empty(),
     };
+    let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
+        "off" => None,
+        addr => Some(
+            addr.parse()
+                .with_context(|| format!("--admin: `{addr}` is not an address (or `off`)"))?,
+        ),
+    };
+    let request_log = match &args.events {
+        Some(path) => Some(
+            s3chaos::telemetry::RequestLog::open(path, 65_536)
+                .with_context(|| format!("cannot open the event log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let telemetry = Arc::new(s3chaos::telemetry::Telemetry::new(request_log));
 
     let (upstream_url, embedded) = match &args.upstream {
         Some(url) => (url.clone(), None),
@@ -224,17 +309,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_duration: args.max_duration,
         },
     ));
-    let shared = Shared {
-        engine: engine.clone(),
+    let shared = Shared::new(
+        engine.clone(),
         upstream,
-        classifier: Classifier::new(&args.domains),
-    };
+        Classifier::new(&args.domains),
+        telemetry.clone(),
+    );
     let proxy = Proxy::bind(args.listen, shared).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = proxy.local_addr();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let handle = proxy.start(workers).context("starting proxy workers")?;
+    let control = Arc::new(match source {
+        Some((text, origin)) => Control::new(engine.clone(), text, origin),
+        None => Control::passthrough(engine.clone()),
+    });
+    let _admin = match admin_addr {
+        Some(addr) => {
+            let admin = Admin::bind(
+                addr,
+                AdminState {
+                    control: control.clone(),
+                    telemetry: telemetry.clone(),
+                    blackholed: handle.blackholed_counter(),
+                    token: args.admin_token.clone().filter(|t| !t.is_empty()),
+                },
+            )
+            .await?;
+            tracing::info!(
+                "admin API on http://{}  —  try: s3chaos ctl --admin {} status",
+                admin.local_addr(),
+                admin.local_addr()
+            );
+            Some(admin.spawn())
+        }
+        None => None,
+    };
 
     match &embedded {
         Some(store) => tracing::info!(
@@ -262,15 +373,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_duration {
         tracing::info!("every fault stops by itself after {}", humantime::format_duration(max));
     }
-    let _supervisor = Supervisor::new(engine.clone()).spawn();
+    let _supervisor = Supervisor::new(control.clone()).spawn();
     let reload_now = args.scenario.as_ref().map(|path| {
-        let (now, task) = Reloader::new(path, engine.clone()).spawn(args.reload_poll);
+        let (now, task) = Reloader::new(path, control.clone()).spawn(args.reload_poll);
         tracing::info!(file = %path.display(), "watching the scenario file; a valid change applies live (SIGHUP reloads now)");
         (now, task)
     });
 
     serve_signals(&engine, reload_now.as_ref().map(|(now, _)| now.clone())).await?;
     handle.shutdown();
+    if let Some(log) = telemetry.request_log() {
+        log.close();
+    }
     Ok(())
 }
 

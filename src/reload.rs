@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
-use crate::engine::Engine;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::control::{Control, ControlError};
+use crate::scenario::ScenarioError;
 
 /// What one look at the file found.
 #[derive(Debug)]
@@ -23,12 +23,12 @@ pub enum Reload {
     /// A new scenario is running.
     Applied { name: String, rules: usize },
     /// The new text did not validate; the running scenario is untouched.
-    Refused(ScenarioError),
+    Refused(ControlError),
 }
 
 pub struct Reloader {
     path: PathBuf,
-    engine: Arc<Engine>,
+    control: Arc<Control>,
     /// The file's modification time and length when last read.
     stamp: Option<(SystemTime, u64)>,
     /// The text last read, valid or not, so a bad file is reported once, not every poll.
@@ -36,11 +36,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Watches `path`, whose current text is already running in `engine`.
-    pub fn new(path: &Path, engine: Arc<Engine>) -> Reloader {
+    /// Watches `path`, whose current text is already running under `control`.
+    pub fn new(path: &Path, control: Arc<Control>) -> Reloader {
         let mut reloader = Reloader {
             path: path.to_owned(),
-            engine,
+            control,
             stamp: None,
             text: None,
         };
@@ -65,23 +65,25 @@ impl Reloader {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) => {
-                return Reload::Refused(ScenarioError {
+                return Reload::Refused(ControlError::Invalid(ScenarioError {
                     origin,
                     position: None,
                     message: format!("cannot read the file: {e}"),
-                });
+                }));
             }
         };
         if self.text.as_deref() == Some(text.as_str()) {
             return Reload::Unchanged;
         }
-        let parsed = Scenario::parse(&text, &origin);
+        let applied = self.control.apply(&text, &origin);
         self.text = Some(text);
-        match parsed {
-            Ok(scenario) => {
-                let (name, rules) = (scenario.name().to_owned(), scenario.rules().len());
-                self.engine.replace(scenario);
-                Reload::Applied { name, rules }
+        match applied {
+            Ok(()) => {
+                let scenario = self.control.engine().scenario();
+                Reload::Applied {
+                    name: scenario.name().to_owned(),
+                    rules: scenario.rules().len(),
+                }
             }
             Err(e) => Reload::Refused(e),
         }
@@ -99,7 +101,7 @@ impl Reloader {
             }
             Reload::Refused(e) => tracing::error!(
                 "scenario not reloaded: {e} — still running `{}`",
-                self.engine.scenario().name()
+                self.control.engine().scenario().name()
             ),
         }
     }
@@ -124,6 +126,8 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Engine;
+    use crate::scenario::Scenario;
 
     #[test]
     fn valid_replaces_invalid_is_refused_and_reported_once() {
@@ -131,7 +135,9 @@ mod tests {
         let path = dir.path().join("s.yaml");
         std::fs::write(&path, "name: a\nrules:\n  - {name: one, fault: reset}\n").unwrap();
         let engine = Arc::new(Engine::new(Scenario::load(&path).unwrap()));
-        let mut reloader = Reloader::new(&path, engine.clone());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let control = Arc::new(Control::new(engine.clone(), text, path.display().to_string()));
+        let mut reloader = Reloader::new(&path, control);
         assert!(matches!(reloader.check(false), Reload::Unchanged));
 
         std::fs::write(

@@ -1,7 +1,7 @@
 //! One request through the proxy's phases (see the module docs of [`crate::proxy`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
@@ -14,6 +14,8 @@ use super::headers::strip_hop_by_hop;
 use crate::engine::Decision;
 use crate::faults::{FaultCtx, RequestAction};
 use crate::s3::{RequestInfo, S3ErrorResponse};
+use crate::scenario::timeline::DrillState;
+use crate::telemetry::{FaultEvent, RequestEvent};
 
 /// How the request phase ended, when a fault ended it.
 enum Ending {
@@ -28,18 +30,49 @@ pub(super) async fn handle(
     conn: Arc<ConnControl>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
-    // Phases 1-3: classify, decide, request faults. Skipped outright with no rules.
+    let arrived = Instant::now();
+    // Phases 1-3: classify, decide, request faults. Classification is needed for the
+    // per-operation counters anyway; deciding is skipped outright with no rules.
+    let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
+    let operation = info.operation;
+    let mut entry = shared.telemetry.request_log().map(|_| LogEntry::begin(&info));
     let mut decision = None;
     let mut delay = Duration::ZERO;
     let mut ending = None;
-    if !shared.engine.is_idle() {
-        let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
+    if !shared.engine.is_idle()
+        && let Some(d) = shared.engine.decide(&info)
+    {
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
-        if let Some(d) = shared.engine.decide(&info) {
-            (delay, ending) = request_phase(&d, &info);
-            decision = Some(d);
+        (delay, ending) = request_phase(&shared, &d, &info);
+        if let Some(entry) = &mut entry {
+            entry.fired(&d);
         }
+        decision = Some(d);
     }
+    let result = respond(&shared, &conn, req, decision, delay, ending).await;
+
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    shared.metrics.request(operation, status);
+    if let (Some(log), Some(entry)) = (shared.telemetry.request_log(), entry) {
+        let bytes = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(http::header::CONTENT_LENGTH))
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        log.record(entry.finish(&shared, status, bytes, arrived.elapsed()));
+    }
+    result
+}
+
+/// Phases 3 (the wait and the ending) to 5.
+async fn respond(
+    shared: &Shared,
+    conn: &Arc<ConnControl>,
+    req: Request<Incoming>,
+    decision: Option<Decision>,
+    delay: Duration,
+    ending: Option<Ending>,
+) -> Result<Response<ProxyBody>, BoxError> {
     if !delay.is_zero() {
         crate::timer::sleep(delay).await;
     }
@@ -72,15 +105,20 @@ pub(super) async fn handle(
     if let Some(decision) = &decision {
         for (rule, draw) in decision.fired() {
             for fault in rule.faults().iter() {
-                upload = fault.on_request_body(upload, &conn, draw.clone());
+                upload = fault.on_request_body(upload, conn, draw.clone());
             }
         }
     }
     let upstream_req = Request::from_parts(parts, upload);
+    let sent = Instant::now();
     let outcome = shared.upstream.send(upstream_req).await;
+    match &outcome {
+        Ok(_) => shared.metrics.upstream_latency(sent.elapsed()),
+        Err(_) => shared.metrics.upstream_unavailable(),
+    }
     if decision.is_none() && shared.engine.watches_upstream() {
         // Only what the upstream did on its own counts toward the stop condition.
-        let failed = outcome.as_ref().map_or(true, |r| r.status().is_server_error());
+        let failed = !outcome.as_ref().is_ok_and(|r| !r.status().is_server_error());
         shared.engine.record_upstream(failed);
     }
     let response = match outcome {
@@ -97,7 +135,7 @@ pub(super) async fn handle(
     if let Some(decision) = decision {
         for (rule, draw) in decision.fired() {
             for fault in rule.faults().iter() {
-                body = fault.on_response_body(body, &conn, draw.clone());
+                body = fault.on_response_body(body, conn, draw.clone());
             }
         }
         // The request counts among the active faults until its body is done.
@@ -106,10 +144,65 @@ pub(super) async fn handle(
     Ok(Response::from_parts(parts, body))
 }
 
+/// A request's line in the event log, built only when `--events` is on.
+struct LogEntry {
+    time: String,
+    operation: String,
+    bucket: String,
+    key: String,
+    attempt: Option<String>,
+    rules: Vec<String>,
+    faults: Vec<String>,
+}
+
+impl LogEntry {
+    fn begin(info: &RequestInfo<'_>) -> LogEntry {
+        let attempt = header(info, "amz-sdk-request");
+        LogEntry {
+            time: crate::telemetry::events::now_rfc3339(),
+            operation: info.operation.to_string(),
+            bucket: info.bucket.as_deref().unwrap_or("").to_owned(),
+            key: info.key.as_deref().unwrap_or("").to_owned(),
+            attempt: (!attempt.is_empty()).then(|| attempt.to_owned()),
+            rules: Vec::new(),
+            faults: Vec::new(),
+        }
+    }
+
+    fn fired(&mut self, decision: &Decision) {
+        for (rule, _) in decision.fired() {
+            self.rules.push(rule.name().to_owned());
+            self.faults.extend(rule.faults().iter().map(|f| f.describe()));
+        }
+    }
+
+    fn finish(self, shared: &Shared, status: Option<u16>, bytes: Option<u64>, took: Duration) -> RequestEvent {
+        let phase = match shared.engine.state() {
+            DrillState::Running { phase, .. } => shared.engine.scenario().timeline().phases()[phase]
+                .name()
+                .map(str::to_owned),
+            _ => None,
+        };
+        RequestEvent {
+            time: self.time,
+            operation: self.operation,
+            bucket: self.bucket,
+            key: self.key,
+            status,
+            latency_ms: took.as_secs_f64() * 1000.0,
+            bytes,
+            rule: (!self.rules.is_empty()).then(|| self.rules.join(",")),
+            fault: (!self.faults.is_empty()).then(|| self.faults.join(", ")),
+            phase,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// Runs every fired fault's request phase: sums the delays and finds what ends the request
 /// (the first fault that ends it wins; later ones do not run). Logs one line per injected
 /// fault.
-fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
+fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
     let mut delay = Duration::ZERO;
     for (rule, draw) in decision.fired() {
         for fault in rule.faults().iter() {
@@ -146,6 +239,17 @@ fn request_phase(decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Opti
                 attempt = header(info, "amz-sdk-request"),
                 "fault injected"
             );
+            shared.telemetry.recent.push(FaultEvent {
+                id: 0,
+                time: String::new(),
+                rule: rule.name().to_owned(),
+                fault: fault.describe(),
+                operation: info.operation.to_string(),
+                bucket: info.bucket.as_deref().unwrap_or("").to_owned(),
+                key: info.key.as_deref().unwrap_or("").to_owned(),
+                request_id: request_id.unwrap_or("").to_owned(),
+                attempt: header(info, "amz-sdk-request").to_owned(),
+            });
             if ending.is_some() {
                 return (delay, ending);
             }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
 use crate::s3::Classifier;
+use crate::telemetry::{Telemetry, WorkerMetrics};
 use conn::{ClientStream, ConnControl};
 pub use upstream::{Upstream, UpstreamOptions};
 
@@ -36,6 +37,26 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub upstream: Arc<Upstream>,
     pub classifier: Classifier,
+    pub telemetry: Arc<Telemetry>,
+    /// This worker's own counters (each worker gets its own in [`Proxy::start`]).
+    metrics: Arc<WorkerMetrics>,
+}
+
+impl Shared {
+    pub fn new(
+        engine: Arc<Engine>,
+        upstream: Arc<Upstream>,
+        classifier: Classifier,
+        telemetry: Arc<Telemetry>,
+    ) -> Shared {
+        Shared {
+            engine,
+            upstream,
+            classifier,
+            telemetry,
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// A bound, not yet serving, proxy listener.
@@ -61,6 +82,11 @@ impl ProxyHandle {
     /// Connections currently held open by blackholes.
     pub fn blackholed_connections(&self) -> usize {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// The live count behind [`ProxyHandle::blackholed_connections`], for the admin API.
+    pub fn blackholed_counter(&self) -> Arc<AtomicUsize> {
+        self.held.clone()
     }
 
     /// Stops the workers and waits for their threads to end.
@@ -121,6 +147,8 @@ impl Proxy {
                 engine: self.shared.engine.clone(),
                 upstream: Arc::new(self.shared.upstream.with_own_pool()),
                 classifier: self.shared.classifier.clone(),
+                telemetry: self.shared.telemetry.clone(),
+                metrics: self.shared.telemetry.new_worker(),
             });
             let thread = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
@@ -208,12 +236,15 @@ async fn serve_worker(
         let control = Arc::new(ConnControl::new(held.clone()));
         let io = TokioIo::new(ClientStream::new(socket, control.clone()));
         let shared = shared.clone();
+        let metrics = shared.metrics.clone();
         let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
         let conn = http.serve_connection(io, service);
+        metrics.connection_opened();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(?peer, error = %e, "client connection ended with an error");
             }
+            metrics.connection_closed();
         });
     }
 }

@@ -110,6 +110,9 @@ struct RuleFile {
     after: Option<DurationValue>,
     #[serde(default)]
     until: Option<DurationValue>,
+    /// Only for rules added through the admin API: removes the rule after this long.
+    #[serde(default)]
+    ttl: Option<PositiveDuration>,
     fault: FaultList,
 }
 
@@ -165,28 +168,15 @@ impl<'de, const IN_PHASE: bool> Deserialize<'de> for RuleList<IN_PHASE> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RuleList<IN_PHASE>, A::Error> {
                 let mut rules: Vec<RuleFile> = Vec::new();
                 while let Some(mut rule) = seq.next_element::<RuleFile>()? {
-                    if rule.name.as_deref().is_some_and(|n| n.is_empty() || n.contains('/')) {
+                    if rule.ttl.is_some() {
                         return Err(de::Error::custom(
-                            "a rule name must be non-empty and without `/` (a phase's rules are shown as `phase/rule`)",
+                            "`ttl` is for rules added through the admin API; in a file, use `until`",
                         ));
                     }
-                    let name = rule.name.get_or_insert_with(|| format!("rule-{}", rules.len() + 1));
-                    let ramps = rule.probability.is_ramp() || rule.fault.ramps();
-                    if ramps && !IN_PHASE && rule.until.is_none() {
-                        return Err(de::Error::custom(format!(
-                            "rule `{name}` ramps (`from`/`to`) but has no end to ramp to: give it `until:`, or move it into a phase (a ramp runs across its phase)"
-                        )));
-                    }
-                    if let (Some(after), Some(until)) = (rule.after, rule.until)
-                        && after >= until
-                    {
-                        return Err(de::Error::custom(format!(
-                            "rule `{name}`: `after` ({}) must come before `until` ({})",
-                            humantime::format_duration(after.0),
-                            humantime::format_duration(until.0)
-                        )));
-                    }
-                    if rules.iter().any(|r| r.name.as_deref() == Some(name.as_str())) {
+                    let default_name = format!("rule-{}", rules.len() + 1);
+                    check_rule(&mut rule, default_name, IN_PHASE).map_err(de::Error::custom)?;
+                    let name = rule.name.as_deref().expect("named by check_rule");
+                    if rules.iter().any(|r| r.name.as_deref() == Some(name)) {
                         return Err(de::Error::custom(format!(
                             "two rules are named `{name}`; rule names must be unique"
                         )));
@@ -197,6 +187,68 @@ impl<'de, const IN_PHASE: bool> Deserialize<'de> for RuleList<IN_PHASE> {
             }
         }
         d.deserialize_any(V::<IN_PHASE>)
+    }
+}
+
+/// The checks one rule must pass wherever it is written: its name, and that a ramp has a
+/// span to ramp across. Names an unnamed rule `default_name`.
+fn check_rule(rule: &mut RuleFile, default_name: String, in_phase: bool) -> Result<(), String> {
+    if rule.name.as_deref().is_some_and(|n| n.is_empty() || n.contains('/')) {
+        return Err("a rule name must be non-empty and without `/` (a phase's rules are shown as `phase/rule`)".into());
+    }
+    let name = rule.name.get_or_insert(default_name);
+    let ramps = rule.probability.is_ramp() || rule.fault.ramps();
+    if ramps && !in_phase && rule.until.is_none() {
+        return Err(format!(
+            "rule `{name}` ramps (`from`/`to`) but has no end to ramp to: give it `until:`, or move it into a phase (a ramp runs across its phase)"
+        ));
+    }
+    if let (Some(after), Some(until)) = (rule.after, rule.until)
+        && after >= until
+    {
+        return Err(format!(
+            "rule `{name}`: `after` ({}) must come before `until` ({})",
+            humantime::format_duration(after.0),
+            humantime::format_duration(until.0)
+        ));
+    }
+    Ok(())
+}
+
+/// A rule added at run time through the admin API. Kept as its text, so the scenario can be
+/// compiled again with it whenever the file changes; shown as `api/NAME`.
+#[derive(Debug, Clone)]
+pub struct ApiRule {
+    /// The name as given (without `api/`).
+    pub name: String,
+    pub ttl: Option<Duration>,
+    text: String,
+}
+
+/// The phase name that would collide with the names of rules added at run time.
+pub const API_PREFIX: &str = "api";
+
+impl ApiRule {
+    /// Validates one rule written as YAML or JSON (JSON is YAML); `default_name` names it if
+    /// it has no name.
+    pub fn parse(text: &str, origin: &str, default_name: String) -> Result<ApiRule, ScenarioError> {
+        let mut rule: RuleFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
+        check_rule(&mut rule, default_name, false).map_err(|message| ScenarioError {
+            origin: origin.to_owned(),
+            position: None,
+            message,
+        })?;
+        Ok(ApiRule {
+            name: rule.name.expect("named by check_rule"),
+            ttl: rule.ttl.map(|t| t.0),
+            text: text.to_owned(),
+        })
+    }
+
+    fn compile(&self) -> Rule {
+        let mut rule: RuleFile = serde_yaml_ng::from_str(&self.text).expect("validated when added");
+        rule.name = Some(self.name.clone());
+        compile_rule(rule, Some(API_PREFIX))
     }
 }
 
@@ -218,6 +270,11 @@ impl<'de> Deserialize<'de> for PhaseList {
                     if phase.name.is_empty() || phase.name.contains('/') {
                         return Err(de::Error::custom("a phase name must be non-empty and without `/`"));
                     }
+                    if phase.name == API_PREFIX {
+                        return Err(de::Error::custom(
+                            "the phase name `api` is reserved: rules added through the admin API are shown as `api/NAME`",
+                        ));
+                    }
                     if phases.iter().any(|p| p.name == phase.name) {
                         return Err(de::Error::custom(format!(
                             "two phases are named `{}`; phase names must be unique",
@@ -233,7 +290,7 @@ impl<'de> Deserialize<'de> for PhaseList {
     }
 }
 
-pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
     let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
     if file.repeat && file.phases.0.is_empty() {
         return Err(ScenarioError {
@@ -258,7 +315,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError>
             max_active_faults: file.max_active_faults,
         },
     };
-    let top = file.rules.0.into_iter().map(|r| compile_rule(r, None)).collect();
+    // Rules added at run time come first, so a test's own fault is not cut short by the file's.
+    let top = api_rules
+        .iter()
+        .map(ApiRule::compile)
+        .chain(file.rules.0.into_iter().map(|r| compile_rule(r, None)))
+        .collect();
     let phases = file
         .phases
         .0

@@ -8,6 +8,8 @@
 
 mod file;
 pub mod timeline;
+
+pub use file::{API_PREFIX, ApiRule};
 pub mod values;
 
 use std::fmt;
@@ -119,7 +121,12 @@ impl Scenario {
 
     /// Validates and compiles scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        file::parse(text, origin)
+        file::parse(text, origin, &[])
+    }
+
+    /// Like [`Scenario::parse`], with rules added at run time evaluated before the file's.
+    pub fn parse_with(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
+        file::parse(text, origin, api_rules)
     }
 
     /// Lays the rules out on the timeline: each rule's `after`/`until` become a window in

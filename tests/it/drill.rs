@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::reload::Reloader;
 use s3chaos::scenario::timeline::DrillState;
@@ -113,7 +114,8 @@ async fn reload_under_load_drops_nothing_and_keeps_the_last_good_scenario() {
     std::fs::write(&path, v1).unwrap();
     let h = Harness::start(v1).await;
     seed_object(&h, "live", "k", 2000).await;
-    let (_hup, watcher) = Reloader::new(&path, h.engine.clone()).spawn(Duration::from_millis(25));
+    let control = Arc::new(Control::new(h.engine.clone(), v1.into(), path.display().to_string()));
+    let (_hup, watcher) = Reloader::new(&path, control).spawn(Duration::from_millis(25));
 
     let stop = Arc::new(AtomicBool::new(false));
     let injected = Arc::new(AtomicUsize::new(0));
@@ -224,7 +226,7 @@ rules:
   - {name: throttle, match: {bucket: drill}, fault: {error: SlowDown}}
 "#;
     let (addr, engine, _proxy) = crate::harness::start_proxy(upstream, drill).await;
-    let _supervisor = Supervisor::new(engine.clone()).spawn();
+    let _supervisor = Supervisor::new(Arc::new(Control::new(engine.clone(), drill.into(), "drill".into()))).spawn();
     let c = client_for(addr, |b| single_attempt(b, None));
 
     // Injected SlowDowns do not trip it.

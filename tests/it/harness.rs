@@ -99,11 +99,7 @@ impl Harness {
 pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
     let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
     let engine = Arc::new(Engine::new(scenario));
-    let shared = Shared {
-        engine: engine.clone(),
-        upstream,
-        classifier: Classifier::default(),
-    };
+    let shared = Shared::new(engine.clone(), upstream, Classifier::default(), Arc::default());
     // Two workers, as on a 2-core machine.
     let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
         .unwrap()

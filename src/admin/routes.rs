@@ -1,0 +1,327 @@
+//! The admin API's routes: one function per call.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::{AdminState, MAX_BODY, constant_time_eq};
+use crate::control::ControlError;
+use crate::scenario::API_PREFIX;
+use crate::scenario::timeline::DrillState;
+use crate::telemetry::prometheus;
+
+type Reply = Response<Full<Bytes>>;
+
+pub(super) async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Reply, std::convert::Infallible> {
+    if let Some(token) = &state.token
+        && !authorized(&req, token)
+    {
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong `Authorization: Bearer` token",
+        ));
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let reply = match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/status") => status(&state),
+        (&Method::GET, "/scenario") => get_scenario(&state),
+        (&Method::PUT, "/scenario") => match body(req).await {
+            Ok(text) => put_scenario(&state, &text),
+            Err(reply) => reply,
+        },
+        (&Method::GET, "/rules") => list_rules(&state),
+        (&Method::POST, "/rules") => match body(req).await {
+            Ok(text) => add_rule(&state, &text),
+            Err(reply) => reply,
+        },
+        (&Method::DELETE, p) if p.starts_with("/rules/") => remove_rule(&state, &p["/rules/".len()..]),
+        (&Method::POST, "/halt") => match body(req).await {
+            Ok(text) => halt(&state, &text),
+            Err(reply) => reply,
+        },
+        (&Method::POST, "/resume") => resume(&state),
+        (&Method::GET, "/events") => events(&state, &query),
+        (&Method::GET, "/metrics") => metrics(&state),
+        (_, "/healthz" | "/status" | "/scenario" | "/rules" | "/halt" | "/resume" | "/events" | "/metrics") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} is not allowed on {path}"),
+        ),
+        _ => error(StatusCode::NOT_FOUND, &format!("no such call: {method} {path}")),
+    };
+    Ok(reply)
+}
+
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// The request body as text, at most [`MAX_BODY`] bytes.
+async fn body(req: Request<Incoming>) -> Result<String, Reply> {
+    let collected = Limited::new(req.into_body(), MAX_BODY).collect().await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    })?;
+    String::from_utf8(collected.to_bytes().to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the body is not UTF-8"))
+}
+
+fn status(state: &AdminState) -> Reply {
+    let engine = state.control.engine();
+    let scenario = engine.scenario();
+    let timeline = scenario.timeline();
+    let (drill, phase) = match engine.state() {
+        DrillState::Pending { starts_in } => (
+            json!({"state": "pending", "starts_in_s": starts_in.as_secs_f64()}),
+            Value::Null,
+        ),
+        DrillState::Running { phase, at } => {
+            let p = &timeline.phases()[phase];
+            let phase = match p.name() {
+                Some(name) => json!({
+                    "name": name,
+                    "index": phase,
+                    "of": timeline.phases().len(),
+                    "left_s": p.end().map(|end| end.saturating_sub(at).as_secs_f64()),
+                }),
+                None => Value::Null,
+            };
+            (json!({"state": "running"}), phase)
+        }
+        DrillState::Over => (json!({"state": "over"}), Value::Null),
+        DrillState::Expired => (json!({"state": "expired"}), Value::Null),
+    };
+    let totals = state.telemetry.totals();
+    let injected: u64 = engine.stats().iter().map(|s| s.injected).sum();
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "scenario": scenario.name(),
+            "description": scenario.description(),
+            "seed": scenario.seed(),
+            "drill": drill,
+            "phase": phase,
+            "uptime_s": state.telemetry.uptime().as_secs_f64(),
+            "halted": engine.halted().is_some(),
+            "halt_reason": engine.halted(),
+            "dry_run": engine.options().dry_run,
+            "requests": totals.requests_total(),
+            "faults_injected": injected,
+            "active_faults": engine.active_faults(),
+            "capped_faults": engine.capped(),
+            "blackholed_connections": state.blackholed.load(std::sync::atomic::Ordering::Relaxed),
+            "open_connections": totals.open_connections,
+            "rules": scenario.rules().len(),
+        }),
+    )
+}
+
+fn get_scenario(state: &AdminState) -> Reply {
+    let scenario = state.control.engine().scenario();
+    let (text, origin) = state.control.source();
+    let phases: Vec<Value> = if scenario.timeline().has_phases() {
+        scenario
+            .timeline()
+            .phases()
+            .iter()
+            .map(|p| json!({"name": p.name(), "duration_s": p.duration().map(|d| d.as_secs_f64())}))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "name": scenario.name(),
+            "description": scenario.description(),
+            "seed": scenario.seed(),
+            "origin": origin,
+            "phases": phases,
+            "rules": scenario.rules().iter().map(|r| r.name()).collect::<Vec<_>>(),
+            "yaml": text,
+        }),
+    )
+}
+
+fn put_scenario(state: &AdminState, text: &str) -> Reply {
+    match state.control.apply(text, "PUT /scenario") {
+        Ok(()) => {
+            let scenario = state.control.engine().scenario();
+            tracing::info!(
+                scenario = scenario.name(),
+                rules = scenario.rules().len(),
+                "scenario replaced through the admin API"
+            );
+            json_reply(
+                StatusCode::OK,
+                json!({"applied": scenario.name(), "rules": scenario.rules().len()}),
+            )
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+fn list_rules(state: &AdminState) -> Reply {
+    let scenario = state.control.engine().scenario();
+    let api = state.control.api_rules();
+    let rules: Vec<Value> = scenario
+        .rules()
+        .iter()
+        .map(|rule| {
+            let stats = rule.stats();
+            let added = api.iter().find(|a| a.name == rule.name());
+            json!({
+                "name": rule.name(),
+                "source": if rule.name().starts_with(&format!("{API_PREFIX}/")) { "api" } else { "file" },
+                "faults": rule.faults().iter().map(|f| f.describe()).collect::<Vec<_>>(),
+                "matched": stats.matched,
+                "injected": stats.injected,
+                "expires_in_s": added.and_then(|a| a.expires_in).map(|d| d.as_secs_f64()),
+            })
+        })
+        .collect();
+    json_reply(StatusCode::OK, json!({"rules": rules}))
+}
+
+fn add_rule(state: &AdminState, text: &str) -> Reply {
+    match state.control.add_rule(text) {
+        Ok(name) => {
+            tracing::info!(rule = %name, "rule added through the admin API");
+            json_reply(StatusCode::CREATED, json!({"added": name}))
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+fn remove_rule(state: &AdminState, name: &str) -> Reply {
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    match state.control.remove_rule(&name) {
+        Ok(()) => {
+            tracing::info!(rule = %name, "rule removed through the admin API");
+            json_reply(StatusCode::OK, json!({"removed": name}))
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+fn halt(state: &AdminState, text: &str) -> Reply {
+    let reason = if text.trim().is_empty() {
+        "admin API".to_owned()
+    } else {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => v
+                .get("reason")
+                .and_then(Value::as_str)
+                .map_or_else(|| "admin API".to_owned(), |r| format!("admin API: {r}")),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+        }
+    };
+    let engine = state.control.engine();
+    if engine.halt(reason.clone()) {
+        tracing::warn!(target: "s3chaos::drill", "HALTED by the {reason} — every fault is off, traffic passes untouched");
+    }
+    json_reply(StatusCode::OK, json!({"halted": true, "reason": engine.halted()}))
+}
+
+fn resume(state: &AdminState) -> Reply {
+    if state.control.engine().resume() {
+        tracing::warn!(target: "s3chaos::drill", "resumed through the admin API — faults apply again");
+    }
+    json_reply(StatusCode::OK, json!({"halted": false}))
+}
+
+fn events(state: &AdminState, query: &str) -> Reply {
+    let mut since = 0;
+    for (key, value) in url_pairs(query) {
+        if key == "since" {
+            match value.parse() {
+                Ok(n) => since = n,
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("`since` must be an event id, got `{value}`"),
+                    );
+                }
+            }
+        }
+    }
+    let events = state.telemetry.recent.since(since);
+    let next = events.last().map_or(since, |e| e.id);
+    json_reply(
+        StatusCode::OK,
+        json!({"events": events, "next": next, "total": state.telemetry.recent.total()}),
+    )
+}
+
+fn metrics(state: &AdminState) -> Reply {
+    let totals = state.telemetry.totals();
+    let body = prometheus::render(&prometheus::Snapshot {
+        totals: &totals,
+        engine: state.control.engine(),
+        blackholed_connections: state.blackholed.load(std::sync::atomic::Ordering::Relaxed),
+        events_dropped: state.telemetry.request_log().map_or(0, |l| l.dropped()),
+    });
+    text(StatusCode::OK, prometheus::CONTENT_TYPE, body)
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        (decode(k), decode(v))
+    })
+}
+
+fn control_error(e: ControlError) -> Reply {
+    match e {
+        ControlError::Invalid(e) => json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "error": e.to_string(),
+                "message": e.message,
+                "line": e.position.map(|p| p.0),
+                "column": e.position.map(|p| p.1),
+            }),
+        ),
+        ControlError::Conflict(_) => error(StatusCode::CONFLICT, &e.to_string()),
+        ControlError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, json!({"error": message}))
+}
+
+fn json_reply(status: StatusCode, value: Value) -> Reply {
+    let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+    body.push(b'\n');
+    text_bytes(status, "application/json", body.into())
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Reply {
+    text_bytes(status, content_type, body.into())
+}
+
+fn text_bytes(status: StatusCode, content_type: &str, body: Bytes) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .expect("a valid response")
+}

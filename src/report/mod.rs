@@ -1,0 +1,324 @@
+//! `s3chaos report`: turns an event log (`--events FILE`) into a drill report, a
+//! self-contained HTML page (an SVG timeline, no scripts, nothing fetched) or a Markdown
+//! summary.
+//!
+//! The timeline shows, per time bucket, the request rate, the error rate (5xx and requests
+//! never answered), and p50/p99 latency, with the drill's phases shaded and the buckets
+//! where faults were injected marked. The table shows each operation, including how often
+//! clients retried: a request the SDK marked as attempt 2 or later, or (for clients that do
+//! not say) the same operation on the same key again within a second of a failure.
+
+mod html;
+mod markdown;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::telemetry::RequestEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} holds no request events (is it an `--events` file?)")]
+    Empty { path: String },
+}
+
+/// One time bucket of the timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Bucket {
+    /// Seconds from the first request.
+    pub start: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub injected: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The phase most requests in the bucket were in.
+    pub phase: Option<String>,
+}
+
+/// One row of the per-operation table.
+#[derive(Debug, Clone, Default)]
+pub struct OperationRow {
+    pub operation: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub injected: u64,
+    pub retries: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: String,
+    pub first: SystemTime,
+    pub span: Duration,
+    pub bucket_width: f64,
+    pub buckets: Vec<Bucket>,
+    pub operations: Vec<OperationRow>,
+    pub requests: u64,
+    pub errors: u64,
+    pub injected: u64,
+    pub retries: u64,
+    /// Lines that were not request events.
+    pub skipped_lines: u64,
+    /// Faults by rule, most first.
+    pub rules: Vec<(String, u64)>,
+}
+
+pub fn load(path: &Path) -> Result<Report, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut skipped = 0;
+    let mut events = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<RequestEvent>(line)
+            .ok()
+            .and_then(|e| Some((humantime::parse_rfc3339_weak(&e.time).ok()?, e)))
+        {
+            Some(pair) => events.push(pair),
+            None => skipped += 1,
+        }
+    }
+    if events.is_empty() {
+        return Err(ReportError::Empty {
+            path: path.display().to_string(),
+        });
+    }
+    let mut report = build(&mut events);
+    report.source = path.display().to_string();
+    report.skipped_lines = skipped;
+    Ok(report)
+}
+
+fn is_error(e: &RequestEvent) -> bool {
+    e.status.is_none_or(|s| s >= 500)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn sort(v: &mut [f64]) {
+    v.sort_by(|a, b| a.total_cmp(b));
+}
+
+/// Aggregates events (sorted here by time).
+pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
+    events.sort_by_key(|(t, _)| *t);
+    let first = events[0].0;
+    let last = events[events.len() - 1].0;
+    let span = last.duration_since(first).unwrap_or_default();
+    // About one bucket a second, at most 600 buckets.
+    let bucket_width = (span.as_secs_f64() / 600.0).ceil().max(1.0);
+    let count = (span.as_secs_f64() / bucket_width).floor() as usize + 1;
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); count];
+    let mut phases: Vec<HashMap<String, u64>> = vec![HashMap::new(); count];
+    let mut buckets: Vec<Bucket> = (0..count)
+        .map(|i| Bucket {
+            start: i as f64 * bucket_width,
+            ..Bucket::default()
+        })
+        .collect();
+    let mut ops: BTreeMap<String, (OperationRow, Vec<f64>)> = BTreeMap::new();
+    let mut rules: HashMap<String, u64> = HashMap::new();
+    // When each (operation, bucket, key) last failed, for the retry heuristic.
+    let mut last_failure: HashMap<(String, String, String), SystemTime> = HashMap::new();
+    let (mut errors, mut injected, mut retries) = (0, 0, 0);
+
+    for (at, e) in events.iter() {
+        let offset = at.duration_since(first).unwrap_or_default().as_secs_f64();
+        let i = ((offset / bucket_width) as usize).min(count - 1);
+        let failed = is_error(e);
+        let b = &mut buckets[i];
+        b.requests += 1;
+        b.errors += u64::from(failed);
+        b.injected += u64::from(e.rule.is_some());
+        latencies[i].push(e.latency_ms);
+        if let Some(phase) = &e.phase {
+            *phases[i].entry(phase.clone()).or_default() += 1;
+        }
+        for rule in e.rule.iter().flat_map(|r| r.split(',')) {
+            *rules.entry(rule.to_owned()).or_default() += 1;
+        }
+        let id = (e.operation.clone(), e.bucket.clone(), e.key.clone());
+        let retry = match &e.attempt {
+            Some(attempt) => attempt_number(attempt).is_some_and(|n| n > 1),
+            None => last_failure
+                .get(&id)
+                .is_some_and(|t| at.duration_since(*t).unwrap_or_default() <= Duration::from_secs(1)),
+        };
+        if failed {
+            last_failure.insert(id, *at);
+        }
+        let (row, lat) = ops.entry(e.operation.clone()).or_insert_with(|| {
+            (
+                OperationRow {
+                    operation: e.operation.clone(),
+                    ..OperationRow::default()
+                },
+                Vec::new(),
+            )
+        });
+        row.requests += 1;
+        row.errors += u64::from(failed);
+        row.injected += u64::from(e.rule.is_some());
+        row.retries += u64::from(retry);
+        lat.push(e.latency_ms);
+        errors += u64::from(failed);
+        injected += u64::from(e.rule.is_some());
+        retries += u64::from(retry);
+    }
+    for ((b, mut lat), phase) in buckets.iter_mut().zip(latencies).zip(phases) {
+        sort(&mut lat);
+        b.p50_ms = percentile(&lat, 0.5);
+        b.p99_ms = percentile(&lat, 0.99);
+        b.phase = phase.into_iter().max_by_key(|(_, n)| *n).map(|(p, _)| p);
+    }
+    let operations = ops
+        .into_values()
+        .map(|(mut row, mut lat)| {
+            sort(&mut lat);
+            row.p50_ms = percentile(&lat, 0.5);
+            row.p99_ms = percentile(&lat, 0.99);
+            row
+        })
+        .collect();
+    let mut rules: Vec<(String, u64)> = rules.into_iter().collect();
+    rules.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Report {
+        source: String::new(),
+        first,
+        span,
+        bucket_width,
+        buckets,
+        operations,
+        requests: events.len() as u64,
+        errors,
+        injected,
+        retries,
+        skipped_lines: 0,
+        rules,
+    }
+}
+
+/// `attempt=2; max=3` → 2.
+fn attempt_number(header: &str) -> Option<u32> {
+    header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("attempt="))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Contiguous runs of the same phase: (name, start seconds, end seconds).
+pub fn phase_spans(report: &Report) -> Vec<(String, f64, f64)> {
+    let mut spans: Vec<(String, f64, f64)> = Vec::new();
+    for b in &report.buckets {
+        let end = b.start + report.bucket_width;
+        match (&b.phase, spans.last_mut()) {
+            (Some(p), Some(last)) if &last.0 == p && (last.2 - b.start).abs() < 1e-9 => last.2 = end,
+            (Some(p), _) => spans.push((p.clone(), b.start, end)),
+            (None, _) => {}
+        }
+    }
+    spans
+}
+
+impl Report {
+    pub fn html(&self) -> String {
+        html::render(self)
+    }
+
+    pub fn markdown(&self) -> String {
+        markdown::render(self)
+    }
+
+    fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    /// Whether the last bucket with traffic had no errors: the clients recovered.
+    pub fn recovered(&self) -> bool {
+        self.buckets
+            .iter()
+            .rev()
+            .find(|b| b.requests > 0)
+            .is_some_and(|b| b.errors == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(
+        ms: u64,
+        op: &str,
+        key: &str,
+        status: Option<u16>,
+        rule: Option<&str>,
+        phase: &str,
+    ) -> (SystemTime, RequestEvent) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms);
+        (
+            at,
+            RequestEvent {
+                time: humantime::format_rfc3339_millis(at).to_string(),
+                operation: op.into(),
+                bucket: "b".into(),
+                key: key.into(),
+                status,
+                latency_ms: ms as f64 % 7.0,
+                bytes: None,
+                rule: rule.map(str::to_owned),
+                fault: None,
+                phase: Some(phase.into()),
+                attempt: None,
+            },
+        )
+    }
+
+    #[test]
+    fn buckets_phases_and_retries() {
+        let mut events = vec![
+            event(0, "GetObject", "a", Some(200), None, "calm"),
+            event(500, "GetObject", "a", Some(200), None, "calm"),
+            event(1200, "GetObject", "a", Some(503), Some("outage/down"), "outage"),
+            event(1400, "GetObject", "a", Some(503), Some("outage/down"), "outage"),
+            event(2100, "PutObject", "b", None, Some("outage/rst"), "outage"),
+            event(3100, "GetObject", "a", Some(200), None, "calm"),
+        ];
+        let r = build(&mut events);
+        assert_eq!(r.requests, 6);
+        assert_eq!((r.errors, r.injected), (3, 3));
+        assert_eq!(r.buckets.len(), 4);
+        assert_eq!(r.buckets[1].errors, 2);
+        assert_eq!(r.retries, 1, "the GET of `a` again 200 ms after a failure");
+        assert!(r.recovered());
+        let spans = phase_spans(&r);
+        assert_eq!(
+            spans.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+            ["calm", "outage", "calm"]
+        );
+        assert_eq!(r.rules[0], ("outage/down".to_owned(), 2));
+        let get = r.operations.iter().find(|o| o.operation == "GetObject").unwrap();
+        assert_eq!((get.requests, get.errors), (5, 2));
+        assert_eq!(attempt_number("attempt=2; max=3"), Some(2));
+        assert!(r.markdown().contains("| GetObject | 5 | 2 (40.0%)"));
+        assert!(r.html().contains("<svg"));
+    }
+}

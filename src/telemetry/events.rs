@@ -1,0 +1,223 @@
+//! Two records of what happened: the recent injected faults (a bounded ring the admin API
+//! serves at `/events`), and the optional per-request event log (`--events FILE`, one JSON
+//! line per proxied request) that `s3chaos report` turns into a drill report.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+/// One injected fault, as `/events` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultEvent {
+    pub id: u64,
+    /// RFC 3339, milliseconds.
+    pub time: String,
+    pub rule: String,
+    pub fault: String,
+    pub operation: String,
+    pub bucket: String,
+    pub key: String,
+    /// The `x-amz-request-id` of an injected error answer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+    /// The SDK's `amz-sdk-request` header (`attempt=2; max=3`), when sent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub attempt: String,
+}
+
+/// The last N injected faults, numbered from 1.
+pub struct RecentFaults {
+    capacity: usize,
+    ring: Mutex<VecDeque<FaultEvent>>,
+    next_id: AtomicU64,
+}
+
+impl RecentFaults {
+    pub fn new(capacity: usize) -> RecentFaults {
+        RecentFaults {
+            capacity,
+            ring: Mutex::new(VecDeque::with_capacity(capacity)),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Records a fault; `id` and `time` are filled in here.
+    pub fn push(&self, mut event: FaultEvent) {
+        event.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        event.time = now_rfc3339();
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() == self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(event);
+    }
+
+    /// Events with an id above `since`, oldest first (at most the ring's capacity).
+    pub fn since(&self, since: u64) -> Vec<FaultEvent> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter().filter(|e| e.id > since).cloned().collect()
+    }
+
+    /// Faults recorded so far (including those the ring has forgotten).
+    pub fn total(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+}
+
+/// One proxied request, as a line of the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestEvent {
+    /// RFC 3339, milliseconds: when the request arrived.
+    pub time: String,
+    pub operation: String,
+    #[serde(default)]
+    pub bucket: String,
+    #[serde(default)]
+    pub key: String,
+    /// `None`: no response (blackhole, reset).
+    pub status: Option<u16>,
+    /// Arrival to response head, milliseconds.
+    pub latency_ms: f64,
+    /// The response's `Content-Length`, when it had one.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// The rules that fired, comma-separated, and what they injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+}
+
+/// The `--events FILE` writer: a bounded queue drained by its own thread, so proxying never
+/// waits on the disk. A full queue drops the line and counts it ([`RequestLog::dropped`]).
+pub struct RequestLog {
+    sender: Mutex<Option<mpsc::SyncSender<RequestEvent>>>,
+    dropped: AtomicU64,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RequestLog {
+    /// Appends to `path` (created if missing).
+    pub fn open(path: &Path, queue: usize) -> std::io::Result<RequestLog> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = mpsc::sync_channel::<RequestEvent>(queue);
+        let writer = std::thread::Builder::new()
+            .name("s3chaos-events".into())
+            .spawn(move || write_lines(file, rx))?;
+        Ok(RequestLog {
+            sender: Mutex::new(Some(tx)),
+            dropped: AtomicU64::new(0),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    pub fn record(&self, event: RequestEvent) {
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = sender.as_ref().is_some_and(|s| s.try_send(event).is_ok());
+        if !sent {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines lost because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes out what is queued and closes the file.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn write_lines(file: std::fs::File, rx: mpsc::Receiver<RequestEvent>) {
+    let mut out = std::io::BufWriter::new(file);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(event) = next {
+            if serde_json::to_writer(&mut out, &event).is_ok() {
+                let _ = out.write_all(b"\n");
+            }
+            next = rx.try_recv().ok();
+        }
+        // The queue is empty: flush, so a reader (or a report) sees every line so far.
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(rule: &str) -> FaultEvent {
+        FaultEvent {
+            id: 0,
+            time: String::new(),
+            rule: rule.into(),
+            fault: "reset".into(),
+            operation: "GetObject".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            request_id: String::new(),
+            attempt: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_and_numbers_them() {
+        let recent = RecentFaults::new(3);
+        for i in 0..5 {
+            recent.push(fault(&format!("r{i}")));
+        }
+        let all = recent.since(0);
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(recent.since(4).len(), 1);
+        assert_eq!(recent.total(), 5);
+    }
+
+    #[test]
+    fn the_log_writes_json_lines_and_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let log = RequestLog::open(&path, 4).unwrap();
+        let event = RequestEvent {
+            time: now_rfc3339(),
+            operation: "GetObject".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            status: Some(200),
+            latency_ms: 1.5,
+            bytes: Some(10),
+            rule: None,
+            fault: None,
+            phase: None,
+            attempt: None,
+        };
+        for _ in 0..1000 {
+            log.record(event.clone());
+        }
+        log.close();
+        let lines = std::fs::read_to_string(&path).unwrap();
+        let written = lines.lines().count() as u64;
+        assert_eq!(written + log.dropped(), 1000, "every line is written or counted");
+        let back: RequestEvent = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(back, event);
+    }
+}
