@@ -8,7 +8,7 @@ use super::{Bucket, Report, phase_spans};
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 60.0;
-const PHASE_COLOURS: [&str; 4] = ["#e8f0fe", "#fef3e0", "#fde8e8", "#e6f4ea"];
+const PHASE_COLOURS: [&str; 4] = ["#e8f0fe", "#fef3e0", "#f1e8fd", "#e6f4ea"];
 
 pub fn render(r: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
@@ -77,7 +77,7 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
         &mut out,
         r,
         total,
-        "Latency (ms): p50 and p99",
+        "Latency (ms): p50 (green) and p99 (orange)",
         &[("#188038", &|b: &Bucket| b.p50_ms), ("#f29900", &|b: &Bucket| b.p99_ms)],
         None,
         false,

@@ -67,6 +67,7 @@ struct Running {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     /// Every line read so far.
     log: Vec<String>,
 }
@@ -75,7 +76,7 @@ impl Running {
     fn start(args: &[&std::ffi::OsStr]) -> Running {
         let mut child = Command::new(BIN)
             .arg("run")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -95,8 +96,12 @@ impl Running {
             child,
             lines,
             addr: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
             log: Vec::new(),
         };
+        let line = running.wait_for("admin API on http://");
+        let rest = line.split("admin API on http://").nth(1).unwrap();
+        running.admin = rest.split_whitespace().next().unwrap().parse().unwrap();
         let line = running.wait_for("listening on http://");
         let rest = line.split("listening on http://").nth(1).unwrap();
         running.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
@@ -255,4 +260,243 @@ async fn the_log_narrates_the_drill_and_dry_run_injects_nothing() {
         "{would}"
     );
     running.wait_for("drill over");
+}
+
+/// `s3chaos ctl` against a running proxy, as a CI job uses it.
+#[tokio::test]
+async fn ctl_scripts_a_running_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = Running::start(&["--data-dir".as_ref(), data.as_os_str()]);
+    let admin = running.admin.to_string();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .args(["--admin", &admin])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = format!("http://{}/drill", running.addr);
+    let status = || async { crate::harness::raw("HEAD", &url).await.status };
+
+    let (ok, out, err) = ctl(&[
+        "add-rule",
+        "--op",
+        "HeadBucket",
+        "--error",
+        "SlowDown",
+        "--probability",
+        "1",
+        "--ttl",
+        "60s",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "added rule `api/rule-1`");
+    assert_eq!(status().await, 503);
+
+    let (ok, out, _) = ctl(&["rules"]);
+    assert!(ok);
+    assert!(
+        out.contains("api/rule-1") && out.contains("error SlowDown (503)"),
+        "{out}"
+    );
+
+    let (ok, out, _) = ctl(&["halt", "--reason", "ci"]);
+    assert!(ok && out.contains("halted"), "{out}");
+    assert_eq!(status().await, 403);
+    let (_, out, _) = ctl(&["status"]);
+    assert!(out.contains("HALTED (admin API: ci)"), "{out}");
+    let (ok, _, _) = ctl(&["resume"]);
+    assert!(ok);
+    assert_eq!(status().await, 503);
+
+    let (ok, out, _) = ctl(&["--json", "status"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["halted"], false);
+    assert!(json["faults_injected"].as_u64().unwrap() >= 2);
+
+    let (ok, out, _) = ctl(&["events"]);
+    assert!(ok && out.contains("api/rule-1") && out.contains("HeadBucket"), "{out}");
+
+    let (ok, _, _) = ctl(&["rm-rule", "api/rule-1"]);
+    assert!(ok);
+    assert_eq!(status().await, 403);
+    let (ok, _, err) = ctl(&["rm-rule", "api/rule-1"]);
+    assert!(!ok, "removing it twice fails");
+    assert!(err.contains("no rule added at run time is named"), "{err}");
+
+    let bad = write(&dir, "bad.yaml", "name: x\nrules:\n  - fault: {error: SlowDwn}\n");
+    let (ok, _, err) = ctl(&["apply", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(":3:") && err.contains("unknown S3 error code"), "{err}");
+    let good = write(
+        &dir,
+        "good.yaml",
+        "name: good\nrules:\n  - {match: {bucket: drill}, fault: {error: InternalError}}\n",
+    );
+    let (ok, out, _) = ctl(&["apply", good.to_str().unwrap()]);
+    assert!(ok && out.contains("applied scenario `good`"), "{out}");
+    assert_eq!(status().await, 500);
+
+    let (ok, out, _) = ctl(&["metrics"]);
+    assert!(ok && out.contains("# TYPE s3chaos_requests_total counter"), "{out}");
+
+    let (ok, _, err) = Command::new(BIN)
+        .args(["ctl", "--admin", "127.0.0.1:1", "status"])
+        .output()
+        .map(|o| (o.status.success(), (), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("cannot reach the admin API"), "{err}");
+}
+
+/// A real drill's event log becomes a report: the Markdown summary shows the phases, the
+/// failures and the SDK's retries; the HTML page renders its charts in headless Chromium.
+#[tokio::test]
+async fn event_log_of_a_drill_becomes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        &dir,
+        "drill.yaml",
+        "name: reported\nphases:\n  - {name: calm, duration: 1s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
+    );
+    let events = dir.path().join("events.jsonl");
+    let data = dir.path().join("data");
+    let mut running = Running::start(&[
+        "--scenario".as_ref(),
+        scenario.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--events".as_ref(),
+        events.as_os_str(),
+    ]);
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "ci"))
+        .endpoint_url(format!("http://{}", running.addr))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(20)),
+        )
+        .build();
+    let c = aws_sdk_s3::Client::from_conf(conf);
+    c.create_bucket().bucket("rep").send().await.unwrap();
+    c.put_object()
+        .bucket("rep")
+        .key("k")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_millis(4200);
+    while std::time::Instant::now() < until {
+        let _ = c.get_object().bucket("rep").key("k").send().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.signal("TERM");
+    assert!(running.child.wait().unwrap().success());
+
+    let out = Command::new(BIN)
+        .args(["report", "--format", "md"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("Phases: calm") && md.contains("outage") && md.contains("recovery"),
+        "{md}"
+    );
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| GetObject |"))
+        .expect("a GetObject row");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let failed: u64 = cells[3].split_whitespace().next().unwrap().parse().unwrap();
+    let retries: u64 = cells[5].parse().unwrap();
+    assert!(failed >= 10, "the outage failed GETs: {row}");
+    // Each failed GetObject is retried by the SDK (attempt=2, 3) until its retry quota runs
+    // dry, so retries show up, fewer than the failures.
+    assert!(retries >= 10 && retries < failed, "the SDK's retries show: {row}");
+    assert!(md.contains("the last requests succeeded"), "{md}");
+    assert!(md.contains("| outage/down |"), "{md}");
+
+    let html_path = dir.path().join("report.html");
+    let out = Command::new(BIN)
+        .arg("report")
+        .arg(&events)
+        .arg("-o")
+        .arg(&html_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "three charts");
+    assert!(html.contains(r#"class="injected""#) && html.contains(r#"class="phase""#));
+    for outside in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!html.contains(outside), "self-contained: no `{outside}`");
+    }
+    render_in_chromium(&html_path, dir.path());
+}
+
+/// Opens the page in headless Chromium and checks the charts were drawn: pixels of the
+/// request-rate line (blue) and of the error line and fault marks (red).
+fn render_in_chromium(page: &std::path::Path, dir: &std::path::Path) {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        assert!(
+            std::env::var_os("S3CHAOS_REQUIRE_CHROMIUM").is_none(),
+            "S3CHAOS_REQUIRE_CHROMIUM is set but /usr/bin/chromium is missing"
+        );
+        eprintln!("SKIPPED the Chromium rendering check: /usr/bin/chromium is not installed (.ci/run installs it)");
+        return;
+    }
+    let shot = dir.join("report.png");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1100,1000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let near = |px: &[u8], rgb: [u8; 3]| px.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) < 40);
+    let (mut blue, mut red) = (0, 0);
+    for px in buf[..info.buffer_size()].chunks(channels) {
+        blue += usize::from(near(&px[..3], [0x1a, 0x73, 0xe8]));
+        red += usize::from(near(&px[..3], [0xd9, 0x30, 0x25]));
+    }
+    assert!(blue > 200, "the request-rate line was drawn ({blue} blue pixels)");
+    assert!(
+        red > 200,
+        "the error line and fault marks were drawn ({red} red pixels)"
+    );
 }

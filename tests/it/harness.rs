@@ -15,11 +15,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use s3chaos::admin::{Admin, AdminState};
+use s3chaos::control::Control;
+use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{self, EmbeddedStore};
 use s3chaos::engine::{Engine, RuleStats};
 use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
 use s3chaos::scenario::Scenario;
+use s3chaos::telemetry::Telemetry;
 
 pub const ACCESS_KEY: &str = "AKIAS3CHAOSTEST";
 pub const SECRET_KEY: &str = "s3chaos-test-secret";
@@ -28,6 +32,7 @@ pub struct Harness {
     pub store: EmbeddedStore,
     pub proxy: SocketAddr,
     pub engine: Arc<Engine>,
+    pub telemetry: Arc<Telemetry>,
     handle: ProxyHandle,
     _dir: tempfile::TempDir,
 }
@@ -53,11 +58,13 @@ impl Harness {
         .await
         .unwrap();
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
-        let (proxy, engine, handle) = start_proxy(upstream, scenario).await;
+        let telemetry = Arc::new(Telemetry::default());
+        let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone()).await;
         Harness {
             store,
             proxy,
             engine,
+            telemetry,
             handle,
             _dir: dir,
         }
@@ -83,6 +90,27 @@ impl Harness {
         self.handle.blackholed_connections()
     }
 
+    /// The admin API for this harness's proxy, on a loopback port, with the drill supervisor
+    /// running (rules' ttl, stop condition). `scenario` is the text it was started with.
+    pub async fn admin(&self, scenario: &str, token: Option<&str>) -> (SocketAddr, Arc<Control>) {
+        let control = Arc::new(Control::new(self.engine.clone(), scenario.into(), "test.yaml".into()));
+        let admin = Admin::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            AdminState {
+                control: control.clone(),
+                telemetry: self.telemetry.clone(),
+                blackholed: self.handle.blackholed_counter(),
+                token: token.map(str::to_owned),
+            },
+        )
+        .await
+        .unwrap();
+        let addr = admin.local_addr();
+        admin.spawn();
+        Supervisor::new(control.clone()).spawn();
+        (addr, control)
+    }
+
     pub fn stats(&self, rule: &str) -> RuleStats {
         self.engine
             .stats()
@@ -97,9 +125,17 @@ impl Harness {
 }
 
 pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
+    start_proxy_with(upstream, scenario, Arc::default()).await
+}
+
+pub async fn start_proxy_with(
+    upstream: Arc<Upstream>,
+    scenario: &str,
+    telemetry: Arc<Telemetry>,
+) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
     let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
     let engine = Arc::new(Engine::new(scenario));
-    let shared = Shared::new(engine.clone(), upstream, Classifier::default(), Arc::default());
+    let shared = Shared::new(engine.clone(), upstream, Classifier::default(), telemetry);
     // Two workers, as on a 2-core machine.
     let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
         .unwrap()

@@ -1,5 +1,6 @@
 //! Integration tests: a real S3 server, s3chaos in front, real SDK clients.
 
+mod admin;
 mod cli;
 mod drill;
 mod faults;
