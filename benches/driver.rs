@@ -664,6 +664,8 @@ fn spawn_s3chaos(
         .arg("--upstream")
         .arg(format!("http://{upstream}"));
     cmd.arg("--workers").arg(workers.to_string()).env("RUST_LOG", "warn");
+    // The admin API runs as it does by default, on a port of its own per instance.
+    cmd.args(["--admin", "127.0.0.1:0"]);
     if let Some(file) = scenario {
         cmd.arg("--scenario").arg(file);
     }
