@@ -14,6 +14,12 @@
 //! - [`drill`] — the supervisor beside the proxy: logs the timeline's phases, enforces the
 //!   stop condition.
 //! - [`reload`] — live reload of the scenario file (polling, and SIGHUP).
+//! - [`control`] — the one door to the running scenario, for reloads and the admin API
+//!   (rules added at run time live here).
+//! - [`admin`] — the admin API (JSON over HTTP) and its client, used by `s3chaos ctl`.
+//! - [`telemetry`] — per-worker counters, Prometheus text, recent faults, the event log.
+//! - [`report`] — an event log turned into a drill report (HTML with an SVG timeline, or
+//!   Markdown).
 //! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
 //! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
 //! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
