@@ -12,7 +12,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Bad input is a 4xx with a JSON `error` (and `line`/`column` for YAML), and changes nothing.
-//! Bound to a non-loopback address, the API requires a bearer token ([`AdminConfig`]).
+//! Bound to a non-loopback address, the API requires a bearer token ([`AdminState::token`]).
 
 pub mod client;
 mod routes;

@@ -94,11 +94,7 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
             escape(&o.operation),
             o.requests,
             o.errors,
-            if o.requests == 0 {
-                0.0
-            } else {
-                o.errors as f64 * 100.0 / o.requests as f64
-            },
+            o.error_percent(),
             o.injected,
             o.retries,
             o.p50_ms,

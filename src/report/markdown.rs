@@ -51,11 +51,7 @@ pub fn render(r: &Report) -> String {
             o.operation,
             o.requests,
             o.errors,
-            if o.requests == 0 {
-                0.0
-            } else {
-                o.errors as f64 * 100.0 / o.requests as f64
-            },
+            o.error_percent(),
             o.injected,
             o.retries,
             o.p50_ms,

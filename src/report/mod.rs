@@ -234,6 +234,17 @@ pub fn phase_spans(report: &Report) -> Vec<(String, f64, f64)> {
     spans
 }
 
+impl OperationRow {
+    /// Failed requests as a percentage of all.
+    pub fn error_percent(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.requests as f64
+        }
+    }
+}
+
 impl Report {
     pub fn html(&self) -> String {
         html::render(self)

@@ -108,6 +108,19 @@ impl Running {
         running
     }
 
+    /// `s3chaos run` with its data under `dir`, the scenario `yaml` (if any) written to
+    /// `dir/scenario.yaml`, and `extra` arguments.
+    fn in_dir(dir: &tempfile::TempDir, yaml: Option<&str>, extra: &[&str]) -> Running {
+        let data = dir.path().join("data");
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data.as_os_str()];
+        let scenario = yaml.map(|y| write(dir, "scenario.yaml", y));
+        if let Some(path) = &scenario {
+            args.extend(["--scenario".as_ref(), path.as_os_str()]);
+        }
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        Running::start(&args)
+    }
+
     /// The next log line containing `needle` (panics after 20 s).
     fn wait_for(&mut self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -146,8 +159,7 @@ impl Drop for Running {
 #[tokio::test]
 async fn run_without_upstream_serves_an_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let running = Running::start(&["--data-dir".as_ref(), data.as_os_str()]);
+    let running = Running::in_dir(&dir, None, &[]);
     assert!(
         running.log.iter().any(|l| l.contains("data_dir=")),
         "the log says where the data lives"
@@ -181,20 +193,12 @@ async fn run_without_upstream_serves_an_embedded_store() {
 #[tokio::test]
 async fn live_reload_and_the_kill_switch_from_the_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
+    let mut running = Running::in_dir(
         &dir,
-        "drill.yaml",
-        "name: drill\nrules:\n  - {name: down, match: {bucket: drill}, fault: {error: ServiceUnavailable}}\n",
+        Some("name: drill\nrules:\n  - {name: down, match: {bucket: drill}, fault: {error: ServiceUnavailable}}\n"),
+        &["--reload-poll", "100ms"],
     );
-    let data = dir.path().join("data");
-    let mut running = Running::start(&[
-        "--scenario".as_ref(),
-        scenario.as_os_str(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--reload-poll".as_ref(),
-        "100ms".as_ref(),
-    ]);
+    let scenario = dir.path().join("scenario.yaml");
     // Unsigned requests: the store answers 403; the fault answers 503 before the store sees it.
     let url = format!("http://{}/drill", running.addr);
     let status = || async { crate::harness::raw("HEAD", &url).await.status };
@@ -234,19 +238,13 @@ async fn live_reload_and_the_kill_switch_from_the_shell() {
 #[tokio::test]
 async fn the_log_narrates_the_drill_and_dry_run_injects_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
+    let mut running = Running::in_dir(
         &dir,
-        "short.yaml",
-        "name: short\nphases:\n  - {name: first, duration: 2s}\n  - name: second\n    duration: 2s\n    rules:\n      - {name: down, fault: {error: ServiceUnavailable}}\n",
+        Some(
+            "name: short\nphases:\n  - {name: first, duration: 2s}\n  - name: second\n    duration: 2s\n    rules:\n      - {name: down, fault: {error: ServiceUnavailable}}\n",
+        ),
+        &["--dry-run"],
     );
-    let data = dir.path().join("data");
-    let mut running = Running::start(&[
-        "--scenario".as_ref(),
-        scenario.as_os_str(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--dry-run".as_ref(),
-    ]);
     running.wait_for("phase `second` started (2 of 2)");
     let url = format!("http://{}/drill", running.addr);
     assert_eq!(
@@ -266,8 +264,7 @@ async fn the_log_narrates_the_drill_and_dry_run_injects_nothing() {
 #[tokio::test]
 async fn ctl_scripts_a_running_proxy() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let running = Running::start(&["--data-dir".as_ref(), data.as_os_str()]);
+    let running = Running::in_dir(&dir, None, &[]);
     let admin = running.admin.to_string();
     let ctl = |args: &[&str]| {
         let out = Command::new(BIN)
@@ -362,21 +359,14 @@ async fn ctl_scripts_a_running_proxy() {
 #[tokio::test]
 async fn event_log_of_a_drill_becomes_a_report() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
-        &dir,
-        "drill.yaml",
-        "name: reported\nphases:\n  - {name: calm, duration: 1s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
-    );
     let events = dir.path().join("events.jsonl");
-    let data = dir.path().join("data");
-    let mut running = Running::start(&[
-        "--scenario".as_ref(),
-        scenario.as_os_str(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        "--events".as_ref(),
-        events.as_os_str(),
-    ]);
+    let mut running = Running::in_dir(
+        &dir,
+        Some(
+            "name: reported\nphases:\n  - {name: calm, duration: 1s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
+        ),
+        &["--events", events.to_str().unwrap()],
+    );
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
