@@ -363,7 +363,7 @@ async fn event_log_of_a_drill_becomes_a_report() {
     let mut running = Running::in_dir(
         &dir,
         Some(
-            "name: reported\nphases:\n  - {name: calm, duration: 1s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
+            "name: reported\nphases:\n  - {name: calm, duration: 2s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
         ),
         &["--events", events.to_str().unwrap()],
     );
@@ -390,7 +390,7 @@ async fn event_log_of_a_drill_becomes_a_report() {
         .send()
         .await
         .unwrap();
-    let until = std::time::Instant::now() + Duration::from_millis(4200);
+    let until = std::time::Instant::now() + Duration::from_millis(5000);
     while std::time::Instant::now() < until {
         let _ = c.get_object().bucket("rep").key("k").send().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
