@@ -124,7 +124,11 @@ fn announce(scenario: &Scenario, previous: Option<DrillState>, state: DrillState
             if same_phase_continues {
                 return;
             }
-            let left = p.end().map(|end| end.saturating_sub(at)).unwrap_or_default();
+            // In real time, which differs from drill time under --time-scale.
+            let left = p
+                .end()
+                .map(|end| end.saturating_sub(at).div_f64(timeline.clock().speed()))
+                .unwrap_or_default();
             tracing::info!(
                 target: "s3chaos::drill",
                 scenario = name,

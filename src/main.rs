@@ -112,6 +112,10 @@ struct RunArgs {
     /// Stop every fault this long after start, whatever the scenario says (e.g. 30m).
     #[arg(long, value_parser = humantime::parse_duration)]
     max_duration: Option<Duration>,
+    /// Run the scenario's timeline faster: 0.01 plays an hour-long drill in 36 s (phase
+    /// durations, after/until and max_duration scale; latencies and rates do not).
+    #[arg(long, value_parser = parse_time_scale)]
+    time_scale: Option<f64>,
     /// How often the scenario file is checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     reload_poll: Duration,
@@ -169,6 +173,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number, e.g. 0.01")),
     }
 }
 
@@ -307,6 +318,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         EngineOptions {
             dry_run: args.dry_run,
             max_duration: args.max_duration,
+            time_scale: args.time_scale,
         },
     ));
     let shared = Shared::new(

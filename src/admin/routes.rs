@@ -98,7 +98,7 @@ fn status(state: &AdminState) -> Reply {
                     "name": name,
                     "index": phase,
                     "of": timeline.phases().len(),
-                    "left_s": p.end().map(|end| end.saturating_sub(at).as_secs_f64()),
+                    "left_s": p.end().map(|end| end.saturating_sub(at).as_secs_f64() / timeline.clock().speed()),
                 }),
                 None => Value::Null,
             };

@@ -76,6 +76,10 @@ pub struct EngineOptions {
     pub dry_run: bool,
     /// After this long from start, every fault stops (`--max-duration`).
     pub max_duration: Option<Duration>,
+    /// Drill seconds per real second is `1 / time_scale` (`--time-scale 0.01` plays an hour
+    /// in 36 s). Phase durations, `after`/`until` and `max_duration` in the file scale; fault
+    /// values (latencies, rates) and `--max-duration` do not. `None` means 1.
+    pub time_scale: Option<f64>,
 }
 
 pub struct Engine {
@@ -107,7 +111,10 @@ impl Engine {
         Engine::with_options(scenario, EngineOptions::default())
     }
 
-    pub fn with_options(scenario: Scenario, options: EngineOptions) -> Engine {
+    pub fn with_options(mut scenario: Scenario, options: EngineOptions) -> Engine {
+        if let Some(scale) = options.time_scale {
+            scenario.set_clock_speed(1.0 / scale);
+        }
         let watch = scenario.safety().stop_if.is_some();
         Engine {
             current: ArcSwap::from_pointee(scenario),
@@ -131,6 +138,9 @@ impl Engine {
     /// in flight finish under the one they started with. A new version of the running drill
     /// keeps its clock and counters (see [`Scenario::carry_over`]).
     pub fn replace(&self, mut scenario: Scenario) {
+        if let Some(scale) = self.options.time_scale {
+            scenario.set_clock_speed(1.0 / scale);
+        }
         scenario.carry_over(&self.current.load());
         self.watch_upstream
             .store(scenario.safety().stop_if.is_some(), Ordering::Relaxed);
@@ -550,11 +560,28 @@ phases:
             scenario,
             EngineOptions {
                 dry_run: true,
-                max_duration: None,
+                ..EngineOptions::default()
             },
         );
         assert!(fired(&engine).is_empty());
         assert_eq!(engine.stats()[0].injected, 1, "counted as it would have been");
+    }
+
+    #[test]
+    fn time_scale_plays_the_timeline_faster() {
+        let yaml = format!("name: s\nstart_at: {}\nphases:\n  - {{name: calm, duration: 1h}}\n  - name: storm\n    duration: 1h\n    rules:\n      - {{name: e, fault: reset}}\n", started(40));
+        let scaled = |scale: f64| {
+            Engine::with_options(
+                Scenario::parse(&yaml, "s").unwrap(),
+                EngineOptions {
+                    time_scale: Some(scale),
+                    ..EngineOptions::default()
+                },
+            )
+        };
+        assert!(fired(&scaled(1.0)).is_empty(), "40 s into an hour of calm");
+        assert_eq!(fired(&scaled(0.01)), ["storm/e"], "40 s at 100x is 66 min: the storm");
+        assert_eq!(scaled(0.001).state(), DrillState::Over, "at 1000x the two hours are over");
     }
 
     #[test]
@@ -563,8 +590,8 @@ phases:
         let engine = Engine::with_options(
             scenario,
             EngineOptions {
-                dry_run: false,
                 max_duration: Some(Duration::from_millis(30)),
+                ..EngineOptions::default()
             },
         );
         assert_eq!(fired(&engine), ["r"]);

@@ -216,6 +216,15 @@ impl Scenario {
         }
     }
 
+    /// Runs this scenario's drill time `speed` times as fast as real time (see
+    /// [`Clock::with_speed`]). Called by the engine before the scenario runs.
+    pub fn set_clock_speed(&mut self, speed: f64) {
+        self.timeline.clock = self.timeline.clock.with_speed(speed);
+        if speed != 1.0 {
+            self.timeline.timed = true;
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -9,11 +9,15 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::engine::index::RuleIndex;
 
 /// The drill's zero: `start_at` from the file, or the moment the scenario was first loaded.
+/// Drill time may run faster than real time (`--time-scale 0.01`: an hour-long incident in
+/// 36 seconds); waiting for `start_at` happens in real time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     /// A monotonic instant at which the drill time was `base_elapsed`.
     base: Instant,
     base_elapsed: Duration,
+    /// Drill seconds per real second.
+    speed: f64,
 }
 
 impl Clock {
@@ -21,6 +25,7 @@ impl Clock {
         Clock {
             base: Instant::now(),
             base_elapsed: Duration::ZERO,
+            speed: 1.0,
         }
     }
 
@@ -33,17 +38,33 @@ impl Clock {
             Ok(ahead) => Clock {
                 base: now + ahead,
                 base_elapsed: Duration::ZERO,
+                speed: 1.0,
             },
             Err(past) => Clock {
                 base: now,
                 base_elapsed: past.duration(),
+                speed: 1.0,
             },
         }
     }
 
+    /// The same clock with drill time running `speed` times as fast as real time, from the
+    /// same zero (a drill already under way is rescaled from its anchor).
+    pub fn with_speed(mut self, speed: f64) -> Clock {
+        let factor = speed / self.speed;
+        self.base_elapsed = self.base_elapsed.mul_f64(factor);
+        self.speed = speed;
+        self
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
     /// Drill time at `now`, or `None` before the drill starts.
     pub fn elapsed(&self, now: Instant) -> Option<Duration> {
-        now.checked_duration_since(self.base).map(|d| d + self.base_elapsed)
+        now.checked_duration_since(self.base)
+            .map(|d| if self.speed == 1.0 { d } else { d.mul_f64(self.speed) } + self.base_elapsed)
     }
 }
 
