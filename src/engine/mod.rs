@@ -569,7 +569,10 @@ phases:
 
     #[test]
     fn time_scale_plays_the_timeline_faster() {
-        let yaml = format!("name: s\nstart_at: {}\nphases:\n  - {{name: calm, duration: 1h}}\n  - name: storm\n    duration: 1h\n    rules:\n      - {{name: e, fault: reset}}\n", started(40));
+        let yaml = format!(
+            "name: s\nstart_at: {}\nphases:\n  - {{name: calm, duration: 1h}}\n  - name: storm\n    duration: 1h\n    rules:\n      - {{name: e, fault: reset}}\n",
+            started(40)
+        );
         let scaled = |scale: f64| {
             Engine::with_options(
                 Scenario::parse(&yaml, "s").unwrap(),
@@ -581,7 +584,11 @@ phases:
         };
         assert!(fired(&scaled(1.0)).is_empty(), "40 s into an hour of calm");
         assert_eq!(fired(&scaled(0.01)), ["storm/e"], "40 s at 100x is 66 min: the storm");
-        assert_eq!(scaled(0.001).state(), DrillState::Over, "at 1000x the two hours are over");
+        assert_eq!(
+            scaled(0.001).state(),
+            DrillState::Over,
+            "at 1000x the two hours are over"
+        );
     }
 
     #[test]

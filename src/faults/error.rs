@@ -6,7 +6,7 @@ use std::fmt;
 use http::StatusCode;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, RequestAction, When};
 use http::{Method, Response};
 
 use crate::proxy::body::{ProxyBody, full};
@@ -17,6 +17,8 @@ use crate::scenario::values::DurationValue;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorFault {
     pub response: S3ErrorResponse,
+    /// `after_upstream`: the upstream does the request, the client still gets the error.
+    pub when: When,
 }
 
 impl Fault for ErrorFault {
@@ -29,11 +31,24 @@ impl Fault for ErrorFault {
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        RequestAction::Respond(answer(&self.response, ctx.request.method, ctx.request.path))
+        let response = answer(&self.response, ctx.request.method, ctx.request.path);
+        match self.when {
+            When::BeforeUpstream => RequestAction::Respond(response),
+            When::AfterUpstream => RequestAction::RespondAfterUpstream(response),
+        }
     }
 
     fn describe(&self) -> String {
-        format!("error {} ({})", self.response.code, self.response.status.as_u16())
+        let after = if self.when == When::AfterUpstream {
+            " after upstream"
+        } else {
+            ""
+        };
+        format!(
+            "error {} ({}){after}",
+            self.response.code,
+            self.response.status.as_u16()
+        )
     }
 }
 
@@ -43,7 +58,7 @@ pub fn answer(error: &S3ErrorResponse, method: &Method, resource: &str) -> Respo
     error.render(method, resource, &RequestIds::generate()).map(full)
 }
 
-const ERROR_FIELDS: &[&str] = &["code", "status", "message", "retry_after"];
+const ERROR_FIELDS: &[&str] = &["code", "status", "message", "retry_after", "when"];
 
 impl<'de> Deserialize<'de> for ErrorFault {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -60,18 +75,21 @@ impl<'de> Deserialize<'de> for ErrorFault {
                 let known = ErrorCode::lookup(v).ok_or_else(|| E::custom(unknown_code(v)))?;
                 Ok(ErrorFault {
                     response: S3ErrorResponse::from_code(known),
+                    when: When::BeforeUpstream,
                 })
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorFault, A::Error> {
                 let (mut code, mut status, mut message, mut retry_after) =
                     (None::<String>, None::<u16>, None::<String>, None);
+                let mut when = When::BeforeUpstream;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "code" => code = Some(map.next_value()?),
                         "status" => status = Some(map.next_value()?),
                         "message" => message = Some(map.next_value()?),
                         "retry_after" => retry_after = Some(map.next_value::<DurationValue>()?.0),
+                        "when" => when = map.next_value()?,
                         other => return Err(de::Error::unknown_field(other, ERROR_FIELDS)),
                     }
                 }
@@ -97,6 +115,7 @@ impl<'de> Deserialize<'de> for ErrorFault {
                         message,
                         retry_after,
                     },
+                    when,
                 })
             }
         }

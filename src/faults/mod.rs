@@ -17,6 +17,7 @@
 
 pub mod bandwidth;
 pub mod blackhole;
+pub mod clock_skew;
 pub mod corrupt;
 mod cut;
 pub mod error;
@@ -42,6 +43,7 @@ use crate::s3::RequestInfo;
 
 pub use bandwidth::Bandwidth;
 pub use blackhole::Blackhole;
+pub use clock_skew::ClockSkew;
 pub use corrupt::Corrupt;
 pub use error::ErrorFault;
 pub use first_byte_latency::FirstByteLatency;
@@ -71,6 +73,23 @@ pub enum RequestAction {
     /// Read the client's whole upload (discarding it), then answer with this response; the
     /// upstream is never contacted.
     ReadBodyThenRespond(Response<ProxyBody>),
+    /// Forward the request and let the upstream do it (store the object, delete the key),
+    /// then answer the client with this response instead: the ambiguous outcome.
+    RespondAfterUpstream(Response<ProxyBody>),
+    /// Forward the request and let the upstream do it, then reset the client's connection.
+    ResetAfterUpstream,
+}
+
+/// When a fault that ends a request acts: before the upstream sees the request (nothing
+/// happened), or after the upstream has done it (something happened, the client is told
+/// otherwise: the failure that loses or duplicates data in apps that assume "error means
+/// nothing happened").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    #[default]
+    BeforeUpstream,
+    AfterUpstream,
 }
 
 /// The request a fault acts on, and its share of randomness.
@@ -120,6 +139,7 @@ pub enum FaultSpec {
     Latency(Latency),
     FirstByteLatency(FirstByteLatency),
     Error(ErrorFault),
+    ClockSkew(ClockSkew),
     Blackhole(Blackhole),
     Reset(Reset),
     Truncate(Truncate),
@@ -136,6 +156,7 @@ impl FaultSpec {
         match self {
             FaultSpec::Latency(f) => f,
             FaultSpec::Error(f) => f,
+            FaultSpec::ClockSkew(f) => f,
             FaultSpec::Blackhole(f) => f,
             FaultSpec::Reset(f) => f,
             FaultSpec::FirstByteLatency(f) => f,
@@ -195,10 +216,16 @@ const FAULT_KINDS: &[&str] = &[
     "latency",
     "first_byte_latency",
     "error",
+    "clock_skew",
     "blackhole",
     "reset",
     "truncate",
     "corrupt",
+    "bandwidth",
+    "stall",
+    "request_bandwidth",
+    "request_timeout",
+    "rate_limit",
 ];
 
 impl<'de> Deserialize<'de> for FaultList {
@@ -216,8 +243,8 @@ impl<'de> Deserialize<'de> for FaultList {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
                     "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
                     "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" | "first_byte_latency" | "truncate" | "corrupt" | "bandwidth" | "stall"
-                    | "request_bandwidth" | "rate_limit" => {
+                    "latency" | "error" | "clock_skew" | "first_byte_latency" | "truncate" | "corrupt"
+                    | "bandwidth" | "stall" | "request_bandwidth" | "rate_limit" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -231,6 +258,7 @@ impl<'de> Deserialize<'de> for FaultList {
                     let spec = match key.as_str() {
                         "latency" => FaultSpec::Latency(map.next_value()?),
                         "error" => FaultSpec::Error(map.next_value()?),
+                        "clock_skew" => FaultSpec::ClockSkew(map.next_value()?),
                         "blackhole" => {
                             map.next_value::<de::IgnoredAny>()?;
                             FaultSpec::Blackhole(Blackhole)

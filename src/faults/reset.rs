@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::cut::{Cut, CutAfter};
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, RequestAction, When};
 use crate::engine::Draw;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::ConnControl;
@@ -22,6 +22,9 @@ pub struct Reset {
     /// Or: uploaded (request body) bytes to let through to the upstream before the RST.
     #[serde(default)]
     after_request_bytes: Option<ByteSize>,
+    /// Or: `after_upstream`, the RST comes once the upstream has done the request.
+    #[serde(default)]
+    when: When,
 }
 
 /// The file form, checked: one cut point at most.
@@ -32,17 +35,25 @@ struct ResetFile {
     after_bytes: Option<ByteSize>,
     #[serde(default)]
     after_request_bytes: Option<ByteSize>,
+    #[serde(default)]
+    when: When,
 }
 
 impl TryFrom<ResetFile> for Reset {
     type Error = &'static str;
     fn try_from(f: ResetFile) -> Result<Self, Self::Error> {
-        if f.after_bytes.is_some() && f.after_request_bytes.is_some() {
-            return Err("reset takes `after_bytes` (response) or `after_request_bytes` (upload), not both");
+        let points = usize::from(f.after_bytes.is_some())
+            + usize::from(f.after_request_bytes.is_some())
+            + usize::from(f.when == When::AfterUpstream);
+        if points > 1 {
+            return Err(
+                "reset takes one of `after_bytes` (response), `after_request_bytes` (upload) or `when: after_upstream`",
+            );
         }
         Ok(Reset {
             after_bytes: f.after_bytes,
             after_request_bytes: f.after_request_bytes,
+            when: f.when,
         })
     }
 }
@@ -57,8 +68,9 @@ impl Fault for Reset {
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
-        match (self.after_bytes, self.after_request_bytes) {
-            (None, None) => RequestAction::Reset,
+        match (self.after_bytes, self.after_request_bytes, self.when) {
+            (None, None, When::BeforeUpstream) => RequestAction::Reset,
+            (None, None, When::AfterUpstream) => RequestAction::ResetAfterUpstream,
             _ => RequestAction::Continue,
         }
     }
@@ -81,6 +93,7 @@ impl Fault for Reset {
         match (self.after_bytes, self.after_request_bytes) {
             (Some(ByteSize(n)), _) => format!("reset after {n} response bytes"),
             (None, Some(ByteSize(n))) => format!("reset after {n} request bytes"),
+            (None, None) if self.when == When::AfterUpstream => "reset after upstream".into(),
             (None, None) => "reset".into(),
         }
     }

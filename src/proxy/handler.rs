@@ -23,6 +23,8 @@ enum Ending {
     ReadBodyThenRespond(Response<ProxyBody>),
     Blackhole,
     Reset,
+    /// The request still goes upstream; the client then gets this response or a reset.
+    AfterUpstream(Option<Response<ProxyBody>>),
 }
 
 pub(super) async fn handle(
@@ -76,8 +78,10 @@ async fn respond(
     if !delay.is_zero() {
         crate::timer::sleep(delay).await;
     }
+    let mut after_upstream = None;
     match ending {
         None => {}
+        Some(Ending::AfterUpstream(answer)) => after_upstream = Some(answer),
         Some(Ending::Respond(response)) => return Ok(response),
         Some(Ending::ReadBodyThenRespond(response)) => {
             // Read the upload to its end (discarding it, frame by frame), then answer.
@@ -128,6 +132,23 @@ async fn respond(
             return Ok(upstream_unavailable(&method, uri.path()));
         }
     };
+    if let Some(answer) = after_upstream {
+        // The upstream has done the request (the object is stored, the key deleted); the
+        // client hears otherwise. Its answer is read to the end in the background, so the
+        // upstream connection goes back to the pool.
+        let upstream_body = response.into_body();
+        tokio::spawn(async move {
+            let _ = upstream_body.collect().await;
+            drop(decision);
+        });
+        return match answer {
+            Some(response) => Ok(response),
+            None => {
+                conn.reset();
+                Err(Box::new(InjectedFault("reset after upstream")))
+            }
+        };
+    }
 
     // Phase 5: response body faults.
     let (mut parts, mut body) = response.into_parts();
@@ -220,9 +241,11 @@ fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -
                 RequestAction::ReadBodyThenRespond(r) => Some(Ending::ReadBodyThenRespond(r)),
                 RequestAction::Blackhole => Some(Ending::Blackhole),
                 RequestAction::Reset => Some(Ending::Reset),
+                RequestAction::RespondAfterUpstream(r) => Some(Ending::AfterUpstream(Some(r))),
+                RequestAction::ResetAfterUpstream => Some(Ending::AfterUpstream(None)),
             };
             let request_id = match &ending {
-                Some(Ending::Respond(r) | Ending::ReadBodyThenRespond(r)) => {
+                Some(Ending::Respond(r) | Ending::ReadBodyThenRespond(r) | Ending::AfterUpstream(Some(r))) => {
                     r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok())
                 }
                 _ => None,

@@ -89,12 +89,27 @@ struct ErrorBody<'a> {
     code: &'a str,
     #[serde(rename = "Message")]
     message: &'a str,
-    #[serde(rename = "Resource")]
+    #[serde(rename = "RequestTime", skip_serializing_if = "Option::is_none")]
+    request_time: Option<&'a str>,
+    #[serde(rename = "ServerTime", skip_serializing_if = "Option::is_none")]
+    server_time: Option<&'a str>,
+    #[serde(rename = "MaxAllowedSkewMilliseconds", skip_serializing_if = "Option::is_none")]
+    max_allowed_skew_ms: Option<u64>,
+    #[serde(rename = "Resource", skip_serializing_if = "str::is_empty")]
     resource: &'a str,
     #[serde(rename = "RequestId")]
     request_id: &'a str,
     #[serde(rename = "HostId")]
     host_id: &'a str,
+}
+
+/// What S3 adds to a `RequestTimeTooSkewed` error: the request's time as it sent it, S3's
+/// own time, and the allowed skew.
+#[derive(Debug, Clone)]
+pub struct SkewFields<'a> {
+    pub request_time: &'a str,
+    pub server_time: String,
+    pub max_allowed_skew_ms: u64,
 }
 
 /// The ids S3 puts on every response: a 16-hex-digit request id and a base64 host id.
@@ -133,9 +148,16 @@ impl S3ErrorResponse {
 
     /// The XML document S3 would send for this error on `resource`.
     pub fn xml(&self, resource: &str, ids: &RequestIds) -> String {
+        self.xml_with(resource, ids, None)
+    }
+
+    fn xml_with(&self, resource: &str, ids: &RequestIds, skew: Option<&SkewFields<'_>>) -> String {
         let body = ErrorBody {
             code: &self.code,
             message: &self.message,
+            request_time: skew.map(|s| s.request_time),
+            server_time: skew.map(|s| s.server_time.as_str()),
+            max_allowed_skew_ms: skew.map(|s| s.max_allowed_skew_ms),
             resource,
             request_id: &ids.request_id,
             host_id: &ids.host_id,
@@ -147,10 +169,26 @@ impl S3ErrorResponse {
     /// Renders the response for a request with `method` on `resource` (the request path).
     /// HEAD responses carry the headers only, as S3's do.
     pub fn render(&self, method: &Method, resource: &str, ids: &RequestIds) -> Response<Bytes> {
+        self.render_with(method, resource, ids, None)
+    }
+
+    /// A `RequestTimeTooSkewed` answer, with the times S3 puts in it (and no `Resource`, as
+    /// S3's has none).
+    pub fn render_skewed(&self, method: &Method, ids: &RequestIds, skew: &SkewFields<'_>) -> Response<Bytes> {
+        self.render_with(method, "", ids, Some(skew))
+    }
+
+    fn render_with(
+        &self,
+        method: &Method,
+        resource: &str,
+        ids: &RequestIds,
+        skew: Option<&SkewFields<'_>>,
+    ) -> Response<Bytes> {
         let body = if *method == Method::HEAD {
             Bytes::new()
         } else {
-            Bytes::from(self.xml(resource, ids))
+            Bytes::from(self.xml_with(resource, ids, skew))
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;

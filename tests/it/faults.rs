@@ -6,7 +6,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Harness, client_for, raw, seed_object};
+use crate::harness::{Harness, client_for, random_bytes, raw, seed_object};
 
 const SLOWDOWN: &str = r#"
 name: throttle
@@ -415,4 +415,77 @@ async fn rate_limited_gets_surface_slowdown_after_sdk_retries() {
     }
     assert!(!codes.is_empty(), "no request was throttled");
     assert!(codes.iter().all(|c| c.as_deref() == Some("SlowDown")), "{codes:?}");
+}
+
+/// `when: after_upstream`: the PUT is stored and the DELETE done, while the client is told it
+/// failed — the ambiguous outcome that duplicates or loses data in apps assuming "error
+/// means nothing happened".
+#[tokio::test]
+async fn ambiguous_outcomes_happen_upstream_while_the_client_sees_a_failure() {
+    let h = Harness::start(
+        r#"
+name: ambiguous
+rules:
+  - {name: put-lies, match: {operation: PutObject}, fault: {error: {code: InternalError, when: after_upstream}}}
+  - {name: delete-cut, match: {operation: DeleteObject}, fault: {reset: {when: after_upstream}}}
+"#,
+    )
+    .await;
+    seed_object(&h, "amb", "old", 10).await;
+    let c = h.single_attempt_client(None);
+    let body = random_bytes(100_000, 3);
+    let err = c
+        .put_object()
+        .bucket("amb")
+        .key("new")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InternalError"));
+    let stored = h.direct().get_object().bucket("amb").key("new").send().await.unwrap();
+    assert_eq!(
+        stored.body.collect().await.unwrap().into_bytes(),
+        body,
+        "the PUT happened"
+    );
+
+    let err = c.delete_object().bucket("amb").key("old").send().await.unwrap_err();
+    assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
+    let gone = h.direct().head_object().bucket("amb").key("old").send().await;
+    assert!(gone.is_err(), "the DELETE happened");
+    assert_eq!(h.stats("put-lies").injected, 1);
+    assert_eq!(h.stats("delete-cut").injected, 1);
+}
+
+/// `clock_skew`: 403 RequestTimeTooSkewed with a `Date` really off by the rule's amount and
+/// S3's extra elements; the SDK reads that `Date`, corrects its clock, and its retry passes.
+#[tokio::test]
+async fn clock_skew_answers_with_a_really_skewed_date() {
+    let h = Harness::start(
+        "name: skew\nrules:\n  - {name: skewed, match: {bucket: skew}, limit: 2, fault: {clock_skew: 5m}}\n",
+    )
+    .await;
+    seed_object(&h, "skew", "k", 10).await;
+    let raw_answer = raw("GET", &h.url("/skew/k")).await;
+    assert_eq!(raw_answer.status, 403);
+    let date = httpdate::parse_http_date(raw_answer.headers["date"].to_str().unwrap()).unwrap();
+    let ahead = date.duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(
+        (Duration::from_secs(290)..Duration::from_secs(305)).contains(&ahead),
+        "Date is 5 minutes ahead: {ahead:?}"
+    );
+    let body = String::from_utf8_lossy(&raw_answer.body);
+    for element in [
+        "<Code>RequestTimeTooSkewed</Code>",
+        "<ServerTime>",
+        "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
+        "<RequestTime",
+    ] {
+        assert!(body.contains(element), "{element} in {body}");
+    }
+
+    let got = h.client().get_object().bucket("skew").key("k").send().await;
+    assert!(got.is_ok(), "the SDK corrected its clock and retried: {got:?}");
+    assert_eq!(h.stats("skewed").injected, 2);
 }
