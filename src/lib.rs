@@ -31,6 +31,7 @@ pub mod drill;
 pub mod embedded;
 pub mod engine;
 pub mod faults;
+pub mod library;
 pub mod proxy;
 pub mod reload;
 pub mod report;

@@ -103,9 +103,21 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
     }
     out.push_str("</table>\n");
     if !r.rules.is_empty() {
-        out.push_str("<h2>Faults by rule</h2>\n<table><tr><th>rule</th><th>requests faulted</th></tr>\n");
-        for (rule, n) in &r.rules {
-            let _ = writeln!(out, "<tr><td>{}</td><td>{n}</td></tr>", escape(rule));
+        out.push_str(
+            "<h2>Faults by rule</h2>\n<table><tr><th>rule</th><th>requests faulted</th><th>clients recovered</th></tr>\n",
+        );
+        for o in &r.rules {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&o.rule),
+                o.faulted,
+                if o.recovered {
+                    "yes"
+                } else {
+                    "<span class=\"bad\">no</span>"
+                }
+            );
         }
         out.push_str("</table>\n");
     }

@@ -59,9 +59,15 @@ pub fn render(r: &Report) -> String {
         );
     }
     if !r.rules.is_empty() {
-        let _ = writeln!(out, "\n| rule | requests faulted |\n|---|---:|");
-        for (rule, n) in &r.rules {
-            let _ = writeln!(out, "| {rule} | {n} |");
+        let _ = writeln!(out, "\n| rule | requests faulted | clients recovered |\n|---|---:|---|");
+        for o in &r.rules {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                o.rule,
+                o.faulted,
+                if o.recovered { "yes" } else { "**no**" }
+            );
         }
     }
     if r.skipped_lines > 0 {

@@ -67,7 +67,18 @@ pub struct Report {
     /// Lines that were not request events.
     pub skipped_lines: u64,
     /// Faults by rule, most first.
-    pub rules: Vec<(String, u64)>,
+    pub rules: Vec<RuleOutcome>,
+}
+
+/// What one rule did and whether the clients got over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOutcome {
+    pub rule: String,
+    /// Requests it faulted.
+    pub faulted: u64,
+    /// Whether a request of the same operation succeeded after the rule's last fault (the
+    /// faulted request itself counts when it succeeded anyway, e.g. under latency).
+    pub recovered: bool,
 }
 
 pub fn load(path: &Path) -> Result<Report, ReportError> {
@@ -131,7 +142,9 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
         })
         .collect();
     let mut ops: BTreeMap<String, (OperationRow, Vec<f64>)> = BTreeMap::new();
-    let mut rules: HashMap<String, u64> = HashMap::new();
+    // Per rule: requests faulted, and the operation of its last fault with whether a request
+    // of that operation has succeeded since.
+    let mut rules: HashMap<String, (u64, String, bool)> = HashMap::new();
     // When each (operation, bucket, key) last failed, for the retry heuristic.
     let mut last_failure: HashMap<(String, String, String), SystemTime> = HashMap::new();
     let (mut errors, mut injected, mut retries) = (0, 0, 0);
@@ -148,8 +161,14 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
         if let Some(phase) = &e.phase {
             *phases[i].entry(phase.clone()).or_default() += 1;
         }
+        if !failed {
+            for (_, op, recovered) in rules.values_mut() {
+                *recovered |= *op == e.operation;
+            }
+        }
         for rule in e.rule.iter().flat_map(|r| r.split(',')) {
-            *rules.entry(rule.to_owned()).or_default() += 1;
+            let entry = rules.entry(rule.to_owned()).or_default();
+            *entry = (entry.0 + 1, e.operation.clone(), !failed);
         }
         let id = (e.operation.clone(), e.bucket.clone(), e.key.clone());
         let retry = match &e.attempt {
@@ -194,8 +213,15 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
             row
         })
         .collect();
-    let mut rules: Vec<(String, u64)> = rules.into_iter().collect();
-    rules.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut rules: Vec<RuleOutcome> = rules
+        .into_iter()
+        .map(|(rule, (faulted, _, recovered))| RuleOutcome {
+            rule,
+            faulted,
+            recovered,
+        })
+        .collect();
+    rules.sort_by(|a, b| b.faulted.cmp(&a.faulted).then(a.rule.cmp(&b.rule)));
     Report {
         source: String::new(),
         first,
@@ -325,7 +351,16 @@ mod tests {
             spans.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
             ["calm", "outage", "calm"]
         );
-        assert_eq!(r.rules[0], ("outage/down".to_owned(), 2));
+        assert_eq!(
+            r.rules[0],
+            RuleOutcome {
+                rule: "outage/down".into(),
+                faulted: 2,
+                recovered: true
+            },
+            "a GET of the same operation succeeded later"
+        );
+        assert!(!r.rules[1].recovered, "no PutObject succeeded after the reset");
         let get = r.operations.iter().find(|o| o.operation == "GetObject").unwrap();
         assert_eq!((get.requests, get.errors), (5, 2));
         assert_eq!(attempt_number("attempt=2; max=3"), Some(2));

@@ -19,7 +19,7 @@ use s3chaos::admin::{Admin, AdminState};
 use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{self, EmbeddedStore};
-use s3chaos::engine::{Engine, RuleStats};
+use s3chaos::engine::{Engine, EngineOptions, RuleStats};
 use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
 use s3chaos::scenario::Scenario;
@@ -46,6 +46,11 @@ impl Drop for Harness {
 impl Harness {
     /// Store + proxy running `scenario` (YAML text).
     pub async fn start(scenario: &str) -> Harness {
+        Harness::start_with(scenario, EngineOptions::default()).await
+    }
+
+    /// The same, with engine options (time scale, dry run, ...).
+    pub async fn start_with(scenario: &str, options: EngineOptions) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::start(
             dir.path(),
@@ -59,7 +64,7 @@ impl Harness {
         .unwrap();
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
         let telemetry = Arc::new(Telemetry::default());
-        let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone()).await;
+        let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone(), options).await;
         Harness {
             store,
             proxy,
@@ -125,16 +130,17 @@ impl Harness {
 }
 
 pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
-    start_proxy_with(upstream, scenario, Arc::default()).await
+    start_proxy_with(upstream, scenario, Arc::default(), EngineOptions::default()).await
 }
 
 pub async fn start_proxy_with(
     upstream: Arc<Upstream>,
     scenario: &str,
     telemetry: Arc<Telemetry>,
+    options: EngineOptions,
 ) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
     let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
-    let engine = Arc::new(Engine::new(scenario));
+    let engine = Arc::new(Engine::with_options(scenario, options));
     let shared = Shared::new(engine.clone(), upstream, Classifier::default(), telemetry);
     // Two workers, as on a 2-core machine.
     let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)

@@ -1,0 +1,207 @@
+//! `s3chaos exec --scenario FILE -- COMMAND...`: CI in one line. Starts the proxy (with every
+//! option `run` takes), runs the command with the endpoint exported, stops the proxy, prints
+//! what was injected, writes a report or a JUnit file if asked, and exits with the
+//! command's status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+
+use super::serve::{self, RunArgs};
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write the HTML drill report here when the command ends.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write a JUnit XML file: one test case for the command, and one per rule (did it fire,
+    /// did the clients recover after its last fault).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
+    // The report and the JUnit file are made from the event log: keep one if none was asked.
+    let temporary_log = (args.run.events.is_none() && (args.report.is_some() || args.junit.is_some()))
+        .then(|| std::env::temp_dir().join(format!("s3chaos-exec-{}.jsonl", std::process::id())));
+    if let Some(path) = &temporary_log {
+        let _ = std::fs::remove_file(path);
+        args.run.events = Some(path.clone());
+    }
+    let started = serve::start(&args.run).await?;
+    let endpoint = format!("http://{}", started.addr);
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    command
+        .args(&args.command[1..])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ENDPOINT_URL_S3", &endpoint)
+        .env("S3CHAOS_ENDPOINT", &endpoint);
+    if let Some(admin) = started.admin {
+        command.env("S3CHAOS_ADMIN", format!("http://{admin}"));
+    }
+    if started.embedded {
+        // The embedded store takes any key whose secret is the same string; fill in what the
+        // command's environment does not already say.
+        for (name, value) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            if std::env::var_os(name).is_none() {
+                command.env(name, value);
+            }
+        }
+    }
+    tracing::info!(command = %args.command.join(" "), %endpoint, "running the command against s3chaos");
+    let began = Instant::now();
+    let status = command
+        .status()
+        .await
+        .with_context(|| format!("cannot run `{}`", args.command[0]))?;
+    let took = began.elapsed();
+    let scenario = started.engine.scenario();
+    let stats = started.engine.stats();
+    let requests = started.telemetry.totals().requests_total();
+    started.stop();
+
+    let code = status.code().unwrap_or(1);
+    let shown = args.command.join(" ");
+    eprintln!(
+        "s3chaos exec: `{shown}` exited with {} after {:.1}s; scenario `{}`: {requests} requests, {} faults injected",
+        status.code().map_or_else(|| "a signal".to_owned(), |c| c.to_string()),
+        took.as_secs_f64(),
+        scenario.name(),
+        stats.iter().map(|s| s.injected).sum::<u64>()
+    );
+    for s in &stats {
+        eprintln!("  {:<40} matched {:>7}  injected {:>7}", s.name, s.matched, s.injected);
+    }
+
+    let report = match &args.run.events {
+        Some(path) if args.report.is_some() || args.junit.is_some() => s3chaos::report::load(path).ok(),
+        _ => None,
+    };
+    if let Some(out) = &args.report {
+        match &report {
+            Some(r) => {
+                std::fs::write(out, r.html()).with_context(|| format!("cannot write {}", out.display()))?;
+                eprintln!("s3chaos exec: report written to {}", out.display());
+            }
+            None => eprintln!("s3chaos exec: no requests reached s3chaos; no report written"),
+        }
+    }
+    if let Some(out) = &args.junit {
+        let xml = junit(
+            scenario.name(),
+            &shown,
+            code,
+            took.as_secs_f64(),
+            &stats,
+            report.as_ref(),
+        );
+        std::fs::write(out, xml).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("s3chaos exec: JUnit results written to {}", out.display());
+    }
+    if let Some(path) = temporary_log {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+#[derive(Serialize)]
+#[serde(rename = "testsuites")]
+struct TestSuites {
+    testsuite: TestSuite,
+}
+
+#[derive(Serialize)]
+struct TestSuite {
+    #[serde(rename = "@name")]
+    name: String,
+    #[serde(rename = "@tests")]
+    tests: usize,
+    #[serde(rename = "@failures")]
+    failures: usize,
+    testcase: Vec<TestCase>,
+}
+
+#[derive(Serialize)]
+struct TestCase {
+    #[serde(rename = "@name")]
+    name: String,
+    #[serde(rename = "@classname")]
+    classname: String,
+    #[serde(rename = "@time", skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<Failure>,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    #[serde(rename = "@message")]
+    message: String,
+}
+
+/// One test case for the command and one per rule: a rule that never fired did not test
+/// anything; a rule after whose last fault no request of that operation succeeded left the
+/// clients broken.
+fn junit(
+    scenario: &str,
+    command: &str,
+    code: i32,
+    seconds: f64,
+    stats: &[s3chaos::engine::RuleStats],
+    report: Option<&s3chaos::report::Report>,
+) -> String {
+    let classname = format!("s3chaos.{scenario}");
+    let mut cases = vec![TestCase {
+        name: format!("command: {command}"),
+        classname: classname.clone(),
+        time: Some(format!("{seconds:.3}")),
+        failure: (code != 0).then(|| Failure {
+            message: format!("the command exited with {code}"),
+        }),
+    }];
+    for s in stats {
+        let outcome = report.and_then(|r| r.rules.iter().find(|o| o.rule == s.name));
+        let failure = if s.injected == 0 {
+            Some(format!(
+                "the rule never fired (its match selected {} requests)",
+                s.matched
+            ))
+        } else {
+            match outcome {
+                Some(o) if !o.recovered => {
+                    Some("no request of the faulted operation succeeded after the rule's last fault".to_owned())
+                }
+                _ => None,
+            }
+        };
+        cases.push(TestCase {
+            name: format!("rule: {}", s.name),
+            classname: classname.clone(),
+            time: None,
+            failure: failure.map(|message| Failure { message }),
+        });
+    }
+    let suites = TestSuites {
+        testsuite: TestSuite {
+            name: format!("s3chaos: {scenario}"),
+            tests: cases.len(),
+            failures: cases.iter().filter(|c| c.failure.is_some()).count(),
+            testcase: cases,
+        },
+    };
+    let body = quick_xml::se::to_string(&suites).expect("the JUnit structs serialise");
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}\n")
+}

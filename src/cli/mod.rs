@@ -1,0 +1,5 @@
+//! The command line's subcommands that need more than a few lines.
+
+pub mod ctl;
+pub mod exec;
+pub mod serve;

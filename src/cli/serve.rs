@@ -1,0 +1,322 @@
+//! `s3chaos run`: the proxy with everything around it (embedded store, admin API, drill
+//! supervisor, live reload, signals). `start` is shared with `s3chaos exec`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use s3chaos::admin::{Admin, AdminState};
+use s3chaos::control::Control;
+use s3chaos::drill::Supervisor;
+use s3chaos::embedded::{Credentials, EmbeddedStore};
+use s3chaos::engine::{Engine, EngineOptions};
+use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
+use s3chaos::reload::Reloader;
+use s3chaos::s3::Classifier;
+use s3chaos::scenario::Scenario;
+use s3chaos::telemetry::{RequestLog, Telemetry};
+use tokio::task::JoinHandle;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9080", env = "S3CHAOS_LISTEN")]
+    pub listen: SocketAddr,
+    /// The S3 endpoint to forward to, e.g. http://127.0.0.1:9000 or https://s3.example.com.
+    /// Without it, an embedded S3 store serves --data-dir.
+    #[arg(long, env = "S3CHAOS_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Extra CA certificate(s), PEM, to trust for an https:// upstream.
+    #[arg(long)]
+    pub upstream_ca: Option<PathBuf>,
+    /// Scenario file, or `builtin:NAME` (see `s3chaos scenarios`); without it every request
+    /// passes through untouched.
+    #[arg(long, env = "S3CHAOS_SCENARIO")]
+    pub scenario: Option<String>,
+    /// Base domain for virtual-hosted-style requests (bucket.DOMAIN); repeatable.
+    /// `localhost` is always one.
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
+    /// Where the embedded store keeps its data (only without --upstream).
+    #[arg(long, default_value = "s3chaos-data")]
+    pub data_dir: PathBuf,
+    /// Embedded store: the only access key accepted (with --secret-key). Default: any access
+    /// key whose secret key is the same string.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Embedded store: the secret key for --access-key.
+    #[arg(long, requires = "access_key")]
+    pub secret_key: Option<String>,
+    /// Time allowed to connect to the upstream.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to start answering a request.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Worker threads serving requests (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Evaluate rules and log what would be injected; inject nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop every fault this long after start, whatever the scenario says (e.g. 30m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_duration: Option<Duration>,
+    /// Run the scenario's timeline faster: 0.01 plays an hour-long drill in 36 s (phase
+    /// durations, after/until and max_duration scale; latencies and rates do not).
+    #[arg(long, value_parser = parse_time_scale)]
+    pub time_scale: Option<f64>,
+    /// How often the scenario file is checked for changes (SIGHUP reloads at once).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub reload_poll: Duration,
+    /// Admin API address (`off` to disable). A non-loopback address needs --admin-token.
+    #[arg(long, default_value = "127.0.0.1:9081", env = "S3CHAOS_ADMIN_LISTEN")]
+    pub admin: String,
+    /// Bearer token every admin API call must carry.
+    #[arg(long, env = "S3CHAOS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Append one JSON line per proxied request to this file (for `s3chaos report`).
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+}
+
+pub fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number, e.g. 0.01")),
+    }
+}
+
+/// A running proxy and what runs beside it. Dropping it stops the background tasks; call
+/// [`Started::stop`] to stop the workers and flush the event log.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub engine: Arc<Engine>,
+    pub telemetry: Arc<Telemetry>,
+    /// Whether the upstream is the embedded store (any key whose secret is the same works).
+    pub embedded: bool,
+    handle: ProxyHandle,
+    reload_now: Option<Arc<tokio::sync::Notify>>,
+    tasks: Vec<JoinHandle<()>>,
+    _store: Option<EmbeddedStore>,
+}
+
+impl Started {
+    pub fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.handle.shutdown();
+        if let Some(log) = self.telemetry.request_log() {
+            log.close();
+        }
+    }
+}
+
+/// Reads `--scenario`: a file, or `builtin:NAME`. Returns the text, its origin for error
+/// messages, and the file to watch (none for a built-in one).
+fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf>)> {
+    if let Some(builtin) = s3chaos::library::resolve(spec) {
+        let (text, origin) = builtin.map_err(anyhow::Error::msg)?;
+        return Ok((text.to_owned(), origin, None));
+    }
+    let path = PathBuf::from(spec);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((text, path.display().to_string(), Some(path)))
+}
+
+pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
+    let source = args.scenario.as_deref().map(scenario_source).transpose()?;
+    let scenario = match &source {
+        // The error already reads `file:line:column: problem`.
+        Some((text, origin, _)) => Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Scenario::empty(),
+    };
+    let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
+        "off" => None,
+        addr => Some(
+            addr.parse()
+                .with_context(|| format!("--admin: `{addr}` is not an address (or `off`)"))?,
+        ),
+    };
+    let request_log = match &args.events {
+        Some(path) => Some(
+            RequestLog::open(path, 65_536).with_context(|| format!("cannot open the event log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let telemetry = Arc::new(Telemetry::new(request_log));
+
+    let (upstream_url, store) = match &args.upstream {
+        Some(url) => (url.clone(), None),
+        None => {
+            let credentials = match (&args.access_key, &args.secret_key) {
+                (Some(a), Some(s)) => Credentials::Fixed {
+                    access_key: a.clone(),
+                    secret_key: s.clone(),
+                },
+                _ => Credentials::SecretEqualsKey,
+            };
+            let store = EmbeddedStore::start(&args.data_dir, credentials, &args.domains)
+                .await
+                .context("starting the embedded S3 store")?;
+            (store.url(), Some(store))
+        }
+    };
+    let options = UpstreamOptions {
+        ca_file: args.upstream_ca.clone(),
+        connect_timeout: args.connect_timeout,
+        response_timeout: args.upstream_timeout,
+    };
+    let upstream = Upstream::new(&upstream_url, &options)?;
+
+    let rules = scenario.rules().len();
+    let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
+    let engine = Arc::new(Engine::with_options(
+        scenario,
+        EngineOptions {
+            dry_run: args.dry_run,
+            max_duration: args.max_duration,
+            time_scale: args.time_scale,
+        },
+    ));
+    let shared = Shared::new(
+        engine.clone(),
+        upstream,
+        Classifier::new(&args.domains),
+        telemetry.clone(),
+    );
+    let proxy = Proxy::bind(args.listen, shared).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = proxy.local_addr();
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let handle = proxy.start(workers).context("starting proxy workers")?;
+    let watched = source.as_ref().and_then(|(_, _, path)| path.clone());
+    let control = Arc::new(match source {
+        Some((text, origin, _)) => Control::new(engine.clone(), text, origin),
+        None => Control::passthrough(engine.clone()),
+    });
+    let mut tasks = Vec::new();
+    let mut admin_bound = None;
+    if let Some(addr) = admin_addr {
+        let admin = Admin::bind(
+            addr,
+            AdminState {
+                control: control.clone(),
+                telemetry: telemetry.clone(),
+                blackholed: handle.blackholed_counter(),
+                token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            },
+        )
+        .await?;
+        admin_bound = Some(admin.local_addr());
+        tracing::info!(
+            "admin API on http://{}  —  try: s3chaos ctl --admin {} status",
+            admin.local_addr(),
+            admin.local_addr()
+        );
+        tasks.push(admin.spawn());
+    }
+
+    match &store {
+        Some(store) => tracing::info!(
+            data_dir = %store.data_dir.display(),
+            "upstream: embedded S3 store; any access key works when the secret key is the same string{}",
+            if args.access_key.is_some() { " (overridden: only --access-key/--secret-key)" } else { "" }
+        ),
+        None => tracing::info!(upstream = %upstream_url, "forwarding to upstream"),
+    }
+    tracing::info!(
+        scenario = %name,
+        rules,
+        seed,
+        "scenario loaded{}",
+        if seed_given { "" } else { " (random seed; put `seed:` in the file to replay this run)" }
+    );
+    tracing::info!(
+        workers,
+        "s3chaos listening on http://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url http://{addr} s3 ls"
+    );
+    if args.dry_run {
+        tracing::warn!("dry run: rules are evaluated and logged as `dry run: would inject`; nothing is injected");
+    }
+    if let Some(max) = args.max_duration {
+        tracing::info!("every fault stops by itself after {}", humantime::format_duration(max));
+    }
+    if let Some(scale) = args.time_scale {
+        tracing::info!(
+            "time scale {scale}: the drill's timeline runs {}x as fast as real time",
+            1.0 / scale
+        );
+    }
+    tasks.push(Supervisor::new(control.clone()).spawn());
+    let mut reload_now = None;
+    if let Some(path) = watched {
+        let (now, task) = Reloader::new(&path, control.clone()).spawn(args.reload_poll);
+        tracing::info!(file = %path.display(), "watching the scenario file; a valid change applies live (SIGHUP reloads now)");
+        reload_now = Some(now);
+        tasks.push(task);
+    }
+    Ok(Started {
+        addr,
+        admin: admin_bound,
+        engine,
+        telemetry,
+        embedded: store.is_some(),
+        handle,
+        reload_now,
+        tasks,
+        _store: store,
+    })
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = start(&args).await?;
+    serve_signals(&started.engine, started.reload_now.clone()).await?;
+    started.stop();
+    Ok(())
+}
+
+/// Waits for a signal to stop, meanwhile handling the others: SIGHUP reloads the scenario,
+/// SIGUSR1 halts every fault (the big red button), SIGUSR2 resumes.
+pub async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::Notify>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; shutting down");
+                return Ok(());
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM; shutting down");
+                return Ok(());
+            }
+            _ = hup.recv() => match &reload_now {
+                Some(now) => now.notify_one(),
+                None => tracing::warn!("SIGHUP: no --scenario file to reload"),
+            },
+            _ = usr1.recv() => {
+                if engine.halt("SIGUSR1") {
+                    tracing::warn!(target: "s3chaos::drill", "HALTED by SIGUSR1 — every fault is off, traffic passes untouched (SIGUSR2 resumes)");
+                }
+            }
+            _ = usr2.recv() => {
+                if engine.resume() {
+                    tracing::warn!(target: "s3chaos::drill", "resumed by SIGUSR2 — faults apply again");
+                }
+            }
+        }
+    }
+}
