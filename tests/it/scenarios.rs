@@ -177,10 +177,10 @@ async fn run_compressed(name: &'static str, text: &'static str) {
         let _ = c.head_object().bucket(bucket).key(&key).send().await;
         let _ = c.list_objects_v2().bucket(bucket).prefix("hot/").send().await;
         let _ = c.delete_object().bucket(bucket).key(&key).send().await;
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             let _ = c.head_bucket().bucket("archive").send().await;
         }
-        if i % 5 == 0
+        if i.is_multiple_of(5)
             && let Ok(upload) = c.create_multipart_upload().bucket(bucket).key("mp").send().await
         {
             let _ = c
