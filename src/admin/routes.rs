@@ -17,7 +17,10 @@ use crate::telemetry::prometheus;
 type Reply = Response<Full<Bytes>>;
 
 pub(super) async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Reply, std::convert::Infallible> {
+    // Probes (Docker HEALTHCHECK, Kubernetes) cannot carry a secret; /healthz says nothing.
+    let probe = req.method() == Method::GET && req.uri().path() == "/healthz";
     if let Some(token) = &state.token
+        && !probe
         && !authorized(&req, token)
     {
         return Ok(error(

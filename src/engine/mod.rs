@@ -47,6 +47,15 @@ impl Decision {
     pub fn fired(&self) -> impl Iterator<Item = (&Rule, Draw)> {
         self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
     }
+
+    /// Takes out the rules at these positions of [`Decision::fired`] (ascending), which
+    /// turned out to inject nothing (a rate limit under its rate), and uncounts them.
+    pub fn forget(&mut self, positions: &[usize]) {
+        for &position in positions.iter().rev() {
+            let (index, _) = self.fired.remove(position);
+            self.scenario.rules()[index].uncount_injection();
+        }
+    }
 }
 
 /// One request counted among the active faults until dropped.

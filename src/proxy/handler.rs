@@ -45,7 +45,8 @@ pub(super) async fn handle(
         && let Some(d) = shared.engine.decide(&info)
     {
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
-        (delay, ending) = request_phase(&shared, &d, &info);
+        let mut d = d;
+        (delay, ending) = request_phase(&shared, &mut d, &info);
         if let Some(entry) = &mut entry {
             entry.fired(&d);
         }
@@ -223,9 +224,25 @@ impl LogEntry {
 /// Runs every fired fault's request phase: sums the delays and finds what ends the request
 /// (the first fault that ends it wins; later ones do not run). Logs one line per injected
 /// fault.
-fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
+///
+/// A rule all of whose faults let the request be (a rate limit under its rate) did not
+/// inject anything: it is taken out of the decision and its injection uncounted.
+fn request_phase(shared: &Shared, decision: &mut Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
+    let mut passed = Vec::new();
+    let result = run_request_faults(shared, decision, info, &mut passed);
+    decision.forget(&passed);
+    result
+}
+
+fn run_request_faults(
+    shared: &Shared,
+    decision: &Decision,
+    info: &RequestInfo<'_>,
+    passed: &mut Vec<usize>,
+) -> (Duration, Option<Ending>) {
     let mut delay = Duration::ZERO;
-    for (rule, draw) in decision.fired() {
+    for (position, (rule, draw)) in decision.fired().enumerate() {
+        let mut acted = false;
         for fault in rule.faults().iter() {
             let ending = match fault.on_request(&FaultCtx {
                 request: info,
@@ -273,9 +290,13 @@ fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -
                 request_id: request_id.unwrap_or("").to_owned(),
                 attempt: header(info, "amz-sdk-request").to_owned(),
             });
+            acted = true;
             if ending.is_some() {
                 return (delay, ending);
             }
+        }
+        if !acted {
+            passed.push(position);
         }
     }
     (delay, None)

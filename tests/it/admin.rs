@@ -275,6 +275,11 @@ async fn a_token_guards_the_api_and_is_required_off_loopback() {
 
     let (admin, _) = h.admin("name: t\n", Some("s3cret")).await;
     assert_eq!(call(admin, "GET", "/status", "", None).await.0, 401);
+    assert_eq!(
+        call(admin, "GET", "/healthz", "", None).await.0,
+        200,
+        "probes need no token"
+    );
     assert_eq!(call(admin, "POST", "/halt", "", Some("wrong")).await.0, 401);
     assert_eq!(h.engine.halted(), None, "an unauthorized call changes nothing");
     assert_eq!(call(admin, "GET", "/status", "", Some("s3cret")).await.0, 200);

@@ -530,7 +530,10 @@ fn exec_runs_a_command_against_the_proxy_and_reports_per_rule() {
     assert!(stderr.contains("faults injected"), "the summary: {stderr}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"tests="3" failures="1""#), "{xml}");
-    assert!(xml.contains(r#"<testcase name="rule: flaky-puts" classname="s3chaos.ci"/>"#), "it fired and the client recovered: {xml}");
+    assert!(
+        xml.contains(r#"<testcase name="rule: flaky-puts" classname="s3chaos.ci"/>"#),
+        "it fired and the client recovered: {xml}"
+    );
     assert!(xml.contains("the rule never fired"), "{xml}");
     assert!(std::fs::read_to_string(&report).unwrap().contains("<svg"));
 
@@ -540,7 +543,11 @@ fn exec_runs_a_command_against_the_proxy_and_reports_per_rule() {
         .args(["--", "sh", "-c", "test -n \"$AWS_ENDPOINT_URL_S3\" && exit 7"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(7), "the command's own status, with the endpoint exported");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's own status, with the endpoint exported"
+    );
 }
 
 /// The app `exec_runs_a_command_against_the_proxy_and_reports_per_rule` runs under `s3chaos
@@ -573,4 +580,53 @@ fn exec_client_app() {
             assert_eq!(got.body.collect().await.unwrap().into_bytes(), body.as_bytes());
         }
     });
+}
+
+/// The shipped pytest example (boto3, the most used S3 SDK) under `s3chaos exec`, as the
+/// GitHub Actions example runs it. Needs python3 with boto3 and pytest: `.ci/run` installs
+/// them and sets S3CHAOS_REQUIRE_PYTHON=1; elsewhere the test is skipped with a message.
+#[test]
+fn exec_runs_the_pytest_example_with_boto3() {
+    let ready = Command::new("python3")
+        .args(["-c", "import boto3, pytest"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("S3CHAOS_REQUIRE_PYTHON").is_none(),
+            "S3CHAOS_REQUIRE_PYTHON is set but python3 with boto3 and pytest is missing"
+        );
+        eprintln!(
+            "SKIPPED the boto3/pytest example: python3 with boto3 and pytest is not installed (.ci/run installs them)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/examples/pytest");
+    let out = Command::new(BIN)
+        .args(["exec", "--scenario", "builtin:ambiguous-writes", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--junit")
+        .arg(&junit)
+        .args(["--", "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(&example)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 passed"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testcase name="rule: put-stored-but-500" classname="s3chaos.ambiguous-writes"/>"#),
+        "the ambiguous PUTs fired and boto3 got over them: {xml}"
+    );
 }

@@ -399,6 +399,9 @@ async fn rate_limit_throttles_a_hot_prefix_with_slowdown() {
     );
     // Another prefix has its own budget.
     assert!(c.head_object().bucket("bkt").key("cold/a").send().await.is_ok());
+    // Requests under the rate were let be: only the refused ones count as injected.
+    let stats = h.stats("s3-rate");
+    assert_eq!((stats.matched, stats.injected), (21, throttled as u64));
 }
 
 #[tokio::test]
