@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use smallvec::SmallVec;
 
 use crate::s3::operation::OperationSet;
-use crate::s3::{Operation, RequestInfo};
+use crate::s3::{Operation, RequestInfo, auth};
 use crate::scenario::values::Glob;
 
 #[derive(Debug, Clone)]
@@ -24,6 +24,10 @@ pub struct Matcher {
     key: Option<Glob>,
     /// Header name, its slot in the scenario's [`HeaderSlots`], and what to expect.
     headers: Vec<(HeaderName, usize, HeaderMatch)>,
+    /// The access key ids the request must be signed with (never verified).
+    access_keys: Option<Vec<String>>,
+    /// The SDK attempt numbers (`amz-sdk-request: attempt=N`) to match.
+    attempts: Option<SmallVec<[u32; 4]>>,
 }
 
 /// The distinct header names a scenario's rules look at; each gets a slot.
@@ -65,7 +69,21 @@ impl Matcher {
             bucket,
             key,
             headers,
+            access_keys: None,
+            attempts: None,
         }
+    }
+
+    /// Only requests signed with one of these access key ids.
+    pub fn with_access_keys(mut self, keys: Option<Vec<String>>) -> Matcher {
+        self.access_keys = keys;
+        self
+    }
+
+    /// Only these SDK attempts (1 = the first try); requests that do not say never match.
+    pub fn with_attempts(mut self, attempts: Option<Vec<u32>>) -> Matcher {
+        self.attempts = attempts.map(SmallVec::from_vec);
+        self
     }
 
     /// Gives each header this rule looks at its slot; done once when the scenario compiles.
@@ -112,6 +130,16 @@ impl Matcher {
         }
         if let Some(glob) = &self.key
             && !req.key.as_deref().is_some_and(|k| glob.is_match(k))
+        {
+            return false;
+        }
+        if let Some(attempts) = &self.attempts
+            && !auth::attempt(req.headers).is_some_and(|n| attempts.contains(&n))
+        {
+            return false;
+        }
+        if let Some(keys) = &self.access_keys
+            && !auth::access_key(req.headers, req.query).is_some_and(|k| keys.iter().any(|want| *want == k))
         {
             return false;
         }

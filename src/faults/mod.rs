@@ -21,6 +21,7 @@ pub mod clock_skew;
 pub mod corrupt;
 mod cut;
 pub mod error;
+pub mod error_in_body;
 pub mod first_byte_latency;
 pub mod latency;
 pub mod rate_limit;
@@ -46,6 +47,7 @@ pub use blackhole::Blackhole;
 pub use clock_skew::ClockSkew;
 pub use corrupt::Corrupt;
 pub use error::ErrorFault;
+pub use error_in_body::ErrorInBody;
 pub use first_byte_latency::FirstByteLatency;
 pub use latency::Latency;
 pub use rate_limit::RateLimit;
@@ -139,6 +141,7 @@ pub enum FaultSpec {
     Latency(Latency),
     FirstByteLatency(FirstByteLatency),
     Error(ErrorFault),
+    ErrorInBody(ErrorInBody),
     ClockSkew(ClockSkew),
     Blackhole(Blackhole),
     Reset(Reset),
@@ -156,6 +159,7 @@ impl FaultSpec {
         match self {
             FaultSpec::Latency(f) => f,
             FaultSpec::Error(f) => f,
+            FaultSpec::ErrorInBody(f) => f,
             FaultSpec::ClockSkew(f) => f,
             FaultSpec::Blackhole(f) => f,
             FaultSpec::Reset(f) => f,
@@ -216,6 +220,7 @@ const FAULT_KINDS: &[&str] = &[
     "latency",
     "first_byte_latency",
     "error",
+    "error_in_body",
     "clock_skew",
     "blackhole",
     "reset",
@@ -243,8 +248,8 @@ impl<'de> Deserialize<'de> for FaultList {
                     "blackhole" => FaultSpec::Blackhole(Blackhole),
                     "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
                     "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" | "clock_skew" | "first_byte_latency" | "truncate" | "corrupt"
-                    | "bandwidth" | "stall" | "request_bandwidth" | "rate_limit" => {
+                    "latency" | "error" | "error_in_body" | "clock_skew" | "first_byte_latency" | "truncate"
+                    | "corrupt" | "bandwidth" | "stall" | "request_bandwidth" | "rate_limit" => {
                         return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
                     }
                     other => return Err(E::unknown_variant(other, FAULT_KINDS)),
@@ -259,6 +264,7 @@ impl<'de> Deserialize<'de> for FaultList {
                         "latency" => FaultSpec::Latency(map.next_value()?),
                         "error" => FaultSpec::Error(map.next_value()?),
                         "clock_skew" => FaultSpec::ClockSkew(map.next_value()?),
+                        "error_in_body" => FaultSpec::ErrorInBody(map.next_value()?),
                         "blackhole" => {
                             map.next_value::<de::IgnoredAny>()?;
                             FaultSpec::Blackhole(Blackhole)

@@ -28,6 +28,8 @@ pub struct RequestInfo<'a> {
     pub headers: &'a HeaderMap,
     /// The request path as the client sent it, used as `<Resource>` in injected errors.
     pub path: &'a str,
+    /// The raw query string (empty when there is none).
+    pub query: &'a str,
 }
 
 /// Classifies requests; holds the base domains that mark virtual-hosted-style requests.
@@ -100,6 +102,7 @@ impl Classifier {
             key,
             headers,
             path,
+            query: uri.query().unwrap_or(""),
         }
     }
 

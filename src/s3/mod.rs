@@ -1,6 +1,7 @@
 //! What s3chaos knows about S3 itself: which operation a request is, and what S3's own
 //! error responses look like. Nothing here depends on scenarios or faults.
 
+pub mod auth;
 pub mod classify;
 pub mod error;
 pub mod operation;

@@ -124,6 +124,25 @@ struct MatchFile {
     bucket: Option<Glob>,
     key: Option<Glob>,
     header: Option<BTreeMap<HeaderName, String>>,
+    /// The access key id(s) the request was signed with.
+    access_key: Option<OneOrMany<String>>,
+    /// The SDK's attempt number(s), from `amz-sdk-request`.
+    attempt: Option<OneOrMany<Attempt>>,
+}
+
+/// An attempt number: 1 is the first try.
+struct Attempt(u32);
+
+impl FromStr for Attempt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Attempt(n)),
+            _ => Err(format!(
+                "`{s}` is not an attempt number; attempts count from 1 (the first try)"
+            )),
+        }
+    }
 }
 
 /// An HTTP method as S3 clients send it.
@@ -357,7 +376,9 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
         m.bucket,
         m.key,
         headers,
-    );
+    )
+    .with_access_keys(m.access_key.map(|k| k.0))
+    .with_attempts(m.attempt.map(|a| a.0.into_iter().map(|a| a.0).collect()));
     let trigger = Trigger {
         probability: r.probability,
         skip: r.skip,
@@ -574,6 +595,14 @@ phases:
 
         let e = err("name: x\nstop_if: {upstream_error_rate: 2}\n");
         assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
+
+        let e = err("name: x\nrules:\n  - {match: {attempt: [1, 0]}, fault: reset}\n");
+        assert!(e.message.contains("attempts count from 1"), "{e}");
+        Scenario::parse(
+            "name: x\nrules:\n  - {match: {attempt: 2, access_key: [AKIA1, AKIA2]}, fault: reset}\n",
+            "p",
+        )
+        .unwrap();
 
         let e = err("name: x\nmax_active_faults: 0\n");
         assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");

@@ -492,3 +492,116 @@ async fn clock_skew_answers_with_a_really_skewed_date() {
     assert!(got.is_ok(), "the SDK corrected its clock and retried: {got:?}");
     assert_eq!(h.stats("skewed").injected, 2);
 }
+
+/// `match: {attempt: [1, 2]}`: "fail twice, then succeed", exactly, whatever the seed.
+#[tokio::test]
+async fn attempt_matching_fails_the_first_two_tries_only() {
+    let h = Harness::start(
+        "name: retries\nrules:\n  - {name: first-two, match: {operation: GetObject, attempt: [1, 2]}, fault: {error: InternalError}}\n",
+    )
+    .await;
+    seed_object(&h, "att", "k", 10).await;
+    for _ in 0..3 {
+        let got = h.client().get_object().bucket("att").key("k").send().await;
+        assert!(got.is_ok(), "the third attempt passes: {got:?}");
+    }
+    let stats = h.stats("first-two");
+    assert_eq!(
+        (stats.matched, stats.injected),
+        (6, 6),
+        "two failed tries per GET, three GETs"
+    );
+    let once = h
+        .single_attempt_client(None)
+        .get_object()
+        .bucket("att")
+        .key("k")
+        .send()
+        .await;
+    assert_eq!(
+        once.unwrap_err().code(),
+        Some("InternalError"),
+        "a client that never retries fails"
+    );
+}
+
+/// `match: {access_key: ...}`: only requests signed with that key id (from `Authorization`
+/// or a presigned URL) meet the fault; the signature is never checked by s3chaos.
+#[tokio::test]
+async fn access_key_matching_reads_headers_and_presigned_urls() {
+    let h = Harness::start(&format!(
+        "name: keys\nrules:\n  - {{name: expired, match: {{access_key: [{}]}}, fault: {{error: ExpiredToken}}}}\n  - {{name: other-key, match: {{access_key: AKIAOTHER}}, fault: reset}}\n",
+        crate::harness::ACCESS_KEY
+    ))
+    .await;
+    seed_object(&h, "keys", "k", 10).await;
+    let err = h
+        .single_attempt_client(None)
+        .get_object()
+        .bucket("keys")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ExpiredToken"));
+    let (target, _) = crate::harness::presigned_get(&h, "keys", "k").await;
+    let presigned = raw("GET", &h.url(&target)).await;
+    assert_eq!(presigned.status, 400);
+    assert!(String::from_utf8_lossy(&presigned.body).contains("<Code>ExpiredToken</Code>"));
+    assert_eq!(h.stats("other-key").matched, 0);
+    let unsigned = raw("GET", &h.url("/keys/k")).await;
+    assert_eq!(
+        unsigned.status, 403,
+        "an unsigned request has no key: the store refuses it itself"
+    );
+}
+
+/// `error_in_body`: CompleteMultipartUpload answers 200 with an `<Error>` after whitespace;
+/// the upload is not completed, the SDK sees the error inside the 200 and retries.
+#[tokio::test]
+async fn error_in_a_200_body_is_caught_by_the_sdk_and_retried() {
+    let h = Harness::start(
+        "name: sneaky\nrules:\n  - {name: complete-fails-late, match: {operation: CompleteMultipartUpload}, limit: 1, fault: {error_in_body: InternalError}}\n",
+    )
+    .await;
+    let c = h.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let upload = c
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let part = c
+        .upload_part()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(random_bytes(1000, 9)))
+        .send()
+        .await
+        .unwrap();
+    let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .parts(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(1)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        )
+        .build();
+    let done = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(parts)
+        .send()
+        .await;
+    assert!(done.is_ok(), "retried after the 200-with-error: {done:?}");
+    assert_eq!(h.stats("complete-fails-late").injected, 1);
+    let stored = h.direct().get_object().bucket("mpu").key("big").send().await.unwrap();
+    assert_eq!(stored.body.collect().await.unwrap().into_bytes(), random_bytes(1000, 9));
+}
