@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// durations, after/until and max_duration scale; latencies and rates do not).
     #[arg(long, value_parser = parse_time_scale)]
     pub time_scale: Option<f64>,
+    /// Let a request ask for its own fault with an `x-s3chaos-fault` header (an S3 error
+    /// code, `reset`, `blackhole`, or a scenario `fault:` value such as `{latency: 2s}`).
+    #[arg(long)]
+    pub allow_header_faults: bool,
     /// How often the scenario file is checked for changes (SIGHUP reloads at once).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub reload_poll: Duration,
@@ -185,6 +189,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
             dry_run: args.dry_run,
             max_duration: args.max_duration,
             time_scale: args.time_scale,
+            allow_header_faults: args.allow_header_faults,
         },
     ));
     let shared = Shared::new(

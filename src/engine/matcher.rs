@@ -28,6 +28,8 @@ pub struct Matcher {
     access_keys: Option<Vec<String>>,
     /// The SDK attempt numbers (`amz-sdk-request: attempt=N`) to match.
     attempts: Option<SmallVec<[u32; 4]>>,
+    /// The isolation scope this rule belongs to; `None`: requests without a scope.
+    scope: Option<Box<str>>,
 }
 
 /// The distinct header names a scenario's rules look at; each gets a slot.
@@ -71,7 +73,15 @@ impl Matcher {
             headers,
             access_keys: None,
             attempts: None,
+            scope: None,
         }
+    }
+
+    /// Only requests of this isolation scope (and requests with a scope meet only rules of
+    /// their own scope).
+    pub fn with_scope(mut self, scope: Option<String>) -> Matcher {
+        self.scope = scope.map(String::into_boxed_str);
+        self
     }
 
     /// Only requests signed with one of these access key ids.
@@ -111,11 +121,11 @@ impl Matcher {
         self.operations.is_none_or(|set| set.contains(op))
     }
 
-    /// Whether every field given in the rule's `match` holds for `req`. A `bucket` or `key`
+    /// Whether every field given in the rule's `match` holds for `req`, of isolation `scope`. A `bucket` or `key`
     /// pattern never matches a request that has no bucket or key.
     /// `header_values` are the request's values for the scenario's [`HeaderSlots`].
-    pub fn matches(&self, req: &RequestInfo<'_>, header_values: &[Option<&HeaderValue>]) -> bool {
-        if !self.may_match_operation(req.operation) {
+    pub fn matches(&self, req: &RequestInfo<'_>, header_values: &[Option<&HeaderValue>], scope: Option<&str>) -> bool {
+        if self.scope.as_deref() != scope || !self.may_match_operation(req.operation) {
             return false;
         }
         if let Some(methods) = &self.methods

@@ -89,6 +89,8 @@ pub struct EngineOptions {
     /// in 36 s). Phase durations, `after`/`until` and `max_duration` in the file scale; fault
     /// values (latencies, rates) and `--max-duration` do not. `None` means 1.
     pub time_scale: Option<f64>,
+    /// Let a request ask for its own fault with `x-s3chaos-fault` (as Envoy's fault headers).
+    pub allow_header_faults: bool,
 }
 
 pub struct Engine {
@@ -160,9 +162,10 @@ impl Engine {
         self.current.load_full()
     }
 
-    /// True when no rule can fire: the proxy then skips classification entirely.
+    /// True when no rule can fire: the proxy then skips deciding entirely.
     pub fn is_idle(&self) -> bool {
-        self.halted.load(Ordering::Relaxed) || self.current.load().rules().is_empty()
+        self.halted.load(Ordering::Relaxed)
+            || (self.current.load().rules().is_empty() && !self.options.allow_header_faults)
     }
 
     /// The kill switch: every fault stops for new requests at once; traffic keeps flowing.
@@ -234,6 +237,12 @@ impl Engine {
 
     /// Decides which rules fire for `req`. `None`, the common case, allocates nothing.
     pub fn decide(&self, req: &RequestInfo<'_>) -> Option<Decision> {
+        if self.options.allow_header_faults
+            && !self.halted.load(Ordering::Relaxed)
+            && let Some(asked) = req.headers.get(crate::proxy::headers::FAULT_HEADER)
+        {
+            return self.header_fault(asked, req);
+        }
         let scenario = self.current.load();
         if scenario.rules().is_empty() || self.halted.load(Ordering::Relaxed) {
             return None;
@@ -248,12 +257,13 @@ impl Engine {
         }
         let mut fired: Vec<(usize, Draw)> = Vec::new();
         {
+            let scope = scenario.request_scope(req);
             let header_values = scenario.header_slots().values(req.headers);
             let lists = phase.index.candidates(req, &header_values);
             for position in index::merge_sorted(&lists) {
                 let index = phase.rules[position] as usize;
                 let rule = &scenario.rules()[index];
-                if !rule.matcher().matches(req, &header_values) {
+                if !rule.matcher().matches(req, &header_values, scope.as_deref()) {
                     continue;
                 }
                 if let Some(draw) = rule.roll(scenario.seed(), index, at) {
@@ -295,6 +305,42 @@ impl Engine {
             return None;
         }
         Some(decision)
+    }
+
+    /// The fault a request asked for in `x-s3chaos-fault`: an S3 error code (`SlowDown`) or a
+    /// scenario's `fault:` value (`reset`, `{latency: 2s}`), compiled for this request only.
+    /// A header that does not parse is ignored, with a warning.
+    fn header_fault(&self, asked: &http::HeaderValue, req: &RequestInfo<'_>) -> Option<Decision> {
+        let asked = asked.to_str().ok()?.trim();
+        let fault = if crate::s3::ErrorCode::lookup(asked).is_some() {
+            format!("{{error: {asked}}}")
+        } else {
+            asked.to_owned()
+        };
+        let text = format!("name: x-s3chaos-fault\nrules:\n  - name: x-s3chaos-fault\n    fault: {fault}\n");
+        let scenario = match Scenario::parse(&text, "x-s3chaos-fault header") {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    header = asked,
+                    "ignoring an x-s3chaos-fault header that is not a fault: {}",
+                    e.message
+                );
+                return None;
+            }
+        };
+        let draw = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO)?;
+        tracing::debug!(operation = %req.operation, header = asked, "fault asked for by the request");
+        Some(Decision {
+            scenario: Arc::new(scenario),
+            fired: vec![(0, draw)],
+            _slot: self.take_slot_unbounded(),
+        })
+    }
+
+    fn take_slot_unbounded(&self) -> ActiveSlot {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveSlot(self.active.clone())
     }
 
     /// A place among the active faults, unless `max_active_faults` are already active.

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::body::{self, BoxError, InjectedFault, ProxyBody};
 use super::conn::ConnControl;
-use super::headers::strip_hop_by_hop;
+use super::headers::{strip_control_headers, strip_hop_by_hop};
 use crate::engine::Decision;
 use crate::faults::{FaultCtx, RequestAction};
 use crate::s3::{RequestInfo, S3ErrorResponse};
@@ -106,6 +106,7 @@ async fn respond(
     let uri = req.uri().clone();
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    strip_control_headers(&mut parts.headers, parts.uri.query());
     let mut upload = body::stream(incoming);
     if let Some(decision) = &decision {
         for (rule, draw) in decision.fired() {

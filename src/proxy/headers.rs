@@ -22,6 +22,47 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_AUTHORIZATION,
 ];
 
+/// Headers a test sends to s3chaos itself: its isolation scope, and (with
+/// `--allow-header-faults`) the fault it asks for.
+pub const SCOPE_HEADER: HeaderName = HeaderName::from_static("x-s3chaos-scope");
+pub const FAULT_HEADER: HeaderName = HeaderName::from_static("x-s3chaos-fault");
+
+/// Removes s3chaos's own headers before forwarding, unless the client signed them: a signed
+/// header is never touched (removing it would break the signature; the upstream ignores an
+/// unknown `x-` header anyway).
+pub fn strip_control_headers(headers: &mut HeaderMap, query: Option<&str>) {
+    if !headers.contains_key(SCOPE_HEADER) && !headers.contains_key(FAULT_HEADER) {
+        return;
+    }
+    let signed = signed_headers(headers, query.unwrap_or(""));
+    for name in [SCOPE_HEADER, FAULT_HEADER] {
+        if !signed.iter().any(|s| s.eq_ignore_ascii_case(name.as_str())) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The header names a SigV4 request signed: `SignedHeaders=` in `Authorization`, or a
+/// presigned URL's `X-Amz-SignedHeaders`.
+fn signed_headers(headers: &HeaderMap, query: &str) -> Vec<String> {
+    let from_auth = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("SignedHeaders=").nth(1))
+        .map(|rest| rest.split([',', ' ']).next().unwrap_or("").to_owned());
+    let list = from_auth.or_else(|| {
+        query.split('&').find_map(|pair| {
+            let value = pair.strip_prefix("X-Amz-SignedHeaders=")?;
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .ok()
+                .map(|v| v.into_owned())
+        })
+    });
+    list.map(|l| l.split(';').map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names. One pass over
 /// the (few) headers finds whether there is anything to do; SDK requests usually have none.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -77,5 +118,31 @@ mod tests {
                 "x-amz-content-sha256"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn control_headers_go_unless_signed() {
+        let mut h = HeaderMap::new();
+        h.insert(SCOPE_HEADER, "job-1".parse().unwrap());
+        h.insert(FAULT_HEADER, "SlowDown".parse().unwrap());
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=A/1/r/s3/aws4_request, SignedHeaders=host;x-amz-date;x-s3chaos-scope, Signature=f"
+                .parse()
+                .unwrap(),
+        );
+        strip_control_headers(&mut h, None);
+        assert!(h.contains_key(SCOPE_HEADER), "signed: kept");
+        assert!(!h.contains_key(FAULT_HEADER), "unsigned: removed");
+
+        let mut presigned = HeaderMap::new();
+        presigned.insert(FAULT_HEADER, "reset".parse().unwrap());
+        strip_control_headers(&mut presigned, Some("X-Amz-SignedHeaders=host%3Bx-s3chaos-fault"));
+        assert!(presigned.contains_key(FAULT_HEADER));
     }
 }

@@ -41,6 +41,9 @@ struct ScenarioFile {
     stop_if: Option<StopIfFile>,
     #[serde(default)]
     max_active_faults: Option<NonZeroUsize>,
+    /// Access key id → isolation scope, for tests that each sign with their own key.
+    #[serde(default)]
+    scope_keys: BTreeMap<String, String>,
 }
 
 /// A rule list; `IN_PHASE` tells whether it belongs to a phase (whose span a ramp can use).
@@ -113,6 +116,9 @@ struct RuleFile {
     /// Only for rules added through the admin API: removes the rule after this long.
     #[serde(default)]
     ttl: Option<PositiveDuration>,
+    /// Only requests of this isolation scope (`x-s3chaos-scope`, or a key in `scope_keys`).
+    #[serde(default)]
+    scope: Option<String>,
     fault: FaultList,
 }
 
@@ -325,6 +331,7 @@ pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<S
         start_at: file.start_at.map(|t| t.0),
         repeat: file.repeat,
         max_duration: file.max_duration.map(|d| d.0),
+        scope_keys: file.scope_keys,
         safety: Safety {
             stop_if: file.stop_if.map(|s| StopCondition {
                 upstream_error_rate: s.upstream_error_rate,
@@ -378,6 +385,7 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
         headers,
     )
     .with_access_keys(m.access_key.map(|k| k.0))
+    .with_scope(r.scope)
     .with_attempts(m.attempt.map(|a| a.0.into_iter().map(|a| a.0).collect()));
     let trigger = Trigger {
         probability: r.probability,

@@ -23,6 +23,7 @@ use crate::engine::RuleStats;
 use crate::engine::index::RuleIndex;
 use crate::engine::matcher::{HeaderSlots, Matcher};
 use crate::faults::FaultList;
+use crate::s3::RequestInfo;
 use timeline::{Clock, Phase, Timeline};
 use values::{Probability, Ramp};
 
@@ -58,6 +59,8 @@ pub struct Scenario {
     header_slots: HeaderSlots,
     timeline: Timeline,
     safety: Safety,
+    /// Access key id → isolation scope.
+    scope_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// What the file says about itself, before its rules.
@@ -69,6 +72,7 @@ pub(crate) struct Meta {
     pub start_at: Option<SystemTime>,
     pub repeat: bool,
     pub max_duration: Option<Duration>,
+    pub scope_keys: std::collections::BTreeMap<String, String>,
     pub safety: Safety,
 }
 
@@ -195,7 +199,27 @@ impl Scenario {
             header_slots,
             timeline,
             safety: meta.safety,
+            scope_keys: meta.scope_keys,
         }
+    }
+
+    /// The isolation scope a request belongs to: its `x-s3chaos-scope` header, or the scope
+    /// of the access key it was signed with (`scope_keys`), or none.
+    pub fn request_scope<'a>(&self, req: &RequestInfo<'a>) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(scope) = req
+            .headers
+            .get(crate::proxy::headers::SCOPE_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            return Some(std::borrow::Cow::Borrowed(scope));
+        }
+        if self.scope_keys.is_empty() {
+            return None;
+        }
+        let key = crate::s3::auth::access_key(req.headers, req.query)?;
+        self.scope_keys
+            .get(key.as_ref())
+            .map(|s| std::borrow::Cow::Owned(s.clone()))
     }
 
     /// Called when this scenario replaces `old`. A new version of the same drill (same name,

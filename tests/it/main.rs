@@ -6,6 +6,7 @@ mod containers;
 mod drill;
 mod faults;
 mod harness;
+mod isolation;
 mod passthrough;
 mod pool;
 mod scenarios;
