@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 pub use draw::Draw;
 
 use crate::s3::RequestInfo;
-use crate::scenario::timeline::DrillState;
+use crate::scenario::timeline::{Connections, DrillState};
 use crate::scenario::{Rule, Scenario};
 
 /// The rules that fired for one request, in evaluation order. Holds the scenario it was
@@ -202,6 +202,18 @@ impl Engine {
             return DrillState::Expired;
         }
         self.current.load().timeline().state(now)
+    }
+
+    /// What the listener should do with connections now: the running phase's
+    /// `refuse_connections` / `close_connections`, unless halted or over.
+    pub fn connections(&self) -> Connections {
+        if self.halted.load(Ordering::Relaxed) {
+            return Connections::Accept;
+        }
+        match self.state() {
+            DrillState::Running { phase, .. } => self.current.load().timeline().phases()[phase].connections(),
+            _ => Connections::Accept,
+        }
     }
 
     /// Requests under a fault right now.

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
 use crate::s3::Classifier;
+use crate::scenario::timeline::Connections;
 use crate::telemetry::{Telemetry, WorkerMetrics};
 use conn::{ClientStream, ConnControl};
 pub use upstream::{Upstream, UpstreamOptions};
@@ -138,6 +139,7 @@ impl Proxy {
         let workers = workers.max(1);
         let (stop, stopped) = watch::channel(false);
         let held = Arc::new(AtomicUsize::new(0));
+        let (close_tx, close_rx) = watch::channel(0u64);
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -153,7 +155,7 @@ impl Proxy {
             let thread = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
                 stopped.clone(),
-                serve_worker(shared, rx, held.clone()),
+                serve_worker(shared, rx, held.clone(), close_rx.clone()),
             )?;
             threads.push(thread);
         }
@@ -161,7 +163,7 @@ impl Proxy {
         threads.push(spawn_runtime_thread(
             "s3chaos-acceptor".into(),
             stopped,
-            accept_loop(self.listener, senders),
+            accept_loop(self.listener, senders, self.shared.engine.clone(), close_tx),
         )?);
         Ok(ProxyHandle {
             addr,
@@ -189,32 +191,99 @@ where
     })
 }
 
-/// Accepts connections and deals them to the workers round-robin.
-async fn accept_loop(listener: std::net::TcpListener, workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
+/// How often the acceptor looks at the drill for `refuse_connections` / `close_connections`.
+const CONNECTION_POLICY_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Accepts connections and deals them to the workers round-robin. During a phase that
+/// refuses connections the listening socket is closed (clients get "connection refused",
+/// as from a host with nothing listening) and bound again when the phase ends; a phase that
+/// closes connections also tells every worker to drop its open ones.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    engine: Arc<Engine>,
+    close_all: watch::Sender<u64>,
+) {
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "the listener has no address");
+            return;
+        }
+    };
+    let mut listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => Some(l),
         Err(e) => {
             tracing::error!(error = %e, "cannot register the listener");
             return;
         }
     };
+    let mut policy = Connections::Accept;
+    let mut tick = tokio::time::interval(CONNECTION_POLICY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = 0;
     loop {
-        match listener.accept().await {
-            Ok((socket, _)) => {
-                let Ok(socket) = socket.into_std() else {
-                    continue;
-                };
-                if workers[next].send(socket).is_err() {
-                    return; // Workers are gone: shutting down.
+        let now = engine.connections();
+        if now != policy {
+            match now {
+                Connections::Accept => match rebind(addr) {
+                    Some(l) => {
+                        listener = Some(l);
+                        tracing::warn!(target: "s3chaos::fault", %addr, "accepting connections again");
+                    }
+                    None => {
+                        tick.tick().await;
+                        continue; // Try again at the next tick; the phase stays "refusing".
+                    }
+                },
+                Connections::Refuse | Connections::Close => {
+                    listener = None;
+                    tracing::warn!(target: "s3chaos::fault", %addr, "refusing connections: nothing listens until the phase ends");
+                    if now == Connections::Close {
+                        close_all.send_modify(|generation| *generation += 1);
+                        tracing::warn!(target: "s3chaos::fault", "dropping every open client connection");
+                    }
                 }
-                next = (next + 1) % workers.len();
             }
-            Err(e) => {
-                // EMFILE and friends: log, back off a little, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            policy = now;
+        }
+        let Some(open) = &listener else {
+            tick.tick().await;
+            continue;
+        };
+        tokio::select! {
+            accepted = open.accept() => match accepted {
+                Ok((socket, _)) => {
+                    let Ok(socket) = socket.into_std() else {
+                        continue;
+                    };
+                    if workers[next].send(socket).is_err() {
+                        return; // Workers are gone: shutting down.
+                    }
+                    next = (next + 1) % workers.len();
+                }
+                Err(e) => {
+                    // EMFILE and friends: log, back off a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// Binds `addr` again after a phase that refused connections.
+fn rebind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    let bound = std::net::TcpListener::bind(addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    });
+    match bound {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen again; retrying");
+            None
         }
     }
 }
@@ -224,6 +293,7 @@ async fn serve_worker(
     shared: Arc<Shared>,
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     held: Arc<AtomicUsize>,
+    close_all: watch::Receiver<u64>,
 ) {
     let mut http = http1::Builder::new();
     http.keep_alive(true);
@@ -240,9 +310,15 @@ async fn serve_worker(
         let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
         let conn = http.serve_connection(io, service);
         metrics.connection_opened();
+        let mut closed = close_all.clone();
+        closed.mark_unchanged();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(?peer, error = %e, "client connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(?peer, error = %e, "client connection ended with an error");
+                },
+                // A phase with `close_connections`: dropping the connection closes the socket.
+                _ = closed.changed() => {}
             }
             metrics.connection_closed();
         });

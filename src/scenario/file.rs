@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use super::timeline::Connections;
 use super::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
 use super::{Meta, PhaseSpec, Rule, Safety, Scenario, ScenarioError, StopCondition, Trigger};
 use crate::engine::matcher::{HeaderMatch, Matcher};
@@ -57,6 +58,13 @@ struct PhaseFile {
     duration: PositiveDuration,
     #[serde(default)]
     rules: RuleList<true>,
+    /// Stop accepting new TCP connections during the phase (clients see "connection
+    /// refused"); open ones keep working.
+    #[serde(default)]
+    refuse_connections: bool,
+    /// Refuse new connections and drop the open ones too.
+    #[serde(default)]
+    close_connections: bool,
 }
 
 #[derive(Default)]
@@ -355,6 +363,11 @@ pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<S
             rules: p.rules.0.into_iter().map(|r| compile_rule(r, Some(&p.name))).collect(),
             name: p.name,
             duration: p.duration.0,
+            connections: match (p.refuse_connections, p.close_connections) {
+                (_, true) => Connections::Close,
+                (true, false) => Connections::Refuse,
+                (false, false) => Connections::Accept,
+            },
         })
         .collect();
     Ok(Scenario::compile(meta, top, phases))

@@ -24,7 +24,7 @@ use crate::engine::index::RuleIndex;
 use crate::engine::matcher::{HeaderSlots, Matcher};
 use crate::faults::FaultList;
 use crate::s3::RequestInfo;
-use timeline::{Clock, Phase, Timeline};
+use timeline::{Clock, Connections, Phase, Timeline};
 use values::{Probability, Ramp};
 
 /// A scenario file that could not be loaded, with where the problem is.
@@ -81,6 +81,7 @@ pub(crate) struct PhaseSpec {
     pub name: String,
     pub duration: Duration,
     pub rules: Vec<Rule>,
+    pub connections: Connections,
 }
 
 /// Limits that keep a drill from becoming an incident.
@@ -157,6 +158,7 @@ impl Scenario {
                 duration: Some(phase.duration),
                 rules: members,
                 index: RuleIndex::default(),
+                connections: phase.connections,
             });
             start = end;
         }
@@ -168,6 +170,7 @@ impl Scenario {
                 duration: None,
                 rules: (0..rules.len() as u32).collect(),
                 index: RuleIndex::default(),
+                connections: Connections::Accept,
             });
         }
         let mut header_slots = HeaderSlots::default();

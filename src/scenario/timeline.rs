@@ -68,6 +68,17 @@ impl Clock {
     }
 }
 
+/// What the listener does with connections during a phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Connections {
+    #[default]
+    Accept,
+    /// Not listening: new connections are refused; open ones keep working.
+    Refuse,
+    /// Not listening, and the open connections are dropped too.
+    Close,
+}
+
 /// One phase, compiled: its place on the timeline and the rules that apply in it (the
 /// scenario's top-level rules first, then its own, in file order).
 #[derive(Debug)]
@@ -80,6 +91,7 @@ pub struct Phase {
     /// Indices into the scenario's rules.
     pub(crate) rules: Vec<u32>,
     pub(crate) index: RuleIndex,
+    pub(crate) connections: Connections,
 }
 
 impl Phase {
@@ -93,6 +105,10 @@ impl Phase {
 
     pub fn end(&self) -> Option<Duration> {
         self.duration.map(|d| self.start + d)
+    }
+
+    pub fn connections(&self) -> Connections {
+        self.connections
     }
 }
 
@@ -192,6 +208,7 @@ mod tests {
                     duration: Some(d),
                     rules: Vec::new(),
                     index: RuleIndex::default(),
+                    connections: Connections::Accept,
                 };
                 start += d;
                 p

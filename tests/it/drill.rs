@@ -295,3 +295,73 @@ async fn max_active_faults_bounds_the_blast_radius() {
     assert_eq!(h.stats("slow").injected, 2);
     assert_eq!(h.engine.active_faults(), 0, "slots are given back");
 }
+
+/// Phases that refuse connections (nothing listens: "connection refused") and that close the
+/// open ones too, then accept again; as during the 2025 DNS outage, from the socket's side.
+#[tokio::test]
+async fn phases_refuse_then_close_connections_then_accept_again() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PHASES: &str = r#"
+name: unreachable
+phases:
+  - {name: open, duration: 1s}
+  - {name: refused, duration: 1s, refuse_connections: true}
+  - {name: closed, duration: 1s, close_connections: true}
+  - {name: back, duration: 2s}
+"#;
+    let h = Harness::start(PHASES).await;
+    // Start the drill's clock now that the setup is done.
+    h.engine.replace(s3chaos::scenario::Scenario::empty());
+    h.engine
+        .replace(s3chaos::scenario::Scenario::parse(PHASES, "p").unwrap());
+    async fn ask(stream: &mut tokio::net::TcpStream) -> std::io::Result<String> {
+        stream
+            .write_all(b"HEAD /nobucket HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+    let wait_for_phase = |index: usize| {
+        let engine = h.engine.clone();
+        async move {
+            for _ in 0..100 {
+                if matches!(engine.state(), DrillState::Running { phase, .. } if phase == index) {
+                    // Let the acceptor see it (it looks every 50 ms).
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("phase {index} never came");
+        }
+    };
+
+    let mut kept = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    assert!(ask(&mut kept).await.unwrap().starts_with("HTTP/1.1 "), "open");
+
+    wait_for_phase(1).await;
+    let refused = tokio::net::TcpStream::connect(h.proxy).await;
+    assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(
+        ask(&mut kept).await.unwrap().starts_with("HTTP/1.1 "),
+        "open connections keep working"
+    );
+
+    wait_for_phase(2).await;
+    let answer = ask(&mut kept).await;
+    assert!(
+        answer.as_deref().is_ok_and(str::is_empty) || answer.is_err(),
+        "the open connection was dropped: {answer:?}"
+    );
+    assert!(tokio::net::TcpStream::connect(h.proxy).await.is_err());
+
+    wait_for_phase(3).await;
+    let mut again = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    assert!(
+        ask(&mut again).await.unwrap().starts_with("HTTP/1.1 "),
+        "accepting again"
+    );
+    let ok = h.single_attempt_client(None).list_buckets().send().await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
