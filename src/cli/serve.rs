@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// durations, after/until and max_duration scale; latencies and rates do not).
     #[arg(long, value_parser = parse_time_scale)]
     pub time_scale: Option<f64>,
+    /// Another front end, with its own upstream and scenario (repeatable):
+    /// `listen=127.0.0.1:9180,upstream=https://s3.us-west-2.amazonaws.com,scenario=FILE`.
+    /// `upstream` defaults to the main one, `scenario` to none (passthrough). One process then
+    /// plays "us-east-1 is down, us-west-2 is fine" for an app that fails over.
+    #[arg(long = "route", value_parser = parse_route)]
+    pub routes: Vec<Route>,
     /// Let a request ask for its own fault with an `x-s3chaos-fault` header (an S3 error
     /// code, `reset`, `blackhole`, or a scenario `fault:` value such as `{latency: 2s}`).
     #[arg(long)]
@@ -97,6 +103,34 @@ pub fn parse_time_scale(s: &str) -> Result<f64, String> {
     }
 }
 
+/// One `--route`: a further listener with its own upstream and scenario.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub listen: SocketAddr,
+    pub upstream: Option<String>,
+    pub scenario: Option<String>,
+}
+
+pub fn parse_route(s: &str) -> Result<Route, String> {
+    let (mut listen, mut upstream, mut scenario) = (None, None, None);
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}`: write key=value (listen, upstream, scenario)"))?;
+        match key {
+            "listen" => listen = Some(value.parse().map_err(|e| format!("listen `{value}`: {e}"))?),
+            "upstream" => upstream = Some(value.to_owned()),
+            "scenario" => scenario = Some(value.to_owned()),
+            other => return Err(format!("unknown route key `{other}` (listen, upstream, scenario)")),
+        }
+    }
+    Ok(Route {
+        listen: listen.ok_or("a route needs listen=ADDR")?,
+        upstream,
+        scenario,
+    })
+}
+
 /// A running proxy and what runs beside it. Dropping it stops the background tasks; call
 /// [`Started::stop`] to stop the workers and flush the event log.
 pub struct Started {
@@ -107,6 +141,8 @@ pub struct Started {
     /// Whether the upstream is the embedded store (any key whose secret is the same works).
     pub embedded: bool,
     handle: ProxyHandle,
+    /// The `--route` front ends, with their addresses.
+    pub routes: Vec<(SocketAddr, ProxyHandle)>,
     reload_now: Option<Arc<tokio::sync::Notify>>,
     tasks: Vec<JoinHandle<()>>,
     _store: Option<EmbeddedStore>,
@@ -118,6 +154,9 @@ impl Started {
             task.abort();
         }
         self.handle.shutdown();
+        for (_, route) in self.routes {
+            route.shutdown();
+        }
         if let Some(log) = self.telemetry.request_log() {
             log.close();
         }
@@ -270,6 +309,12 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         reload_now = Some(now);
         tasks.push(task);
     }
+    let mut routes = Vec::new();
+    for route in &args.routes {
+        let (route_addr, route_handle, route_tasks) = start_route(args, route, &upstream_url, &options).await?;
+        routes.push((route_addr, route_handle));
+        tasks.extend(route_tasks);
+    }
     Ok(Started {
         addr,
         admin: admin_bound,
@@ -277,10 +322,62 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         telemetry,
         embedded: store.is_some(),
         handle,
+        routes,
         reload_now,
         tasks,
         _store: store,
     })
+}
+
+/// Starts one `--route`: its own engine (same options), upstream, counters, drill supervisor
+/// and, for a file, live reload. The admin API drives the main listener only.
+async fn start_route(
+    args: &RunArgs,
+    route: &Route,
+    main_upstream: &str,
+    options: &UpstreamOptions,
+) -> anyhow::Result<(SocketAddr, ProxyHandle, Vec<JoinHandle<()>>)> {
+    let source = route.scenario.as_deref().map(scenario_source).transpose()?;
+    let (scenario, control_source) = match &source {
+        Some((text, origin, _)) => (
+            Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}"))?,
+            Some((text.clone(), origin.clone())),
+        ),
+        None => (Scenario::empty(), None),
+    };
+    let name = scenario.name().to_owned();
+    let engine = Arc::new(Engine::with_options(
+        scenario,
+        EngineOptions {
+            dry_run: args.dry_run,
+            max_duration: args.max_duration,
+            time_scale: args.time_scale,
+            allow_header_faults: args.allow_header_faults,
+        },
+    ));
+    let upstream_url = route.upstream.as_deref().unwrap_or(main_upstream);
+    let upstream = Upstream::new(upstream_url, options)?;
+    let shared = Shared::new(
+        engine.clone(),
+        upstream,
+        Classifier::new(&args.domains),
+        Arc::new(Telemetry::default()),
+    );
+    let proxy =
+        Proxy::bind(route.listen, shared).with_context(|| format!("route: cannot listen on {}", route.listen))?;
+    let addr = proxy.local_addr();
+    let workers = args.workers.unwrap_or(1).max(1);
+    let handle = proxy.start(workers).context("starting a route's workers")?;
+    let control = Arc::new(match control_source {
+        Some((text, origin)) => Control::new(engine.clone(), text, origin),
+        None => Control::passthrough(engine.clone()),
+    });
+    let mut tasks = vec![Supervisor::new(control.clone()).spawn()];
+    if let Some((_, _, Some(path))) = &source {
+        tasks.push(Reloader::new(path, control).spawn(args.reload_poll).1);
+    }
+    tracing::info!(upstream = %upstream_url, scenario = %name, "route listening on http://{addr}");
+    Ok((addr, handle, tasks))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -630,3 +630,80 @@ fn exec_runs_the_pytest_example_with_boto3() {
         "the ambiguous PUTs fired and boto3 got over them: {xml}"
     );
 }
+
+/// One process, two regions: the main listener plays a dead us-east-1 (every request held
+/// unanswered), a `--route` a healthy us-west-2 in front of the same store. An app-style
+/// loop with a per-attempt timeout fails over from the dead endpoint to the live one, and
+/// every record it writes is there.
+#[tokio::test]
+async fn an_app_fails_over_from_a_dead_listener_to_a_live_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::in_dir(
+        &dir,
+        Some("name: us-east-1-down\nrules:\n  - {name: dead, fault: blackhole}\n"),
+        &["--route", "listen=127.0.0.1:0"],
+    );
+    let line = running.wait_for("route listening on http://");
+    let route: std::net::SocketAddr = line
+        .split("route listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = |addr: std::net::SocketAddr| {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "app"))
+            .endpoint_url(format!("http://{addr}"))
+            .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(300))
+                    .build(),
+            )
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    };
+    let endpoints = [client(running.addr), client(route)];
+    endpoints[1].create_bucket().bucket("records").send().await.unwrap();
+    let mut failovers = 0;
+    for i in 0..5 {
+        let body = format!("record {i}");
+        let mut stored = false;
+        for (n, c) in endpoints.iter().enumerate() {
+            let put = c
+                .put_object()
+                .bucket("records")
+                .key(format!("r{i}"))
+                .body(aws_sdk_s3::primitives::ByteStream::from(body.clone().into_bytes()))
+                .send()
+                .await;
+            if put.is_ok() {
+                stored = true;
+                failovers += n;
+                break;
+            }
+        }
+        assert!(stored, "record {i} stored through one endpoint or the other");
+    }
+    assert_eq!(failovers, 5, "every write failed over from the dead endpoint");
+    for i in 0..5 {
+        let got = endpoints[1]
+            .get_object()
+            .bucket("records")
+            .key(format!("r{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes(),
+            format!("record {i}").as_bytes()
+        );
+    }
+}
