@@ -48,12 +48,16 @@ impl Decision {
         self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
     }
 
-    /// Takes out the rules at these positions of [`Decision::fired`] (ascending), which
-    /// turned out to inject nothing (a rate limit under its rate), and uncounts them.
-    pub fn forget(&mut self, positions: &[usize]) {
-        for &position in positions.iter().rev() {
-            let (index, _) = self.fired.remove(position);
+    /// Uncounts the rules at these positions of [`Decision::fired`] (ascending), which turned
+    /// out to inject nothing, and takes them out unless they still watch the response
+    /// (`(position, watching)`).
+    pub fn forget(&mut self, positions: &[(usize, bool)]) {
+        for &(position, watching) in positions.iter().rev() {
+            let index = self.fired[position].0;
             self.scenario.rules()[index].uncount_injection();
+            if !watching {
+                self.fired.remove(position);
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod rate_limit;
 pub mod request_bandwidth;
 pub mod request_timeout;
 pub mod reset;
+pub mod stale_reads;
 pub mod stall;
 pub mod truncate;
 
@@ -54,6 +55,7 @@ pub use rate_limit::RateLimit;
 pub use request_bandwidth::RequestBandwidth;
 pub use request_timeout::RequestTimeout;
 pub use reset::Reset;
+pub use stale_reads::StaleReads;
 pub use stall::Stall;
 pub use truncate::Truncate;
 
@@ -64,6 +66,9 @@ pub enum RequestAction {
     /// The fault looked at this request and let it be (a rate limit under its rate): nothing
     /// happens and nothing is logged as injected.
     Pass,
+    /// Nothing happens before the upstream, but the fault needs to see the response (it
+    /// watches what passes, as `stale_reads` does). Not logged or counted as an injection.
+    Observe,
     /// Wait this long first (delays add up across faults and rules).
     Delay(Duration),
     /// Answer the client with this response; the upstream is never contacted.
@@ -92,6 +97,24 @@ pub enum When {
     #[default]
     BeforeUpstream,
     AfterUpstream,
+}
+
+/// What a faulted request was about, kept past the request phase for the response phase.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub operation: crate::s3::Operation,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+}
+
+impl Target {
+    pub fn of(info: &RequestInfo<'_>) -> Target {
+        Target {
+            operation: info.operation,
+            bucket: info.bucket.as_deref().map(str::to_owned),
+            key: info.key.as_deref().map(str::to_owned),
+        }
+    }
 }
 
 /// The request a fault acts on, and its share of randomness.
@@ -131,6 +154,20 @@ pub trait Fault: Send + Sync + fmt::Debug {
         body
     }
 
+    /// The response phase with the whole picture, for faults that need the request's target
+    /// and the upstream's status and headers (which they may change). The default hands the
+    /// body to [`Fault::on_response_body`].
+    fn on_response(
+        &self,
+        _target: &Target,
+        _parts: &mut http::response::Parts,
+        body: ProxyBody,
+        conn: &std::sync::Arc<ConnControl>,
+        draw: Draw,
+    ) -> ProxyBody {
+        self.on_response_body(body, conn, draw)
+    }
+
     /// A one-line description for logs, e.g. `latency 250ms` or `error SlowDown (503)`.
     fn describe(&self) -> String;
 }
@@ -152,6 +189,7 @@ pub enum FaultSpec {
     RequestBandwidth(RequestBandwidth),
     RequestTimeout(RequestTimeout),
     RateLimit(std::sync::Arc<RateLimit>),
+    StaleReads(std::sync::Arc<StaleReads>),
 }
 
 impl FaultSpec {
@@ -171,6 +209,7 @@ impl FaultSpec {
             FaultSpec::RequestBandwidth(f) => f,
             FaultSpec::RequestTimeout(f) => f,
             FaultSpec::RateLimit(f) => f.as_ref(),
+            FaultSpec::StaleReads(f) => f.as_ref(),
         }
     }
 }
@@ -231,6 +270,7 @@ const FAULT_KINDS: &[&str] = &[
     "request_bandwidth",
     "request_timeout",
     "rate_limit",
+    "stale_reads",
 ];
 
 impl<'de> Deserialize<'de> for FaultList {
@@ -277,6 +317,7 @@ impl<'de> Deserialize<'de> for FaultList {
                         "stall" => FaultSpec::Stall(map.next_value()?),
                         "request_bandwidth" => FaultSpec::RequestBandwidth(map.next_value()?),
                         "rate_limit" => FaultSpec::RateLimit(std::sync::Arc::new(map.next_value()?)),
+                        "stale_reads" => FaultSpec::StaleReads(std::sync::Arc::new(map.next_value()?)),
                         "request_timeout" => {
                             map.next_value::<de::IgnoredAny>()?;
                             FaultSpec::RequestTimeout(RequestTimeout)

@@ -12,7 +12,7 @@ use super::body::{self, BoxError, InjectedFault, ProxyBody};
 use super::conn::ConnControl;
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use crate::engine::Decision;
-use crate::faults::{FaultCtx, RequestAction};
+use crate::faults::{FaultCtx, RequestAction, Target};
 use crate::s3::{RequestInfo, S3ErrorResponse};
 use crate::scenario::timeline::DrillState;
 use crate::telemetry::{FaultEvent, RequestEvent};
@@ -52,7 +52,8 @@ pub(super) async fn handle(
         }
         decision = Some(d);
     }
-    let result = respond(&shared, &conn, req, decision, delay, ending).await;
+    let target = decision.as_ref().map(|_| Target::of(&info));
+    let result = respond(&shared, &conn, req, decision, target, delay, ending).await;
 
     let status = result.as_ref().ok().map(|r| r.status().as_u16());
     shared.metrics.request(operation, status);
@@ -73,6 +74,7 @@ async fn respond(
     conn: &Arc<ConnControl>,
     req: Request<Incoming>,
     decision: Option<Decision>,
+    target: Option<Target>,
     delay: Duration,
     ending: Option<Ending>,
 ) -> Result<Response<ProxyBody>, BoxError> {
@@ -155,10 +157,10 @@ async fn respond(
     // Phase 5: response body faults.
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(decision) = decision {
+    if let (Some(decision), Some(target)) = (decision, target) {
         for (rule, draw) in decision.fired() {
             for fault in rule.faults().iter() {
-                body = fault.on_response_body(body, conn, draw.clone());
+                body = fault.on_response(&target, &mut parts, body, conn, draw.clone());
             }
         }
         // The request counts among the active faults until its body is done.
@@ -227,7 +229,8 @@ impl LogEntry {
 /// fault.
 ///
 /// A rule all of whose faults let the request be (a rate limit under its rate) did not
-/// inject anything: it is taken out of the decision and its injection uncounted.
+/// inject anything: its injection is uncounted, and it is taken out of the decision unless
+/// one of its faults is watching for the response.
 fn request_phase(shared: &Shared, decision: &mut Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
     let mut passed = Vec::new();
     let result = run_request_faults(shared, decision, info, &mut passed);
@@ -239,17 +242,21 @@ fn run_request_faults(
     shared: &Shared,
     decision: &Decision,
     info: &RequestInfo<'_>,
-    passed: &mut Vec<usize>,
+    passed: &mut Vec<(usize, bool)>,
 ) -> (Duration, Option<Ending>) {
     let mut delay = Duration::ZERO;
     for (position, (rule, draw)) in decision.fired().enumerate() {
-        let mut acted = false;
+        let (mut acted, mut observing) = (false, false);
         for fault in rule.faults().iter() {
             let ending = match fault.on_request(&FaultCtx {
                 request: info,
                 draw: draw.clone(),
             }) {
                 RequestAction::Pass => continue,
+                RequestAction::Observe => {
+                    observing = true;
+                    continue;
+                }
                 RequestAction::Continue => None,
                 RequestAction::Delay(d) => {
                     delay += d;
@@ -297,7 +304,8 @@ fn run_request_faults(
             }
         }
         if !acted {
-            passed.push(position);
+            // Uncounted either way; kept for the response phase when a fault is watching.
+            passed.push((position, observing));
         }
     }
     (delay, None)

@@ -605,3 +605,67 @@ async fn error_in_a_200_body_is_caught_by_the_sdk_and_retried() {
     let stored = h.direct().get_object().bucket("mpu").key("big").send().await.unwrap();
     assert_eq!(stored.body.collect().await.unwrap().into_bytes(), random_bytes(1000, 9));
 }
+
+/// `stale_reads`: for the window after a write through the proxy, reads see the previous
+/// state (the old object, or NoSuchKey for a new key) and listings omit new keys and keep
+/// deleted ones; afterwards everything is current.
+#[tokio::test]
+async fn stale_reads_show_the_previous_state_for_the_window() {
+    let h = Harness::start(
+        "name: eventual\nrules:\n  - {name: ec, match: {bucket: eventual}, fault: {stale_reads: {for: 1s}}}\n",
+    )
+    .await;
+    seed_object(&h, "eventual", "old", 100).await;
+    let c = h.single_attempt_client(None);
+    let read = |key: &'static str| {
+        let c = c.clone();
+        async move {
+            match c.get_object().bucket("eventual").key(key).send().await {
+                Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+                Err(e) => Err(e.code().unwrap_or("?").to_owned()),
+            }
+        }
+    };
+    let list = || {
+        let c = c.clone();
+        async move {
+            let out = c.list_objects_v2().bucket("eventual").send().await.unwrap();
+            assert_eq!(
+                out.key_count(),
+                Some(out.contents().len() as i32),
+                "KeyCount follows the entries"
+            );
+            out.contents()
+                .iter()
+                .map(|o| o.key().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let v1 = read("old").await.unwrap();
+    let put = |key: &'static str, body: &'static [u8]| {
+        c.put_object()
+            .bucket("eventual")
+            .key(key)
+            .body(ByteStream::from_static(body))
+            .send()
+    };
+    put("old", b"version 2").await.unwrap();
+    assert_eq!(read("old").await, Ok(v1.clone()), "the previous version, while stale");
+    put("new", b"brand new").await.unwrap();
+    assert_eq!(
+        read("new").await,
+        Err("NoSuchKey".into()),
+        "a new key is not visible yet"
+    );
+    assert_eq!(list().await, ["old"], "the listing lags too");
+    c.delete_object().bucket("eventual").key("old").send().await.unwrap();
+    assert_eq!(read("old").await, Ok(v1), "a deleted key still reads");
+    assert_eq!(list().await, ["old"], "and still lists");
+    let direct = h.direct().list_objects_v2().bucket("eventual").send().await.unwrap();
+    assert_eq!(direct.contents().len(), 1, "upstream has only `new` now");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(read("new").await, Ok(b"brand new".to_vec()));
+    assert_eq!(read("old").await, Err("NoSuchKey".into()));
+    assert_eq!(list().await, ["new"], "consistent after the window");
+}

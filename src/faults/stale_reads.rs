@@ -1,0 +1,415 @@
+//! `stale_reads`: eventual consistency. For `for:` after a PUT, COPY, multipart completion or
+//! DELETE of a key through the proxy, GETs and HEADs of that key see its previous state (the
+//! previous object, or `404 NoSuchKey` if it did not exist), and listings of its bucket omit
+//! a new key and keep a deleted one. This is S3 before December 2020 (and every
+//! cross-region replica's lag today): the bug it finds is an app that writes then reads, or
+//! lists, and trusts what it sees.
+//!
+//! Limits, by design: the previous version is known only if a GET through s3chaos saw it
+//! (objects up to `max_object_size` are kept, at most `max_keys` of them, oldest dropped
+//! first); a key whose previous state is unknown reads as absent. The rule must match the
+//! writes, the reads and the listings of the bucket (leave its probability at 1).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+
+use super::{Fault, FaultCtx, RequestAction, Target};
+use crate::engine::Draw;
+use crate::proxy::body::{BoxError, ProxyBody, full};
+use crate::proxy::conn::ConnControl;
+use crate::s3::{Operation, S3ErrorResponse};
+use crate::scenario::values::{ByteSize, DurationValue};
+
+/// Larger listings (S3 pages hold at most 1,000 keys, far below) end in an error.
+const MAX_LIST_BODY: usize = 8 << 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaleReadsFile {
+    #[serde(rename = "for")]
+    window: DurationValue,
+    #[serde(default = "default_max_object")]
+    max_object_size: ByteSize,
+    #[serde(default = "default_max_keys")]
+    max_keys: usize,
+}
+
+fn default_max_object() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+fn default_max_keys() -> usize {
+    10_000
+}
+
+pub struct StaleReads {
+    window: Duration,
+    max_object: u64,
+    memory: Arc<Memory>,
+}
+
+/// What the fault has seen, shared with the GET bodies it is recording.
+struct Memory {
+    max_keys: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// (bucket, key) → when it last changed through the proxy, and what it was before.
+    changes: HashMap<(String, String), Change>,
+    /// The last version of each key a GET showed, for serving it while stale.
+    cache: HashMap<(String, String), Arc<Version>>,
+    /// Insertion order of `cache`, for dropping the oldest.
+    order: VecDeque<(String, String)>,
+}
+
+struct Change {
+    at: Instant,
+    /// `None`: absent (or unknown) before the change.
+    previous: Option<Arc<Version>>,
+    deleted: bool,
+}
+
+/// An object as a GET saw it.
+struct Version {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl fmt::Debug for StaleReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaleReads")
+            .field("window", &self.window)
+            .field("max_object", &self.max_object)
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for StaleReads {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = StaleReadsFile::deserialize(d)?;
+        if f.window.0.is_zero() {
+            return Err(serde::de::Error::custom("stale_reads needs `for:` longer than zero"));
+        }
+        Ok(StaleReads {
+            window: f.window.0,
+            max_object: f.max_object_size.0,
+            memory: Arc::new(Memory {
+                max_keys: f.max_keys.max(1),
+                state: Mutex::new(State::default()),
+            }),
+        })
+    }
+}
+
+fn is_write(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::PutObject | Operation::CopyObject | Operation::CompleteMultipartUpload | Operation::DeleteObject
+    )
+}
+
+impl Memory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, id: (String, String), version: Version) {
+        let mut state = self.lock();
+        if state.cache.insert(id.clone(), Arc::new(version)).is_none() {
+            state.order.push_back(id);
+        }
+        while state.cache.len() > self.max_keys {
+            let Some(oldest) = state.order.pop_front() else { break };
+            state.cache.remove(&oldest);
+        }
+    }
+}
+
+impl StaleReads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.memory.lock()
+    }
+
+    /// The change of `id` still inside the window, forgetting expired ones on the way.
+    fn fresh_change<'s>(&self, state: &'s mut State, id: &(String, String)) -> Option<&'s Change> {
+        let expired = state.changes.get(id).is_some_and(|c| c.at.elapsed() >= self.window);
+        if expired {
+            state.changes.remove(id);
+        }
+        state.changes.get(id)
+    }
+}
+
+impl Fault for StaleReads {
+    fn kind(&self) -> &'static str {
+        "stale_reads"
+    }
+
+    fn is_terminal(&self) -> bool {
+        false
+    }
+
+    fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
+        let req = ctx.request;
+        if !matches!(req.operation, Operation::GetObject | Operation::HeadObject) {
+            return RequestAction::Observe;
+        }
+        let (Some(bucket), Some(key)) = (req.bucket.as_deref(), req.key.as_deref()) else {
+            return RequestAction::Observe;
+        };
+        let id = (bucket.to_owned(), key.to_owned());
+        let mut state = self.lock();
+        let Some(change) = self.fresh_change(&mut state, &id) else {
+            return RequestAction::Observe;
+        };
+        let response = match &change.previous {
+            None => super::error::answer(&S3ErrorResponse::standard("NoSuchKey"), req.method, req.path),
+            Some(version) => {
+                let body = if req.operation == Operation::HeadObject {
+                    Bytes::new()
+                } else {
+                    version.body.clone()
+                };
+                let mut response = Response::new(full(body));
+                *response.headers_mut() = version.headers.clone();
+                response
+            }
+        };
+        RequestAction::Respond(response)
+    }
+
+    fn on_response(
+        &self,
+        target: &Target,
+        parts: &mut http::response::Parts,
+        body: ProxyBody,
+        _conn: &Arc<ConnControl>,
+        _draw: Draw,
+    ) -> ProxyBody {
+        let Some(bucket) = target.bucket.clone() else {
+            return body;
+        };
+        if !parts.status.is_success() {
+            return body;
+        }
+        match (target.operation, target.key.clone()) {
+            (op, Some(key)) if is_write(op) => {
+                let id = (bucket, key);
+                let mut state = self.lock();
+                let previous = state.cache.get(&id).cloned();
+                state.changes.insert(
+                    id,
+                    Change {
+                        at: Instant::now(),
+                        previous,
+                        deleted: op == Operation::DeleteObject,
+                    },
+                );
+                if state.changes.len() > self.memory.max_keys.saturating_mul(4) {
+                    let window = self.window;
+                    state.changes.retain(|_, c| c.at.elapsed() < window);
+                }
+                body
+            }
+            (Operation::GetObject, Some(key)) if parts.status == StatusCode::OK => {
+                let small = body.size_hint().upper().is_some_and(|n| n <= self.max_object);
+                if !small {
+                    return body;
+                }
+                ProxyBody::new(Recording {
+                    inner: body,
+                    seen: BytesMut::new(),
+                    headers: Some(parts.headers.clone()),
+                    id: Some((bucket, key)),
+                    memory: self.memory.clone(),
+                })
+            }
+            (Operation::ListObjects | Operation::ListObjectsV2, _) => {
+                let window = self.window;
+                let edits: Vec<(String, Option<Arc<Version>>, bool)> = {
+                    let state = self.lock();
+                    state
+                        .changes
+                        .iter()
+                        .filter(|((b, _), c)| *b == bucket && c.at.elapsed() < window)
+                        .map(|((_, k), c)| (k.clone(), c.previous.clone(), c.deleted))
+                        .collect()
+                };
+                if edits.is_empty() {
+                    return body;
+                }
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                rewrite_listing(body, edits)
+            }
+            _ => body,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("stale_reads for {}", humantime::format_duration(self.window))
+    }
+}
+
+/// A GET's body on its way to the client, copied into the cache when it ends whole.
+struct Recording {
+    inner: ProxyBody,
+    seen: BytesMut,
+    headers: Option<HeaderMap>,
+    id: Option<(String, String)>,
+    memory: Arc<Memory>,
+}
+
+impl Body for Recording {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    this.seen.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) => this.id = None,
+            None => {}
+        }
+        // hyper stops polling once the body says it has ended, so look for the end here
+        // rather than waiting for a last `None`.
+        if (frame.is_none() || this.inner.is_end_stream())
+            && let (Some(headers), Some(id)) = (this.headers.take(), this.id.take())
+        {
+            let body = std::mem::take(&mut this.seen).freeze();
+            this.memory.remember(id, Version { headers, body });
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads a listing whole (it is small) and edits it: keys written within the window that did
+/// not exist before are left out; keys deleted within the window whose last version is known
+/// are put back.
+fn rewrite_listing(body: ProxyBody, edits: Vec<(String, Option<Arc<Version>>, bool)>) -> ProxyBody {
+    let edited = async move {
+        let mut body = body;
+        let mut xml = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                xml.extend_from_slice(data);
+                if xml.len() > MAX_LIST_BODY {
+                    return Err(BoxError::from("a listing too large to edit for stale_reads"));
+                }
+            }
+        }
+        let edited = edit_listing(&String::from_utf8_lossy(&xml), &edits);
+        Ok(Frame::data(Bytes::from(edited)))
+    };
+    ProxyBody::new(http_body_util::StreamBody::new(futures_util::stream::once(edited)))
+}
+
+/// The listing XML with entries left out and put back, in key order, `KeyCount` adjusted.
+fn edit_listing(xml: &str, edits: &[(String, Option<Arc<Version>>, bool)]) -> String {
+    const OPEN: &str = "<Contents>";
+    const CLOSE: &str = "</Contents>";
+    // Take every <Contents> block out, remembering where the first one stood.
+    let mut out = String::with_capacity(xml.len());
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut insert_at = None;
+    let mut rest = xml;
+    while let Some(start) = rest.find(OPEN) {
+        let Some(len) = rest[start..].find(CLOSE).map(|e| e + CLOSE.len()) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        insert_at.get_or_insert(out.len());
+        let block = &rest[start..start + len];
+        let key = between(block, "<Key>", "</Key>").unwrap_or_default();
+        let key = quick_xml::escape::unescape(&key).map(|k| k.into_owned()).unwrap_or(key);
+        entries.push((key, block.to_owned()));
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    let Some(insert_at) = insert_at
+        .or_else(|| out.find("<CommonPrefixes>"))
+        .or_else(|| out.rfind("</ListBucketResult>"))
+    else {
+        return xml.to_owned();
+    };
+    let before = entries.len();
+    // New keys (absent before their write) are not visible yet.
+    entries.retain(|(key, _)| {
+        !edits
+            .iter()
+            .any(|(k, previous, deleted)| k == key && previous.is_none() && !deleted)
+    });
+    let removed = before - entries.len();
+    let added = merge(&mut entries, edits);
+    let blocks: String = entries.into_iter().map(|(_, block)| block).collect();
+    out.insert_str(insert_at, &blocks);
+    adjust_key_count(&out, added as i64 - removed as i64)
+}
+
+/// Puts back the deleted keys whose last version is known; keeps key order. Returns how many.
+fn merge(entries: &mut Vec<(String, String)>, edits: &[(String, Option<Arc<Version>>, bool)]) -> usize {
+    let mut added = 0;
+    for (key, previous, deleted) in edits {
+        let (true, Some(version)) = (*deleted, previous) else {
+            continue;
+        };
+        if entries.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let header = |name: &str| version.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let block = format!(
+            "<Contents><Key>{}</Key><LastModified>{}</LastModified><ETag>{}</ETag><Size>{}</Size><StorageClass>STANDARD</StorageClass></Contents>",
+            quick_xml::escape::escape(key.as_str()),
+            httpdate::parse_http_date(header("last-modified"))
+                .map(|t| humantime::format_rfc3339_millis(t).to_string())
+                .unwrap_or_default(),
+            quick_xml::escape::escape(header("etag")),
+            version.body.len()
+        );
+        entries.push((key.clone(), block));
+        added += 1;
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    added
+}
+
+fn adjust_key_count(xml: &str, delta: i64) -> String {
+    let Some(count) = between(xml, "<KeyCount>", "</KeyCount>").and_then(|c| c.parse::<i64>().ok()) else {
+        return xml.to_owned();
+    };
+    xml.replacen(
+        &format!("<KeyCount>{count}</KeyCount>"),
+        &format!("<KeyCount>{}</KeyCount>", (count + delta).max(0)),
+        1,
+    )
+}
+
+fn between(s: &str, open: &str, close: &str) -> Option<String> {
+    let start = s.find(open)? + open.len();
+    let end = s[start..].find(close)? + start;
+    Some(s[start..end].to_owned())
+}
