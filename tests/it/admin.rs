@@ -17,7 +17,7 @@ const SCENARIO: &str =
     "name: admin-test\nrules:\n  - {name: file-rule, match: {bucket: elsewhere}, fault: {error: InternalError}}\n";
 
 /// One call: status and body (JSON when it parses, else a JSON string).
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+pub async fn call(addr: SocketAddr, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = http::Request::builder()
         .method(method)

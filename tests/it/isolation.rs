@@ -133,3 +133,35 @@ async fn a_request_can_ask_for_its_own_fault_when_allowed() {
         "off unless --allow-header-faults"
     );
 }
+
+/// A CI job adds and removes rules for its own scope through the admin API.
+#[tokio::test]
+async fn the_admin_api_adds_rules_per_scope() {
+    let h = Harness::start("name: shared\n").await;
+    seed_object(&h, "shared", "k", 10).await;
+    let (admin, _) = h.admin("name: shared\n", None).await;
+    let (status, added) = crate::admin::call(
+        admin,
+        "POST",
+        "/rules",
+        r#"{"name": "mine", "scope": "job-7", "fault": {"error": "SlowDown"}}"#,
+        None,
+    )
+    .await;
+    assert_eq!((status, added["added"].as_str()), (201, Some("api/mine")));
+    assert_eq!(
+        get_with(&h, Some(("x-s3chaos-scope", "job-7"))).await,
+        Err("SlowDown".into())
+    );
+    assert_eq!(
+        get_with(&h, Some(("x-s3chaos-scope", "job-8"))).await,
+        Ok(()),
+        "another job"
+    );
+    assert_eq!(get_with(&h, None).await, Ok(()), "unscoped traffic");
+    assert_eq!(
+        crate::admin::call(admin, "DELETE", "/rules/api/mine", "", None).await.0,
+        200
+    );
+    assert_eq!(get_with(&h, Some(("x-s3chaos-scope", "job-7"))).await, Ok(()));
+}
