@@ -22,6 +22,7 @@
 //!   Markdown).
 //! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
 //! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
+//! - [`library`] — the scenario library of `scenarios/`, built into the binary.
 //! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
 //! - [`timer`] — a sub-millisecond timer for latency faults.
 
