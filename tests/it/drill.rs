@@ -305,8 +305,8 @@ async fn phases_refuse_then_close_connections_then_accept_again() {
 name: unreachable
 phases:
   - {name: open, duration: 1s}
-  - {name: refused, duration: 1s, refuse_connections: true}
-  - {name: closed, duration: 1s, close_connections: true}
+  - {name: refused, duration: 1500ms, refuse_connections: true}
+  - {name: closed, duration: 1500ms, close_connections: true}
   - {name: back, duration: 2s}
 "#;
     let h = Harness::start(PHASES).await;
