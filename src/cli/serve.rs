@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// plays "us-east-1 is down, us-west-2 is fine" for an app that fails over.
     #[arg(long = "route", value_parser = parse_route)]
     pub routes: Vec<Route>,
+    /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to this
+    /// long, then exit (held blackholes are released).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
     /// Let a request ask for its own fault with an `x-s3chaos-fault` header (an S3 error
     /// code, `reset`, `blackhole`, or a scenario `fault:` value such as `{latency: 2s}`).
     #[arg(long)]
@@ -149,6 +153,17 @@ pub struct Started {
 }
 
 impl Started {
+    /// Stops accepting on every listener and waits up to `grace` for the connections in
+    /// flight to finish; returns how many were still open.
+    pub fn drain(&self, grace: Duration) -> usize {
+        let deadline = std::time::Instant::now() + grace;
+        let mut left = self.handle.drain(grace);
+        for (_, route) in &self.routes {
+            left += route.drain(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+        left
+    }
+
     pub fn stop(self) {
         for task in &self.tasks {
             task.abort();
@@ -383,6 +398,20 @@ async fn start_route(
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = start(&args).await?;
     serve_signals(&started.engine, started.reload_now.clone()).await?;
+    let grace = args.shutdown_grace;
+    tracing::info!(
+        "no longer accepting; letting requests in flight finish (up to {})",
+        humantime::format_duration(grace)
+    );
+    let left = tokio::task::block_in_place(|| started.drain(grace));
+    if left == 0 {
+        tracing::info!("drained: every request in flight finished");
+    } else {
+        tracing::warn!(
+            open = left,
+            "the shutdown grace ran out; closing the connections still open"
+        );
+    }
     started.stop();
     Ok(())
 }

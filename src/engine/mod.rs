@@ -48,6 +48,11 @@ impl Decision {
         self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
     }
 
+    /// Whether no rule is left in the decision (all of them let the request be).
+    pub fn is_empty(&self) -> bool {
+        self.fired.is_empty()
+    }
+
     /// Uncounts the rules at these positions of [`Decision::fired`] (ascending), which turned
     /// out to inject nothing, and takes them out unless they still watch the response
     /// (`(position, watching)`).
@@ -346,6 +351,10 @@ impl Engine {
             }
         };
         let draw = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO)?;
+        if self.options.dry_run {
+            tracing::info!(target: "s3chaos::fault", header = asked, operation = %req.operation, "dry run: would inject the fault the request asked for");
+            return None;
+        }
         tracing::debug!(operation = %req.operation, header = asked, "fault asked for by the request");
         Some(Decision {
             scenario: Arc::new(scenario),

@@ -50,7 +50,8 @@ pub(super) async fn handle(
         if let Some(entry) = &mut entry {
             entry.fired(&d);
         }
-        decision = Some(d);
+        // Every rule let the request be (a rate limit under its rate): it is unfaulted.
+        decision = (!d.is_empty()).then_some(d);
     }
     let target = decision.as_ref().map(|_| Target::of(&info));
     let result = respond(&shared, &conn, req, decision, target, delay, ending).await;

@@ -72,6 +72,10 @@ pub struct ProxyHandle {
     addr: SocketAddr,
     held: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
+    /// Turned on by [`ProxyHandle::drain`]: stop accepting, finish what is in flight.
+    draining: watch::Sender<bool>,
+    /// Client connections being served (not counting held blackholes).
+    open: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -88,6 +92,22 @@ impl ProxyHandle {
     /// The live count behind [`ProxyHandle::blackholed_connections`], for the admin API.
     pub fn blackholed_counter(&self) -> Arc<AtomicUsize> {
         self.held.clone()
+    }
+
+    /// Graceful stop, first half: the listener closes (new connections are refused), idle
+    /// keep-alive connections are closed, requests in flight run to their end. Waits until no
+    /// client connection is left or `grace` has passed; returns how many were still open.
+    /// Blackholed connections are not waited for: [`ProxyHandle::shutdown`] releases them.
+    pub fn drain(&self, grace: std::time::Duration) -> usize {
+        let _ = self.draining.send(true);
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let open = self.open.load(Ordering::SeqCst);
+            if open == 0 || std::time::Instant::now() >= deadline {
+                return open;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Stops the workers and waits for their threads to end.
@@ -140,6 +160,8 @@ impl Proxy {
         let (stop, stopped) = watch::channel(false);
         let held = Arc::new(AtomicUsize::new(0));
         let (close_tx, close_rx) = watch::channel(0u64);
+        let (draining, draining_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -155,7 +177,16 @@ impl Proxy {
             let thread = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
                 stopped.clone(),
-                serve_worker(shared, rx, held.clone(), close_rx.clone()),
+                serve_worker(
+                    shared,
+                    rx,
+                    Lifecycle {
+                        held: held.clone(),
+                        open: open.clone(),
+                        close_all: close_rx.clone(),
+                        draining: draining_rx.clone(),
+                    },
+                ),
             )?;
             threads.push(thread);
         }
@@ -163,12 +194,20 @@ impl Proxy {
         threads.push(spawn_runtime_thread(
             "s3chaos-acceptor".into(),
             stopped,
-            accept_loop(self.listener, senders, self.shared.engine.clone(), close_tx),
+            accept_loop(
+                self.listener,
+                senders,
+                self.shared.engine.clone(),
+                close_tx,
+                draining_rx,
+            ),
         )?);
         Ok(ProxyHandle {
             addr,
             held,
             stop,
+            draining,
+            open,
             workers: threads,
         })
     }
@@ -203,6 +242,7 @@ async fn accept_loop(
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     engine: Arc<Engine>,
     close_all: watch::Sender<u64>,
+    mut draining: watch::Receiver<bool>,
 ) {
     let addr = match listener.local_addr() {
         Ok(a) => a,
@@ -223,6 +263,13 @@ async fn accept_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = 0;
     loop {
+        if *draining.borrow() {
+            // Close the listener, but keep the workers' channels open: their connections are
+            // finishing.
+            drop(listener);
+            std::future::pending::<()>().await;
+            return;
+        }
         let now = engine.connections();
         if now != policy {
             match now {
@@ -248,10 +295,14 @@ async fn accept_loop(
             policy = now;
         }
         let Some(open) = &listener else {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = draining.changed() => {}
+            }
             continue;
         };
         tokio::select! {
+            _ = draining.changed() => {}
             accepted = open.accept() => match accepted {
                 Ok((socket, _)) => {
                     let Ok(socket) = socket.into_std() else {
@@ -289,12 +340,29 @@ fn rebind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
 }
 
 /// One worker: serves every connection it is handed until the channel closes.
+/// What a worker's connections share with the proxy's lifecycle.
+struct Lifecycle {
+    /// The proxy's count of connections held by blackholes.
+    held: Arc<AtomicUsize>,
+    /// The proxy's count of client connections being served.
+    open: Arc<AtomicUsize>,
+    /// Bumped by a phase with `close_connections`.
+    close_all: watch::Receiver<u64>,
+    /// Turned on by a graceful stop.
+    draining: watch::Receiver<bool>,
+}
+
 async fn serve_worker(
     shared: Arc<Shared>,
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
-    held: Arc<AtomicUsize>,
-    close_all: watch::Receiver<u64>,
+    lifecycle: Lifecycle,
 ) {
+    let Lifecycle {
+        held,
+        open,
+        close_all,
+        draining,
+    } = lifecycle;
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     while let Some(socket) = connections.recv().await {
@@ -312,15 +380,26 @@ async fn serve_worker(
         metrics.connection_opened();
         let mut closed = close_all.clone();
         closed.mark_unchanged();
+        let mut drain = draining.clone();
+        let open = open.clone();
+        open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(?peer, error = %e, "client connection ended with an error");
-                },
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                result = conn.as_mut() => Some(result),
                 // A phase with `close_connections`: dropping the connection closes the socket.
-                _ = closed.changed() => {}
+                _ = closed.changed() => None,
+                // A graceful stop: close when idle, finish the request in flight.
+                _ = async { drain.wait_for(|d| *d).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    Some(conn.as_mut().await)
+                }
+            };
+            if let Some(Err(e)) = ended {
+                tracing::debug!(?peer, error = %e, "client connection ended with an error");
             }
             metrics.connection_closed();
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

@@ -707,3 +707,37 @@ async fn an_app_fails_over_from_a_dead_listener_to_a_live_route() {
         );
     }
 }
+
+/// SIGTERM: the listener closes at once, the request in flight (held by a 1.5 s latency)
+/// still gets its answer, then the process exits 0.
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::in_dir(
+        &dir,
+        Some("name: slow\nrules:\n  - {name: slow, match: {bucket: slow}, fault: {latency: 1500ms}}\n"),
+        &["--shutdown-grace", "10s"],
+    );
+    let mut in_flight = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    in_flight
+        .write_all(b"HEAD /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.signal("TERM");
+    running.wait_for("no longer accepting");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::net::TcpStream::connect(running.addr).await;
+    assert!(refused.is_err(), "new connections are refused while draining");
+    let mut answer = vec![0u8; 1024];
+    let n = in_flight.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 403"),
+        "the request in flight got the store's answer: {}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    running.wait_for("drained: every request in flight finished");
+    let exit = running.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
