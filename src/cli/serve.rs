@@ -13,7 +13,7 @@ use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
 use s3chaos::engine::{Engine, EngineOptions};
-use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
+use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, UpstreamOptions};
 use s3chaos::reload::Reloader;
 use s3chaos::s3::Classifier;
 use s3chaos::scenario::Scenario;
@@ -78,6 +78,19 @@ pub struct RunArgs {
     /// plays "us-east-1 is down, us-west-2 is fine" for an app that fails over.
     #[arg(long = "route", value_parser = parse_route)]
     pub routes: Vec<Route>,
+    /// A client that has not sent a whole request head in this time is disconnected
+    /// (slowloris); keep-alive connections idle this long are closed too, as S3 closes idle
+    /// connections. `0s` turns it off.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// At most this many client connections per listener; more get `503 SlowDown` and are
+    /// closed (default: no limit beyond the file-descriptor limit).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Allow an upstream that looks like production AWS (`*.amazonaws.com`). Without it,
+    /// s3chaos refuses to start against one: a drill belongs in staging.
+    #[arg(long)]
+    pub i_know_this_is_production: bool,
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to this
     /// long, then exit (held blackholes are released).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -178,6 +191,28 @@ impl Started {
     }
 }
 
+fn serve_options(args: &RunArgs) -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
+        max_connections: args.max_connections,
+    }
+}
+
+/// Refuses an upstream on AWS unless `--i-know-this-is-production` says it is meant.
+fn check_not_production(url: &str, allowed: bool) -> anyhow::Result<()> {
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if !allowed && (host == "amazonaws.com" || host.ends_with(".amazonaws.com")) {
+        anyhow::bail!(
+            "the upstream {url} is AWS itself; s3chaos injects faults into every request it forwards. Add --i-know-this-is-production if that is what you mean"
+        );
+    }
+    Ok(())
+}
+
 /// Reads `--scenario`: a file, or `builtin:NAME`. Returns the text, its origin for error
 /// messages, and the file to watch (none for a built-in one).
 fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf>)> {
@@ -213,7 +248,10 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let telemetry = Arc::new(Telemetry::new(request_log));
 
     let (upstream_url, store) = match &args.upstream {
-        Some(url) => (url.clone(), None),
+        Some(url) => {
+            check_not_production(url, args.i_know_this_is_production)?;
+            (url.clone(), None)
+        }
         None => {
             let credentials = match (&args.access_key, &args.secret_key) {
                 (Some(a), Some(s)) => Credentials::Fixed {
@@ -257,7 +295,9 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let handle = proxy.start(workers).context("starting proxy workers")?;
+    let handle = proxy
+        .start_with(workers, serve_options(args))
+        .context("starting proxy workers")?;
     let watched = source.as_ref().and_then(|(_, _, path)| path.clone());
     let control = Arc::new(match source {
         Some((text, origin, _)) => Control::new(engine.clone(), text, origin),
@@ -371,6 +411,7 @@ async fn start_route(
         },
     ));
     let upstream_url = route.upstream.as_deref().unwrap_or(main_upstream);
+    check_not_production(upstream_url, args.i_know_this_is_production)?;
     let upstream = Upstream::new(upstream_url, options)?;
     let shared = Shared::new(
         engine.clone(),
@@ -382,7 +423,9 @@ async fn start_route(
         Proxy::bind(route.listen, shared).with_context(|| format!("route: cannot listen on {}", route.listen))?;
     let addr = proxy.local_addr();
     let workers = args.workers.unwrap_or(1).max(1);
-    let handle = proxy.start(workers).context("starting a route's workers")?;
+    let handle = proxy
+        .start_with(workers, serve_options(args))
+        .context("starting a route's workers")?;
     let control = Arc::new(match control_source {
         Some((text, origin)) => Control::new(engine.clone(), text, origin),
         None => Control::passthrough(engine.clone()),

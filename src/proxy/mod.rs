@@ -155,6 +155,11 @@ impl Proxy {
     /// cross-thread wake-ups or shared pool lock. A separate acceptor thread hands
     /// connections to the workers in turn.
     pub fn start(self, workers: usize) -> std::io::Result<ProxyHandle> {
+        self.start_with(workers, ServeOptions::default())
+    }
+
+    /// [`Proxy::start`] with limits that protect the proxy from its clients.
+    pub fn start_with(self, workers: usize, limits: ServeOptions) -> std::io::Result<ProxyHandle> {
         let addr = self.local_addr();
         let workers = workers.max(1);
         let (stop, stopped) = watch::channel(false);
@@ -185,6 +190,7 @@ impl Proxy {
                         open: open.clone(),
                         close_all: close_rx.clone(),
                         draining: draining_rx.clone(),
+                        header_read_timeout: limits.header_read_timeout,
                     },
                 ),
             )?;
@@ -200,6 +206,7 @@ impl Proxy {
                 self.shared.engine.clone(),
                 close_tx,
                 draining_rx,
+                (limits.max_connections, open.clone()),
             ),
         )?);
         Ok(ProxyHandle {
@@ -243,6 +250,7 @@ async fn accept_loop(
     engine: Arc<Engine>,
     close_all: watch::Sender<u64>,
     mut draining: watch::Receiver<bool>,
+    (max_connections, open_connections): (Option<usize>, Arc<AtomicUsize>),
 ) {
     let addr = match listener.local_addr() {
         Ok(a) => a,
@@ -305,6 +313,10 @@ async fn accept_loop(
             _ = draining.changed() => {}
             accepted = open.accept() => match accepted {
                 Ok((socket, _)) => {
+                    if max_connections.is_some_and(|max| open_connections.load(Ordering::SeqCst) >= max) {
+                        tokio::spawn(refuse_over_limit(socket));
+                        continue;
+                    }
                     let Ok(socket) = socket.into_std() else {
                         continue;
                     };
@@ -322,6 +334,23 @@ async fn accept_loop(
             _ = tick.tick() => {}
         }
     }
+}
+
+/// Answers a connection over `--max-connections` with S3's `503 SlowDown` (which SDKs retry
+/// with backoff) and closes it, so other clients are never stalled by the excess.
+async fn refuse_over_limit(socket: tokio::net::TcpStream) {
+    let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+        let error = crate::s3::S3ErrorResponse::standard("SlowDown");
+        let response = crate::faults::error::answer(&error, req.method(), req.uri().path());
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let mut http = http1::Builder::new();
+    http.keep_alive(false);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        http.serve_connection(TokioIo::new(socket), service),
+    )
+    .await;
 }
 
 /// Binds `addr` again after a phase that refused connections.
@@ -350,6 +379,26 @@ struct Lifecycle {
     close_all: watch::Receiver<u64>,
     /// Turned on by a graceful stop.
     draining: watch::Receiver<bool>,
+    header_read_timeout: Option<std::time::Duration>,
+}
+
+/// Limits that protect the proxy (and every other client) from a client.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// A client that has not sent a whole request head in this time is disconnected
+    /// (slowloris), and a keep-alive connection idle this long is closed. `None` turns it off.
+    pub header_read_timeout: Option<std::time::Duration>,
+    /// Connections beyond this many get `503 SlowDown` and are closed.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Some(std::time::Duration::from_secs(60)),
+            max_connections: None,
+        }
+    }
 }
 
 async fn serve_worker(
@@ -362,9 +411,12 @@ async fn serve_worker(
         open,
         close_all,
         draining,
+        header_read_timeout,
     } = lifecycle;
     let mut http = http1::Builder::new();
-    http.keep_alive(true);
+    http.keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     while let Some(socket) = connections.recv().await {
         let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
             continue;

@@ -741,3 +741,74 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     let exit = running.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The proxy never becomes the outage: past `--max-connections` a client gets S3's
+/// `503 SlowDown` and a close, a client that never finishes its request head is cut off
+/// after `--header-read-timeout`, and the others are served meanwhile.
+#[tokio::test]
+async fn connection_limits_protect_the_other_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::in_dir(
+        &dir,
+        None,
+        &["--max-connections", "2", "--header-read-timeout", "300ms"],
+    );
+    async fn ask(stream: &mut tokio::net::TcpStream) -> String {
+        stream
+            .write_all(b"HEAD /any HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    // A slowloris client: half a request line, then silence.
+    let mut slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    slow.write_all(b"GET /slo").await.unwrap();
+    let mut first = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    assert!(ask(&mut first).await.starts_with("HTTP/1.1 403"), "served");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let refused = ask(&mut over).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "over the limit: {refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("x-amz-request-id"),
+        "an S3 answer: {refused}"
+    );
+
+    // The slowloris client is cut off, which frees its place.
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(cut.is_ok(), "the slow client was disconnected");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut next = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    assert!(
+        ask(&mut next).await.starts_with("HTTP/1.1 403"),
+        "its place is free again"
+    );
+    // A keep-alive connection idle longer than the timeout is closed too, as S3 closes idle
+    // connections; clients open a new one.
+    assert_eq!(ask(&mut first).await, "", "the idle connection was closed");
+}
+
+#[test]
+fn refuses_to_run_against_production_aws_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--upstream",
+            "https://s3.us-east-1.amazonaws.com",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--i-know-this-is-production"), "{stderr}");
+}
