@@ -191,6 +191,24 @@ impl Started {
     }
 }
 
+fn engine_options(args: &RunArgs) -> EngineOptions {
+    EngineOptions {
+        dry_run: args.dry_run,
+        max_duration: args.max_duration,
+        time_scale: args.time_scale,
+        allow_header_faults: args.allow_header_faults,
+    }
+}
+
+/// The scenario `source` holds (text, origin), compiled; passthrough without one. The error
+/// already reads `file:line:column: problem`.
+fn compile(source: Option<&(String, String, Option<PathBuf>)>) -> anyhow::Result<Scenario> {
+    match source {
+        Some((text, origin, _)) => Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(Scenario::empty()),
+    }
+}
+
 fn serve_options(args: &RunArgs) -> ServeOptions {
     ServeOptions {
         header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
@@ -227,11 +245,7 @@ fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf
 
 pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let source = args.scenario.as_deref().map(scenario_source).transpose()?;
-    let scenario = match &source {
-        // The error already reads `file:line:column: problem`.
-        Some((text, origin, _)) => Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => Scenario::empty(),
-    };
+    let scenario = compile(source.as_ref())?;
     let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
         "off" => None,
         addr => Some(
@@ -275,15 +289,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
 
     let rules = scenario.rules().len();
     let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
-    let engine = Arc::new(Engine::with_options(
-        scenario,
-        EngineOptions {
-            dry_run: args.dry_run,
-            max_duration: args.max_duration,
-            time_scale: args.time_scale,
-            allow_header_faults: args.allow_header_faults,
-        },
-    ));
+    let engine = Arc::new(Engine::with_options(scenario, engine_options(args)));
     let shared = Shared::new(
         engine.clone(),
         upstream,
@@ -393,23 +399,9 @@ async fn start_route(
     options: &UpstreamOptions,
 ) -> anyhow::Result<(SocketAddr, ProxyHandle, Vec<JoinHandle<()>>)> {
     let source = route.scenario.as_deref().map(scenario_source).transpose()?;
-    let (scenario, control_source) = match &source {
-        Some((text, origin, _)) => (
-            Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}"))?,
-            Some((text.clone(), origin.clone())),
-        ),
-        None => (Scenario::empty(), None),
-    };
+    let scenario = compile(source.as_ref())?;
     let name = scenario.name().to_owned();
-    let engine = Arc::new(Engine::with_options(
-        scenario,
-        EngineOptions {
-            dry_run: args.dry_run,
-            max_duration: args.max_duration,
-            time_scale: args.time_scale,
-            allow_header_faults: args.allow_header_faults,
-        },
-    ));
+    let engine = Arc::new(Engine::with_options(scenario, engine_options(args)));
     let upstream_url = route.upstream.as_deref().unwrap_or(main_upstream);
     check_not_production(upstream_url, args.i_know_this_is_production)?;
     let upstream = Upstream::new(upstream_url, options)?;
@@ -426,8 +418,8 @@ async fn start_route(
     let handle = proxy
         .start_with(workers, serve_options(args))
         .context("starting a route's workers")?;
-    let control = Arc::new(match control_source {
-        Some((text, origin)) => Control::new(engine.clone(), text, origin),
+    let control = Arc::new(match &source {
+        Some((text, origin, _)) => Control::new(engine.clone(), text.clone(), origin.clone()),
         None => Control::passthrough(engine.clone()),
     });
     let mut tasks = vec![Supervisor::new(control.clone()).spawn()];
