@@ -13,17 +13,15 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::ConnControl;
 use crate::scenario::values::ByteSize;
 
+/// Read through [`ResetFile`], which checks that at most one cut point is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, try_from = "ResetFile")]
+#[serde(try_from = "ResetFile")]
 pub struct Reset {
     /// Response body bytes to let through before the RST; none means before the response.
-    #[serde(default)]
     after_bytes: Option<ByteSize>,
     /// Or: uploaded (request body) bytes to let through to the upstream before the RST.
-    #[serde(default)]
     after_request_bytes: Option<ByteSize>,
     /// Or: `after_upstream`, the RST comes once the upstream has done the request.
-    #[serde(default)]
     when: When,
 }
 

@@ -83,43 +83,9 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
         false,
     );
 
-    let _ = write!(
-        out,
-        "<h2>By operation</h2>\n<table><tr><th>operation</th><th>requests</th><th>failed</th><th>injected</th><th>retries</th><th>p50 ms</th><th>p99 ms</th></tr>\n"
-    );
-    for o in &r.operations {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{} ({:.1}%)</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-            escape(&o.operation),
-            o.requests,
-            o.errors,
-            o.error_percent(),
-            o.injected,
-            o.retries,
-            o.p50_ms,
-            o.p99_ms
-        );
-    }
-    out.push_str("</table>\n");
+    table(&mut out, "By operation", &r.operation_table());
     if !r.rules.is_empty() {
-        out.push_str(
-            "<h2>Faults by rule</h2>\n<table><tr><th>rule</th><th>requests faulted</th><th>clients recovered</th></tr>\n",
-        );
-        for o in &r.rules {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&o.rule),
-                o.faulted,
-                if o.recovered {
-                    "yes"
-                } else {
-                    "<span class=\"bad\">no</span>"
-                }
-            );
-        }
-        out.push_str("</table>\n");
+        table(&mut out, "Faults by rule", &r.rule_table());
     }
     out.push_str("</body></html>\n");
     out
@@ -231,4 +197,24 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+fn table(out: &mut String, title: &str, t: &super::Table) {
+    let _ = write!(out, "<h2>{}</h2>\n<table><tr>", escape(title));
+    for h in t.header {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr>\n");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for c in row {
+            if c.bad {
+                let _ = write!(out, "<td><span class=\"bad\">{}</span></td>", escape(&c.text));
+            } else {
+                let _ = write!(out, "<td>{}</td>", escape(&c.text));
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
 }

@@ -40,35 +40,9 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = writeln!(out, "- Phases: {}", phases.join(" → "));
     }
-    let _ = writeln!(
-        out,
-        "\n| operation | requests | failed | injected | retries | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|"
-    );
-    for o in &r.operations {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} ({:.1}%) | {} | {} | {:.1} | {:.1} |",
-            o.operation,
-            o.requests,
-            o.errors,
-            o.error_percent(),
-            o.injected,
-            o.retries,
-            o.p50_ms,
-            o.p99_ms
-        );
-    }
+    table(&mut out, &r.operation_table());
     if !r.rules.is_empty() {
-        let _ = writeln!(out, "\n| rule | requests faulted | clients recovered |\n|---|---:|---|");
-        for o in &r.rules {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                o.rule,
-                o.faulted,
-                if o.recovered { "yes" } else { "**no**" }
-            );
-        }
+        table(&mut out, &r.rule_table());
     }
     if r.skipped_lines > 0 {
         let _ = writeln!(
@@ -78,4 +52,26 @@ pub fn render(r: &Report) -> String {
         );
     }
     out
+}
+
+/// A Markdown table: the first column left-aligned, the others right-aligned.
+fn table(out: &mut String, t: &super::Table) {
+    let _ = writeln!(out, "\n| {} |", t.header.join(" | "));
+    let align: Vec<&str> = (0..t.header.len())
+        .map(|i| if i == 0 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "|{}|", align.join("|"));
+    for row in &t.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|c| {
+                if c.bad {
+                    format!("**{}**", c.text)
+                } else {
+                    c.text.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
 }

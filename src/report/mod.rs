@@ -271,7 +271,80 @@ impl OperationRow {
     }
 }
 
+/// A table as both report formats show it: a header row, then rows of cells (plain text;
+/// each format escapes and marks up on its own).
+pub struct Table {
+    pub header: &'static [&'static str],
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// One cell; `bad` ones are highlighted (a rule the clients did not recover from).
+pub struct Cell {
+    pub text: String,
+    pub bad: bool,
+}
+
+impl Cell {
+    fn plain(text: impl ToString) -> Cell {
+        Cell {
+            text: text.to_string(),
+            bad: false,
+        }
+    }
+}
+
 impl Report {
+    /// The per-operation table.
+    pub fn operation_table(&self) -> Table {
+        Table {
+            header: &[
+                "operation",
+                "requests",
+                "failed",
+                "injected",
+                "retries",
+                "p50 ms",
+                "p99 ms",
+            ],
+            rows: self
+                .operations
+                .iter()
+                .map(|o| {
+                    vec![
+                        Cell::plain(&o.operation),
+                        Cell::plain(o.requests),
+                        Cell::plain(format!("{} ({:.1}%)", o.errors, o.error_percent())),
+                        Cell::plain(o.injected),
+                        Cell::plain(o.retries),
+                        Cell::plain(format!("{:.1}", o.p50_ms)),
+                        Cell::plain(format!("{:.1}", o.p99_ms)),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    /// The per-rule table: what each rule faulted and whether the clients got over it.
+    pub fn rule_table(&self) -> Table {
+        Table {
+            header: &["rule", "requests faulted", "clients recovered"],
+            rows: self
+                .rules
+                .iter()
+                .map(|o| {
+                    vec![
+                        Cell::plain(&o.rule),
+                        Cell::plain(o.faulted),
+                        Cell {
+                            text: if o.recovered { "yes" } else { "no" }.into(),
+                            bad: !o.recovered,
+                        },
+                    ]
+                })
+                .collect(),
+        }
+    }
+
     pub fn html(&self) -> String {
         html::render(self)
     }
