@@ -81,7 +81,9 @@ impl Classifier {
             None => {
                 let rest = path.strip_prefix('/').unwrap_or(path);
                 match rest.split_once('/') {
-                    Some((bucket, key)) => (non_empty(bucket), non_empty(key)),
+                    // `//key` names no bucket, so no key either (found by tests/fuzz).
+                    Some(("", _)) => (None, None),
+                    Some((bucket, key)) => (Some(bucket), non_empty(key)),
                     None => (non_empty(rest), None),
                 }
             }

@@ -265,6 +265,7 @@ impl ApiRule {
     /// Validates one rule written as YAML or JSON (JSON is YAML); `default_name` names it if
     /// it has no name.
     pub fn parse(text: &str, origin: &str, default_name: String) -> Result<ApiRule, ScenarioError> {
+        super::limits::check(text, origin)?;
         let mut rule: RuleFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
         check_rule(&mut rule, default_name, false).map_err(|message| ScenarioError {
             origin: origin.to_owned(),
@@ -324,6 +325,7 @@ impl<'de> Deserialize<'de> for PhaseList {
 }
 
 pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
+    super::limits::check(text, origin)?;
     let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
     if file.repeat && file.phases.0.is_empty() {
         return Err(ScenarioError {

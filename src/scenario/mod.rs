@@ -7,9 +7,11 @@
 //! shared read-only by every request.
 
 mod file;
+mod limits;
 pub mod timeline;
 
 pub use file::{API_PREFIX, ApiRule};
+pub use limits::{MAX_FLOW_DEPTH, MAX_SCENARIO_BYTES};
 pub mod values;
 
 use std::fmt;
@@ -116,10 +118,30 @@ impl Scenario {
     /// Reads, validates and compiles a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let unreadable = |e: std::io::Error| ScenarioError {
             origin: origin.clone(),
             position: None,
             message: format!("cannot read the file: {e}"),
+        };
+        // Read one byte past the limit, not a whole mistaken multi-gigabyte file.
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_SCENARIO_BYTES as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(unreadable)?;
+        if bytes.len() > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError {
+                origin,
+                position: None,
+                message: format!("the file is larger than the limit of {MAX_SCENARIO_BYTES} bytes (1 MiB)"),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ScenarioError {
+            origin: origin.clone(),
+            position: None,
+            message: format!("the file is not UTF-8 text ({e})"),
         })?;
         Scenario::parse(&text, &origin)
     }
