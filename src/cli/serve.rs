@@ -53,7 +53,8 @@ pub struct RunArgs {
     /// Time allowed to connect to the upstream.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
-    /// Time allowed for the upstream to start answering a request.
+    /// Time allowed for the upstream to start answering once the request (body included)
+    /// has been sent; then it gets a 503 ServiceUnavailable.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
     /// Worker threads serving requests (default: one per CPU).

@@ -77,6 +77,8 @@ pub struct ProxyHandle {
     /// Client connections being served (not counting held blackholes).
     open: Arc<AtomicUsize>,
     workers: Vec<JoinHandle<()>>,
+    /// The workers' and the acceptor's runtimes, for counting their tasks.
+    runtimes: Vec<tokio::runtime::Handle>,
 }
 
 impl ProxyHandle {
@@ -108,6 +110,17 @@ impl ProxyHandle {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// Tasks alive in the proxy's runtimes: one per worker and the acceptor, one per open
+    /// client connection and its upstream connections. What the leak checks count.
+    pub fn alive_tasks(&self) -> usize {
+        self.runtimes.iter().map(|r| r.metrics().num_alive_tasks()).sum()
+    }
+
+    /// Client connections being served (held blackholes not counted).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Stops the workers and waits for their threads to end.
@@ -169,6 +182,7 @@ impl Proxy {
         let open = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
+        let mut runtimes = Vec::with_capacity(workers + 1);
         for index in 0..workers {
             let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
             senders.push(tx);
@@ -179,7 +193,7 @@ impl Proxy {
                 telemetry: self.shared.telemetry.clone(),
                 metrics: self.shared.telemetry.new_worker(),
             });
-            let thread = spawn_runtime_thread(
+            let (thread, runtime) = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
                 stopped.clone(),
                 serve_worker(
@@ -195,9 +209,10 @@ impl Proxy {
                 ),
             )?;
             threads.push(thread);
+            runtimes.push(runtime);
         }
         // The acceptor runs on its own small thread so that no worker is favoured.
-        threads.push(spawn_runtime_thread(
+        let (acceptor, runtime) = spawn_runtime_thread(
             "s3chaos-acceptor".into(),
             stopped,
             accept_loop(
@@ -208,7 +223,9 @@ impl Proxy {
                 draining_rx,
                 (limits.max_connections, open.clone()),
             ),
-        )?);
+        )?;
+        threads.push(acceptor);
+        runtimes.push(runtime);
         Ok(ProxyHandle {
             addr,
             held,
@@ -216,25 +233,32 @@ impl Proxy {
             draining,
             open,
             workers: threads,
+            runtimes,
         })
     }
 }
 
 /// Runs `work` on a new thread with its own single-threaded runtime, until it ends or `stop`
 /// turns true. Dropping the runtime then drops every task it still holds.
-fn spawn_runtime_thread<F>(name: String, mut stop: watch::Receiver<bool>, work: F) -> std::io::Result<JoinHandle<()>>
+fn spawn_runtime_thread<F>(
+    name: String,
+    mut stop: watch::Receiver<bool>,
+    work: F,
+) -> std::io::Result<(JoinHandle<()>, tokio::runtime::Handle)>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name(name).spawn(move || {
+    let handle = runtime.handle().clone();
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
         runtime.block_on(async move {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => {}
                 _ = work => {}
             }
         });
-    })
+    })?;
+    Ok((thread, handle))
 }
 
 /// How often the acceptor looks at the drill for `refuse_connections` / `close_connections`.

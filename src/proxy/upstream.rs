@@ -41,7 +41,7 @@ pub struct UpstreamOptions {
     /// Extra CA certificates (PEM) trusted for an `https://` upstream.
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
-    /// Time allowed from sending the request to receiving the response head.
+    /// Time allowed from the end of the request body to the response head.
     pub response_timeout: Duration,
 }
 
@@ -137,10 +137,76 @@ impl Upstream {
             let host = http::HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid header");
             req.headers_mut().insert(http::header::HOST, host);
         }
-        match tokio::time::timeout(self.response_timeout, self.pool.send(req)).await {
-            Ok(result) => result.map_err(UpstreamError::Failed),
-            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
+        // The timeout counts from the end of the request body: a 5 GiB upload over a slow
+        // link is not a stuck upstream. A request without a body starts it at once.
+        if http_body::Body::is_end_stream(req.body()) {
+            return match tokio::time::timeout(self.response_timeout, self.pool.send(req)).await {
+                Ok(result) => result.map_err(UpstreamError::Failed),
+                Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
+            };
         }
+        let sent = Arc::new(tokio::sync::Notify::new());
+        let req = req.map(|body| ProxyBody::new(SignalEnd::new(body, sent.clone())));
+        let deadline = async {
+            sent.notified().await;
+            tokio::time::sleep(self.response_timeout).await;
+        };
+        tokio::select! {
+            result = self.pool.send(req) => result.map_err(UpstreamError::Failed),
+            () = deadline => Err(UpstreamError::Timeout(self.response_timeout)),
+        }
+    }
+}
+
+/// A request body that says when it has been sent to its end (or dropped unsent).
+struct SignalEnd {
+    inner: ProxyBody,
+    sent: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl SignalEnd {
+    fn new(inner: ProxyBody, sent: Arc<tokio::sync::Notify>) -> SignalEnd {
+        SignalEnd {
+            inner,
+            sent: Some(sent),
+        }
+    }
+
+    fn signal(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            // Stores a permit if nobody waits yet.
+            sent.notify_one();
+        }
+    }
+}
+
+impl http_body::Body for SignalEnd {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() || self.inner.is_end_stream() {
+            self.signal();
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for SignalEnd {
+    fn drop(&mut self) {
+        self.signal();
     }
 }
 

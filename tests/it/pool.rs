@@ -128,3 +128,61 @@ async fn leaving_a_stalled_download_releases_the_upstream_connection() {
     drop(handle);
     task.abort();
 }
+
+/// The upstream timeout counts from the end of the request body: an upload that takes
+/// longer than the timeout to send (a big object, a slow link) is not cut, while an upstream
+/// that then takes too long to answer still is (tests/reliability covers that one).
+#[tokio::test]
+async fn the_upstream_timeout_counts_from_the_end_of_the_upload() {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Reads the body at 32 MiB/s, then answers at once.
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let started = std::time::Instant::now();
+                    let mut body = req.into_body();
+                    let mut read = 0usize;
+                    while let Some(frame) = body.frame().await {
+                        read += frame.map(|f| f.data_ref().map_or(0, |d| d.len())).unwrap_or(0);
+                        let due = std::time::Duration::from_secs_f64(read as f64 / (32 << 20) as f64);
+                        tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
+                    }
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(read.to_string()))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    let options = s3chaos::proxy::UpstreamOptions {
+        // Longer than what the sockets' buffers hold takes to read (a few MiB at 32 MiB/s),
+        // shorter than the whole upload.
+        response_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let upstream = s3chaos::proxy::Upstream::new(&format!("http://{up}"), &options).unwrap();
+    let (addr, _engine, handle) = start_proxy(upstream, "name: none\n").await;
+
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let started = std::time::Instant::now();
+    let req = http::Request::put(format!("http://{addr}/bkt/upload"))
+        .body(Full::new(Bytes::from(vec![1u8; 96 << 20])))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&body[..], (96usize << 20).to_string().as_bytes());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the upload was quick ({:?}), so this proved nothing about the timeout",
+        started.elapsed()
+    );
+    drop(handle);
+    task.abort();
+}
