@@ -5,6 +5,8 @@
 //! s3chaos in several configurations, nginx and HAProxy as keep-alive reverse proxies with as
 //! many workers as s3chaos has worker threads; then drives them with wrk and curl and prints
 //! one table. Every loop is bounded; every process it starts is stopped when it ends.
+//!
+//! `s3chaos-bench soak [--duration 10m] [--clients 200]` runs the soak instead (soak.rs).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,7 +30,44 @@ struct Settings {
     blackholes: usize,
 }
 
+mod soak;
+
+/// `s3chaos-bench soak`: the soak (see benches/soak.rs); without arguments, the benchmark.
+#[derive(clap::Parser)]
+struct SoakArgs {
+    /// How long the load runs.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// Time between two samples of the proxy's memory and descriptors.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    sample: Duration,
+}
+
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        use clap::Parser as _;
+        let args = SoakArgs::parse_from(std::env::args().skip(1));
+        let bin = std::env::var("S3CHAOS_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("target/release/s3chaos"));
+        let settings = soak::Settings {
+            duration: args.duration,
+            clients: args.clients,
+            sample_every: args.sample,
+        };
+        let report = soak::run(&bin, &settings)?;
+        println!("{}", report.table());
+        return match report.verdict(settings.clients) {
+            Ok(()) => {
+                println!("soak passed");
+                Ok(())
+            }
+            Err(problems) => bail!("soak failed: {problems}"),
+        };
+    }
     let quick = std::env::var("S3CHAOS_BENCH_QUICK").is_ok();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let settings = if quick {

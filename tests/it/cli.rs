@@ -63,22 +63,27 @@ fn run_refuses_a_bad_scenario() {
 }
 
 /// A running `s3chaos run`, with its log lines as they come.
-struct Running {
+pub(crate) struct Running {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) admin: std::net::SocketAddr,
     /// Every line read so far.
-    log: Vec<String>,
+    pub(crate) log: Vec<String>,
 }
 
 impl Running {
     fn start(args: &[&std::ffi::OsStr]) -> Running {
+        Running::start_logging(args, "info")
+    }
+
+    /// [`Running::start`] with `RUST_LOG` set to `filter`.
+    pub(crate) fn start_logging(args: &[&std::ffi::OsStr], filter: &str) -> Running {
         let mut child = Command::new(BIN)
             .arg("run")
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -122,7 +127,7 @@ impl Running {
     }
 
     /// The next log line containing `needle` (panics after 20 s).
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -137,7 +142,18 @@ impl Running {
         }
     }
 
-    fn signal(&self, name: &str) {
+    /// Stops the process with SIGTERM and returns its whole log.
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        // The reader thread ends at the end of stderr.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.log.push(line);
+        }
+        std::mem::take(&mut self.log)
+    }
+
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())

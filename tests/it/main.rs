@@ -11,6 +11,7 @@ mod passthrough;
 mod pool;
 mod property;
 mod scenarios;
+mod secrets;
 mod signed;
 mod stream_faults;
 mod tls;

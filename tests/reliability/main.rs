@@ -6,6 +6,9 @@
 #[path = "../it/harness.rs"]
 mod harness;
 
+#[path = "../../benches/soak.rs"]
+mod soak;
+mod soak_test;
 mod upstream_trouble;
 
 /// The tests here count what the whole process holds; they take turns.
