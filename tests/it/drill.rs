@@ -209,6 +209,82 @@ async fn reload_under_load_drops_nothing_and_keeps_the_last_good_scenario() {
     watcher.abort();
 }
 
+/// The kill switch pulled and released while clients keep requesting, some of them in the
+/// middle of a slowed download: nothing fails but the injected errors, every body arrives
+/// whole, and no error is injected while halted.
+#[tokio::test]
+async fn halt_and_resume_under_load_drop_nothing() {
+    let h = Harness::start(
+        "name: live\nrules:\n  - {name: flaky, match: {bucket: live, key: small}, probability: 0.3, fault: {error: {code: InternalError, message: drill}}}\n  - {name: slow, match: {bucket: live, key: big}, fault: {bandwidth: 2MiB/s}}\n",
+    )
+    .await;
+    let small = seed_object(&h, "live", "small", 2000).await;
+    let big = seed_object(&h, "live", "big", 512 * 1024).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let injected = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for n in 0..4 {
+        let c = h.single_attempt_client(Some(Duration::from_secs(10)));
+        let (stop, injected) = (stop.clone(), injected.clone());
+        let (key, body) = if n == 0 {
+            ("big", big.clone())
+        } else {
+            ("small", small.clone())
+        };
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut unexpected) = (0usize, Vec::new());
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match c.get_object().bucket("live").key(key).send().await {
+                    Ok(out) => match out.body.collect().await.map(|b| b.into_bytes()) {
+                        Ok(got) if got == body => ok += 1,
+                        Ok(_) => unexpected.push("other bytes".to_owned()),
+                        Err(e) => unexpected.push(format!("body: {e:?}")),
+                    },
+                    Err(e) if e.code() == Some("InternalError") && e.message() == Some("drill") => {
+                        injected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => unexpected.push(format!("{e:?}")),
+                }
+            }
+            (ok, unexpected)
+        }));
+    }
+    let injected_for = |d: Duration| {
+        let injected = injected.clone();
+        async move {
+            let before = injected.load(Ordering::Relaxed);
+            tokio::time::sleep(d).await;
+            injected.load(Ordering::Relaxed) - before
+        }
+    };
+    for round in 0..3 {
+        assert!(
+            injected_for(Duration::from_millis(400)).await > 0,
+            "round {round}: faults while running"
+        );
+        assert!(h.engine.halt(format!("round {round}")));
+        // A request decided just before the halt may still end with its error.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            injected_for(Duration::from_millis(400)).await,
+            0,
+            "round {round}: an error while halted"
+        );
+        assert!(h.engine.resume());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total_ok = 0;
+    for client in clients {
+        let (ok, unexpected) = client.await.unwrap();
+        assert!(unexpected.is_empty(), "failures that were not injected: {unexpected:?}");
+        total_ok += ok;
+    }
+    assert!(total_ok > 100, "{total_ok} successful requests");
+}
+
 /// `stop_if` halts the drill when the real upstream (here: a second s3chaos that breaks one
 /// bucket, standing in for a sick staging S3) starts failing; injected faults never count.
 #[tokio::test]
