@@ -60,7 +60,7 @@ fn main() -> Result<()> {
         };
         let report = soak::run(&bin, &settings)?;
         println!("{}", report.table());
-        return match report.verdict(settings.clients) {
+        return match report.verdict(settings.clients, settings.duration) {
             Ok(()) => {
                 println!("soak passed");
                 Ok(())

@@ -8,6 +8,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::body::{BoxError, ProxyBody};
 use super::pool::ConnPool;
@@ -232,9 +234,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamCo
             path: path.into(),
             source,
         })?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-            .filter_map(Result::ok)
-            .collect();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
         if certs.is_empty() {
             return Err(UpstreamConfigError::CaEmpty(path.into()));
         }

@@ -7,7 +7,7 @@ use crate::ONE_AT_A_TIME;
 use crate::soak::{Settings, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_keeps_memory_flat_and_leaves_nothing_open() {
+async fn soak_bounds_memory_and_leaves_nothing_open() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let secs = std::env::var("S3CHAOS_SOAK_SECS")
         .ok()
@@ -18,13 +18,14 @@ async fn soak_keeps_memory_flat_and_leaves_nothing_open() {
         clients: 200,
         sample_every: Duration::from_secs(5),
     };
+    let (clients, duration) = (settings.clients, settings.duration);
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_s3chaos"));
     let report = tokio::task::spawn_blocking(move || run(&bin, &settings))
         .await
         .unwrap()
         .unwrap();
     eprintln!("{}", report.table());
-    if let Err(problems) = report.verdict(200) {
+    if let Err(problems) = report.verdict(clients, duration) {
         panic!("{problems}\n{}", report.table());
     }
 }
