@@ -669,3 +669,33 @@ async fn stale_reads_show_the_previous_state_for_the_window() {
     assert_eq!(read("old").await, Err("NoSuchKey".into()));
     assert_eq!(list().await, ["new"], "consistent after the window");
 }
+
+/// A client sending a request head larger than any S3 request has (1 MiB of headers, or a
+/// thousand of them) gets `431` and a closed connection, and other clients never notice.
+#[tokio::test]
+async fn oversized_request_heads_are_refused_without_stalling_others() {
+    let h = Harness::start("name: none\n").await;
+    seed_object(&h, "big-heads", "k", 100).await;
+    for head in [
+        format!(
+            "GET /big-heads/k HTTP/1.1\r\nHost: x\r\nx-pad: {}\r\n\r\n",
+            "a".repeat(1 << 20)
+        ),
+        format!(
+            "GET /big-heads/k HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            (0..1000).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+        ),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+        // The proxy may answer and close before it has read everything.
+        let _ = s.write_all(head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection was neither answered nor closed");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+
+        let got = h.client().get_object().bucket("big-heads").key("k").send().await;
+        assert!(got.is_ok(), "another client was affected: {got:?}");
+    }
+}
