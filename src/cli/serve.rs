@@ -51,11 +51,11 @@ pub struct RunArgs {
     #[arg(long, requires = "access_key")]
     pub secret_key: Option<String>,
     /// Time allowed to connect to the upstream.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub connect_timeout: Duration,
     /// Time allowed for the upstream to start answering once the request (body included)
     /// has been sent; then it gets a 503 ServiceUnavailable.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
     pub upstream_timeout: Duration,
     /// Worker threads serving requests (default: one per CPU).
     #[arg(long)]
@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Stop every fault this long after start, whatever the scenario says (e.g. 30m).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration_arg)]
     pub max_duration: Option<Duration>,
     /// Run the scenario's timeline faster: 0.01 plays an hour-long drill in 36 s (phase
     /// durations, after/until and max_duration scale; latencies and rates do not).
@@ -82,7 +82,7 @@ pub struct RunArgs {
     /// A client that has not sent a whole request head in this time is disconnected
     /// (slowloris); keep-alive connections idle this long are closed too, as S3 closes idle
     /// connections. `0s` turns it off.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
     pub header_read_timeout: Duration,
     /// At most this many client connections per listener; more get `503 SlowDown` and are
     /// closed (default: no limit beyond the file-descriptor limit).
@@ -94,14 +94,14 @@ pub struct RunArgs {
     pub i_know_this_is_production: bool,
     /// On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to this
     /// long, then exit (held blackholes are released).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub shutdown_grace: Duration,
     /// Let a request ask for its own fault with an `x-s3chaos-fault` header (an S3 error
     /// code, `reset`, `blackhole`, or a scenario `fault:` value such as `{latency: 2s}`).
     #[arg(long)]
     pub allow_header_faults: bool,
     /// How often the scenario file is checked for changes (SIGHUP reloads at once).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration_arg)]
     pub reload_poll: Duration,
     /// Admin API address (`off` to disable). A non-loopback address needs --admin-token.
     #[arg(long, default_value = "127.0.0.1:9081", env = "S3CHAOS_ADMIN_LISTEN")]
@@ -486,4 +486,10 @@ pub async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::
             }
         }
     }
+}
+
+/// Durations on the command line: the scenario's syntax and its one-year limit (a longer
+/// `--shutdown-grace` or `--max-duration` would overflow deadline arithmetic).
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    s.parse::<s3chaos::scenario::values::DurationValue>().map(|d| d.0)
 }

@@ -63,13 +63,22 @@ impl<'de> Deserialize<'de> for Probability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DurationValue(pub Duration);
 
+/// The longest duration a scenario may give. Longer ones are surely mistakes, and they
+/// would overflow the time arithmetic of phases and deadlines (found by tests/fuzz).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 impl FromStr for DurationValue {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim())
-            .map(DurationValue)
-            .map_err(|e| format!("invalid duration `{s}` ({e}); write it with a unit, e.g. 250ms, 2s, 5m"))
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("invalid duration `{s}` ({e}); write it with a unit, e.g. 250ms, 2s, 5m"))?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "the duration `{s}` is longer than a year, the longest a scenario takes"
+            ));
+        }
+        Ok(DurationValue(d))
     }
 }
 

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use s3chaos::control::Control;
 use s3chaos::engine::Engine;
 use s3chaos::s3::Classifier;
-use s3chaos::scenario::values::{ByteSize, DurationValue, Glob, Rate, Timestamp};
+use s3chaos::scenario::values::{ByteSize, DurationValue, Glob, MAX_DURATION, Rate, Timestamp};
 use s3chaos::scenario::{MAX_SCENARIO_BYTES, Scenario};
 
 /// What S3 leaves unencoded in a path: unreserved characters and `/`.
@@ -391,7 +391,13 @@ proptest! {
     #[test]
     fn values_with_units_mean_what_they_say(n in 0u64..1_000_000_000) {
         prop_assert_eq!(format!("{n}ms").parse::<DurationValue>().unwrap().0, std::time::Duration::from_millis(n));
-        prop_assert_eq!(format!(" {n}s ").parse::<DurationValue>().unwrap().0, std::time::Duration::from_secs(n));
+        // Up to a year; longer is refused (it would overflow deadline arithmetic).
+        let secs = format!(" {n}s ").parse::<DurationValue>();
+        if std::time::Duration::from_secs(n) <= MAX_DURATION {
+            prop_assert_eq!(secs.unwrap().0, std::time::Duration::from_secs(n));
+        } else {
+            prop_assert!(secs.is_err());
+        }
         prop_assert_eq!(format!("{n}KiB").parse::<ByteSize>().unwrap().0, n * 1024);
         prop_assert_eq!(n.to_string().parse::<ByteSize>().unwrap().0, n);
         if n > 0 {
@@ -580,4 +586,14 @@ fn a_huge_document_is_refused_before_parsing() {
     }
     let scenario = Scenario::parse(&yaml, "big.yaml").unwrap();
     assert!(scenario.rules().len() > 20_000);
+}
+
+/// Found by `scenario_loader_takes_any_scenario_shaped_text` at 100,000 cases: two phases
+/// of 584,542,046,090 years each overflowed the timeline's sum and panicked.
+#[test]
+fn durations_past_a_year_are_refused_not_overflowed() {
+    let text = "name: fuzz\nphases:\n  - name: a\n    duration: 584542046090y\n  - name: b\n    duration: 584542046090y\n";
+    let err = Scenario::parse(text, "long.yaml").unwrap_err();
+    assert!(err.message.contains("longer than a year"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(4), "{err}");
 }

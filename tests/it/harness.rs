@@ -52,16 +52,7 @@ impl Harness {
     /// The same, with engine options (time scale, dry run, ...).
     pub async fn start_with(scenario: &str, options: EngineOptions) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::start(
-            dir.path(),
-            embedded::Credentials::Fixed {
-                access_key: ACCESS_KEY.into(),
-                secret_key: SECRET_KEY.into(),
-            },
-            &[],
-        )
-        .await
-        .unwrap();
+        let store = start_store(dir.path()).await;
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
         let telemetry = Arc::new(Telemetry::default());
         let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone(), options).await;
@@ -127,6 +118,21 @@ impl Harness {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.proxy, path)
     }
+}
+
+/// The embedded store on a loopback port, with data under `dir`, checking signatures made
+/// with [`ACCESS_KEY`] and [`SECRET_KEY`].
+pub async fn start_store(dir: &std::path::Path) -> EmbeddedStore {
+    EmbeddedStore::start(
+        dir,
+        embedded::Credentials::Fixed {
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        },
+        &[],
+    )
+    .await
+    .unwrap()
 }
 
 pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {

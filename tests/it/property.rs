@@ -260,6 +260,12 @@ async fn upload(h: &Harness, signed: &SignedClient, case: &Case, data: &Bytes, t
     }
 }
 
+/// An SDK failure in the form [`status_of`] reads: `status NNN: ...`.
+fn sdk_error<E: std::fmt::Debug>(e: aws_sdk_s3::error::SdkError<E>) -> String {
+    let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+    format!("status {status}: {e:?}")
+}
+
 fn header<'a>(case: &'a Case, name: &str) -> Option<&'a str> {
     case.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
@@ -284,7 +290,7 @@ async fn sdk_upload(client: &aws_sdk_s3::Client, case: &Case, data: &Bytes) -> R
                 .set_metadata(meta)
                 .send()
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(sdk_error)?;
             let id = created.upload_id().unwrap_or_default();
             let mut parts = Vec::new();
             for (i, chunk) in data.chunks(5 * MIB).enumerate() {
@@ -298,7 +304,7 @@ async fn sdk_upload(client: &aws_sdk_s3::Client, case: &Case, data: &Bytes) -> R
                     .body(ByteStream::from(data.slice_ref(chunk)))
                     .send()
                     .await
-                    .map_err(|e| format!("{e:?}"))?;
+                    .map_err(sdk_error)?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -314,7 +320,7 @@ async fn sdk_upload(client: &aws_sdk_s3::Client, case: &Case, data: &Bytes) -> R
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                 .send()
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(sdk_error)?;
         }
         _ => {
             // A file-backed body is what makes the SDK stream with a checksum trailer.
@@ -333,7 +339,7 @@ async fn sdk_upload(client: &aws_sdk_s3::Client, case: &Case, data: &Bytes) -> R
                 .body(ByteStream::from_path(file.path()).await.map_err(|e| e.to_string())?)
                 .send()
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(sdk_error)?;
         }
     }
     Ok(())

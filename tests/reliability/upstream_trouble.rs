@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use s3chaos::embedded::{self, EmbeddedStore};
+use s3chaos::embedded::EmbeddedStore;
 use s3chaos::proxy::{ProxyHandle, Upstream, UpstreamOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::harness::{ACCESS_KEY, SECRET_KEY, client_for, random_bytes, single_attempt, start_proxy};
+use crate::harness::{client_for, random_bytes, single_attempt, start_proxy, start_store};
 use crate::{ONE_AT_A_TIME, open_fds};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,16 +117,7 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::start(
-        dir.path(),
-        embedded::Credentials::Fixed {
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-        },
-        &[],
-    )
-    .await
-    .unwrap();
+    let store = start_store(dir.path()).await;
     let front = Front::start(store.addr).await;
     let options = UpstreamOptions {
         connect_timeout: Duration::from_secs(1),
