@@ -592,7 +592,8 @@ fn a_huge_document_is_refused_before_parsing() {
 /// of 584,542,046,090 years each overflowed the timeline's sum and panicked.
 #[test]
 fn durations_past_a_year_are_refused_not_overflowed() {
-    let text = "name: fuzz\nphases:\n  - name: a\n    duration: 584542046090y\n  - name: b\n    duration: 584542046090y\n";
+    let text =
+        "name: fuzz\nphases:\n  - name: a\n    duration: 584542046090y\n  - name: b\n    duration: 584542046090y\n";
     let err = Scenario::parse(text, "long.yaml").unwrap_err();
     assert!(err.message.contains("longer than a year"), "{err}");
     assert_eq!(err.position.map(|p| p.0), Some(4), "{err}");
