@@ -38,13 +38,19 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         args.run.events = Some(path.clone());
     }
     let started = serve::start(&args.run).await?;
-    let endpoint = format!("http://{}", started.addr);
+    let tls = args.run.tls_cert.is_some() || args.run.tls_self_signed;
+    let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, started.addr);
     let mut command = tokio::process::Command::new(&args.command[0]);
     command
         .args(&args.command[1..])
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ENDPOINT_URL_S3", &endpoint)
         .env("S3CHAOS_ENDPOINT", &endpoint);
+    if args.run.tls_self_signed {
+        // The SDKs and the AWS CLI trust the generated CA through this variable.
+        let ca = std::fs::canonicalize(&args.run.tls_ca_out).unwrap_or_else(|_| args.run.tls_ca_out.clone());
+        command.env("AWS_CA_BUNDLE", ca);
+    }
     if let Some(admin) = started.admin {
         command.env("S3CHAOS_ADMIN", format!("http://{admin}"));
     }

@@ -40,6 +40,24 @@ pub struct RunArgs {
     /// `localhost` is always one.
     #[arg(long = "domain")]
     pub domains: Vec<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a certificate from a private CA made at start-up (rcgen) for
+    /// localhost, 127.0.0.1, ::1, the --domain names and --tls-name; the CA certificate is
+    /// written to --tls-ca-out for clients to trust (AWS_CA_BUNDLE).
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Where --tls-self-signed writes its CA certificate.
+    #[arg(long, default_value = "s3chaos-ca.pem")]
+    pub tls_ca_out: PathBuf,
+    /// A further name (DNS name or IP address) for the --tls-self-signed certificate;
+    /// repeatable.
+    #[arg(long = "tls-name")]
+    pub tls_names: Vec<String>,
     /// Where the embedded store keeps its data (only without --upstream).
     #[arg(long, default_value = "s3chaos-data")]
     pub data_dir: PathBuf,
@@ -210,8 +228,39 @@ fn compile(source: Option<&(String, String, Option<PathBuf>)>) -> anyhow::Result
     }
 }
 
-fn serve_options(args: &RunArgs) -> ServeOptions {
+/// The TLS configuration `--tls-cert`/`--tls-key` or `--tls-self-signed` asks for, made
+/// once for every listener.
+fn tls_config(args: &RunArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(s3chaos::proxy::tls::from_pem_files(cert, key)?));
+    }
+    if !args.tls_self_signed {
+        return Ok(None);
+    }
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if !args.listen.ip().is_unspecified() {
+        names.push(args.listen.ip().to_string());
+    }
+    for domain in &args.domains {
+        names.push(domain.clone());
+        names.push(format!("*.{domain}"));
+    }
+    names.extend(args.tls_names.iter().cloned());
+    names.sort();
+    names.dedup();
+    let config = s3chaos::proxy::tls::self_signed(&names, &args.tls_ca_out)?;
+    let ca = std::fs::canonicalize(&args.tls_ca_out).unwrap_or_else(|_| args.tls_ca_out.clone());
+    tracing::info!(
+        names = %names.join(","),
+        "TLS with a private CA made at start-up; clients trust it with: export AWS_CA_BUNDLE={}",
+        ca.display()
+    );
+    Ok(Some(config))
+}
+
+fn serve_options(args: &RunArgs, tls: Option<Arc<rustls::ServerConfig>>) -> ServeOptions {
     ServeOptions {
+        tls,
         header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
         max_connections: args.max_connections,
     }
@@ -245,6 +294,8 @@ fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf
 }
 
 pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
+    let tls = tls_config(args)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let source = args.scenario.as_deref().map(scenario_source).transpose()?;
     let scenario = compile(source.as_ref())?;
     let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
@@ -303,7 +354,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let handle = proxy
-        .start_with(workers, serve_options(args))
+        .start_with(workers, serve_options(args, tls.clone()))
         .context("starting proxy workers")?;
     let watched = source.as_ref().and_then(|(_, _, path)| path.clone());
     let control = Arc::new(match source {
@@ -349,7 +400,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     );
     tracing::info!(
         workers,
-        "s3chaos listening on http://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url http://{addr} s3 ls"
+        "s3chaos listening on {scheme}://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url {scheme}://{addr} s3 ls"
     );
     if args.dry_run {
         tracing::warn!("dry run: rules are evaluated and logged as `dry run: would inject`; nothing is injected");
@@ -373,7 +424,8 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     }
     let mut routes = Vec::new();
     for route in &args.routes {
-        let (route_addr, route_handle, route_tasks) = start_route(args, route, &upstream_url, &options).await?;
+        let (route_addr, route_handle, route_tasks) =
+            start_route(args, route, &upstream_url, &options, tls.clone()).await?;
         routes.push((route_addr, route_handle));
         tasks.extend(route_tasks);
     }
@@ -398,6 +450,7 @@ async fn start_route(
     route: &Route,
     main_upstream: &str,
     options: &UpstreamOptions,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<(SocketAddr, ProxyHandle, Vec<JoinHandle<()>>)> {
     let source = route.scenario.as_deref().map(scenario_source).transpose()?;
     let scenario = compile(source.as_ref())?;
@@ -417,7 +470,7 @@ async fn start_route(
     let addr = proxy.local_addr();
     let workers = args.workers.unwrap_or(1).max(1);
     let handle = proxy
-        .start_with(workers, serve_options(args))
+        .start_with(workers, serve_options(args, tls))
         .context("starting a route's workers")?;
     let control = Arc::new(match &source {
         Some((text, origin, _)) => Control::new(engine.clone(), text.clone(), origin.clone()),
@@ -427,7 +480,12 @@ async fn start_route(
     if let Some((_, _, Some(path))) = &source {
         tasks.push(Reloader::new(path, control).spawn(args.reload_poll).1);
     }
-    tracing::info!(upstream = %upstream_url, scenario = %name, "route listening on http://{addr}");
+    let scheme = if args.tls_cert.is_some() || args.tls_self_signed {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(upstream = %upstream_url, scenario = %name, "route listening on {scheme}://{addr}");
     Ok((addr, handle, tasks))
 }
 

@@ -14,6 +14,7 @@ pub mod conn;
 mod handler;
 pub mod headers;
 mod pool;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use crate::engine::Engine;
 use crate::s3::Classifier;
 use crate::scenario::timeline::Connections;
 use crate::telemetry::{Telemetry, WorkerMetrics};
-use conn::{ClientStream, ConnControl};
+use conn::{ClientIo, ClientStream, ConnControl};
 pub use upstream::{Upstream, UpstreamOptions};
 
 /// Everything a request handler needs, shared read-only by all connections.
@@ -205,6 +206,7 @@ impl Proxy {
                         close_all: close_rx.clone(),
                         draining: draining_rx.clone(),
                         header_read_timeout: limits.header_read_timeout,
+                        tls: limits.tls.clone().map(tokio_rustls::TlsAcceptor::from),
                     },
                 ),
             )?;
@@ -404,11 +406,15 @@ struct Lifecycle {
     /// Turned on by a graceful stop.
     draining: watch::Receiver<bool>,
     header_read_timeout: Option<std::time::Duration>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Limits that protect the proxy (and every other client) from a client.
-#[derive(Debug, Clone, Copy)]
+/// How the listener serves its clients: TLS or not, and the limits that protect the proxy
+/// (and every other client) from a client.
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// Terminate TLS with this configuration (`--tls-cert`/`--tls-key`, `--tls-self-signed`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// A client that has not sent a whole request head in this time is disconnected
     /// (slowloris), and a keep-alive connection idle this long is closed. `None` turns it off.
     pub header_read_timeout: Option<std::time::Duration>,
@@ -419,6 +425,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
+            tls: None,
             header_read_timeout: Some(std::time::Duration::from_secs(60)),
             max_connections: None,
         }
@@ -436,6 +443,7 @@ async fn serve_worker(
         close_all,
         draining,
         header_read_timeout,
+        tls,
     } = lifecycle;
     let mut http = http1::Builder::new();
     http.keep_alive(true)
@@ -448,18 +456,40 @@ async fn serve_worker(
         let _ = socket.set_nodelay(true);
         let peer = socket.peer_addr().ok();
         let control = Arc::new(ConnControl::new(held.clone()));
-        let io = TokioIo::new(ClientStream::new(socket, control.clone()));
+        let client = ClientStream::new(socket, control.clone());
         let shared = shared.clone();
         let metrics = shared.metrics.clone();
         let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
-        let conn = http.serve_connection(io, service);
         metrics.connection_opened();
         let mut closed = close_all.clone();
         closed.mark_unchanged();
         let mut drain = draining.clone();
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
+        let (http, tls) = (http.clone(), tls.clone());
         tokio::spawn(async move {
+            let io = match tls {
+                None => Some(ClientIo::Plain(client)),
+                // The handshake gets the header read timeout too: a client that never
+                // finishes it is a slowloris.
+                Some(acceptor) => {
+                    let limit = header_read_timeout.unwrap_or(std::time::Duration::MAX);
+                    match tokio::time::timeout(limit, acceptor.accept(client)).await {
+                        Ok(Ok(stream)) => Some(ClientIo::Tls(Box::new(stream))),
+                        Ok(Err(e)) => {
+                            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+            };
+            let Some(io) = io else {
+                metrics.connection_closed();
+                open.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
+            let conn = http.serve_connection(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             let ended = tokio::select! {
                 result = conn.as_mut() => Some(result),

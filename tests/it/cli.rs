@@ -107,8 +107,8 @@ impl Running {
         let line = running.wait_for("admin API on http://");
         let rest = line.split("admin API on http://").nth(1).unwrap();
         running.admin = rest.split_whitespace().next().unwrap().parse().unwrap();
-        let line = running.wait_for("listening on http://");
-        let rest = line.split("listening on http://").nth(1).unwrap();
+        let line = running.wait_for("s3chaos listening on ");
+        let rest = line.split("://").nth(1).unwrap();
         running.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
         running
     }
@@ -827,4 +827,53 @@ fn refuses_to_run_against_production_aws_unless_told() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--i-know-this-is-production"), "{stderr}");
+}
+
+/// `run --tls-self-signed`: the log says where the CA is and how to trust it, an SDK that
+/// trusts it is served over https; `exec` hands the command an https endpoint and
+/// `AWS_CA_BUNDLE`.
+#[tokio::test]
+async fn tls_self_signed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let running = Running::in_dir(&dir, None, &["--tls-self-signed", "--tls-ca-out", ca.to_str().unwrap()]);
+    assert!(
+        running.log.iter().any(|l| l.contains("listening on https://")),
+        "{:?}",
+        running.log
+    );
+    let hint = running
+        .log
+        .iter()
+        .find(|l| l.contains("export AWS_CA_BUNDLE="))
+        .expect("the log says how to trust the CA");
+    assert!(
+        hint.contains(&*std::fs::canonicalize(&ca).unwrap().to_string_lossy()),
+        "{hint}"
+    );
+    let client = crate::tls::https_client_with_keys(running.addr, &std::fs::read(&ca).unwrap(), "test", "test");
+    client.create_bucket().bucket("over-tls").send().await.unwrap();
+    assert_eq!(client.list_buckets().send().await.unwrap().buckets().len(), 1);
+    drop(running);
+
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "exec",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--tls-self-signed",
+            "--data-dir",
+            "d",
+            "--",
+        ])
+        .args(["sh", "-c", "echo \"$AWS_ENDPOINT_URL $AWS_CA_BUNDLE\""])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("https://127.0.0.1:"), "{said}");
+    assert!(said.trim_end().ends_with("s3chaos-ca.pem"), "{said}");
 }

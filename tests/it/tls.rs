@@ -138,3 +138,100 @@ fn upstream_ca_file_errors_are_clear() {
         .to_string();
     assert!(err.contains("must not have a path"), "{err}");
 }
+
+/// An SDK client for `https://{addr}` that trusts `ca_pem` (and nothing else).
+fn https_client(addr: SocketAddr, ca_pem: &[u8]) -> aws_sdk_s3::Client {
+    https_client_with_keys(addr, ca_pem, ACCESS_KEY, SECRET_KEY)
+}
+
+/// [`https_client`] with other credentials.
+pub fn https_client_with_keys(addr: SocketAddr, ca_pem: &[u8], key: &str, secret: &str) -> aws_sdk_s3::Client {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(TrustStore::empty().with_pem_certificate(ca_pem.to_vec()))
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(key, secret, None, None, "t"))
+        .endpoint_url(format!("https://{addr}"))
+        .force_path_style(true)
+        .http_client(http)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The TLS listener (`--tls-self-signed`): an SDK that trusts the generated CA talks to
+/// s3chaos over https, byte-exact, and meets the scenario's faults as over plain HTTP (an
+/// S3 error, and a TCP reset under TLS); a client that does not trust the CA fails at the
+/// handshake, and the others go on unaffected.
+#[tokio::test]
+async fn the_tls_listener_serves_clients_that_trust_its_generated_ca() {
+    use s3chaos::proxy::{Proxy, ServeOptions, Shared, Upstream, UpstreamOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::harness::start_store(&dir.path().join("data")).await;
+    let ca_path = dir.path().join("ca.pem");
+    let tls = s3chaos::proxy::tls::self_signed(&["127.0.0.1".to_owned(), "localhost".to_owned()], &ca_path).unwrap();
+    let scenario = s3chaos::scenario::Scenario::parse(
+        "name: tls\nrules:\n  - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}\n  - {name: cut, match: {key: reset}, fault: reset}\n",
+        "tls.yaml",
+    )
+    .unwrap();
+    let engine = Arc::new(s3chaos::engine::Engine::new(scenario));
+    let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
+    let shared = Shared::new(engine, upstream, Default::default(), Arc::default());
+    let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
+        .unwrap()
+        .start_with(
+            2,
+            ServeOptions {
+                tls: Some(tls),
+                ..ServeOptions::default()
+            },
+        )
+        .unwrap();
+    let addr = handle.local_addr();
+    let ca = std::fs::read(&ca_path).unwrap();
+    assert!(String::from_utf8_lossy(&ca).starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let c = https_client(addr, &ca);
+    c.create_bucket().bucket("tls").send().await.unwrap();
+    let body = random_bytes(3 * 1024 * 1024 + 5, 21);
+    c.put_object()
+        .bucket("tls")
+        .key("obj")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket("tls").key("obj").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+
+    let err = c.get_object().bucket("tls").key("throttled").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("SlowDown"));
+    let err = c.get_object().bucket("tls").key("reset").send().await.unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_s3::error::SdkError::DispatchFailure(_)),
+        "a reset is a dispatch failure: {err:?}"
+    );
+
+    // A client with another trust store: refused at the handshake, cleanly.
+    let stranger = start_tls_store().await;
+    let untrusting = https_client(addr, stranger.ca_pem.as_bytes());
+    let err = untrusting.list_buckets().send().await.unwrap_err();
+    assert!(
+        matches!(err, aws_sdk_s3::error::SdkError::DispatchFailure(_)),
+        "not trusted: {err:?}"
+    );
+    assert!(c.list_buckets().send().await.is_ok(), "the trusting client goes on");
+    stranger.task.abort();
+    drop(handle);
+    store.task.abort();
+}

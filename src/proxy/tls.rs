@@ -1,0 +1,124 @@
+//! The TLS listener's certificate: read from PEM files, or made at start-up from a private
+//! CA (rcgen) whose certificate clients are told to trust (`AWS_CA_BUNDLE`).
+//!
+//! TLS is terminated on top of the connection's [`super::conn::ClientStream`], so the faults
+//! that act on the TCP connection (reset, blackhole) still act on it, under TLS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// Why the TLS listener could not be set up (a start-up error).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0} holds no PEM certificate")]
+    NoCertificate(PathBuf),
+    #[error("{0} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey(PathBuf),
+    #[error("cannot write the CA certificate to {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("rustls refused the certificate and key: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A server configuration from a certificate chain and a private key in PEM files.
+pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsSetupError::Read {
+            path: path.into(),
+            source,
+        })
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsSetupError::NoCertificate(cert.into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|_| TlsSetupError::NoKey(key.into()))?;
+    server_config(chain, key_der)
+}
+
+/// A private CA and a certificate it signs for `names` (DNS names or IP addresses); the CA
+/// certificate is written to `ca_path` for clients to trust. A new CA each start: nothing
+/// secret is written to disk.
+pub fn self_signed(names: &[String], ca_path: &Path) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "s3chaos private CA (generated at start-up)");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    // IP addresses become IP SANs, the rest DNS names.
+    let mut leaf_params = CertificateParams::new(names.to_vec())?;
+    leaf_params.distinguished_name.push(DnType::CommonName, "s3chaos");
+    let leaf_key = KeyPair::generate()?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+    std::fs::write(ca_path, ca.pem()).map_err(|source| TlsSetupError::Write {
+        path: ca_path.into(),
+        source,
+    })?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    server_config(vec![leaf.der().clone(), ca.der().clone()], key)
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    // HTTP/1.1 only: the proxy does not speak h2 yet.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_files_load_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+        let config = from_pem_files(&cert_path, &key_path).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+        let err = from_pem_files(&key_path, &key_path).unwrap_err();
+        assert!(matches!(err, TlsSetupError::NoCertificate(_)), "{err}");
+        let err = from_pem_files(&cert_path, &cert_path).unwrap_err();
+        assert!(matches!(err, TlsSetupError::NoKey(_)), "{err}");
+        let err = from_pem_files(&dir.path().join("missing.pem"), &key_path).unwrap_err();
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+    }
+
+    #[test]
+    fn the_generated_ca_is_written_for_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        self_signed(
+            &["127.0.0.1".to_owned(), "s3.test".to_owned(), "*.s3.test".to_owned()],
+            &ca,
+        )
+        .unwrap();
+        let pem = std::fs::read(&ca).unwrap();
+        assert_eq!(CertificateDer::pem_slice_iter(&pem).count(), 1);
+        let err = self_signed(&["localhost".to_owned()], &dir.path().join("no/such/dir/ca.pem")).unwrap_err();
+        assert!(matches!(err, TlsSetupError::Write { .. }), "{err}");
+    }
+}
