@@ -252,27 +252,26 @@ async fn halt_and_resume_under_load_drop_nothing() {
             (ok, unexpected)
         }));
     }
-    let injected_for = |d: Duration| {
-        let injected = injected.clone();
-        async move {
-            let before = injected.load(Ordering::Relaxed);
-            tokio::time::sleep(d).await;
-            injected.load(Ordering::Relaxed) - before
-        }
-    };
+    // Counted where the decision is made, so a client slow to read its answer on a busy
+    // machine cannot blur the halted window.
+    let decided = || h.stats("flaky").injected;
     for round in 0..3 {
-        assert!(
-            injected_for(Duration::from_millis(400)).await > 0,
-            "round {round}: faults while running"
-        );
+        let before = decided();
+        let mut fired = false;
+        for _ in 0..250 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if decided() > before {
+                fired = true;
+                break;
+            }
+        }
+        assert!(fired, "round {round}: no fault while running");
         assert!(h.engine.halt(format!("round {round}")));
-        // A request decided just before the halt may still end with its error.
+        // A request decided just before the halt may still be counted.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(
-            injected_for(Duration::from_millis(400)).await,
-            0,
-            "round {round}: an error while halted"
-        );
+        let halted_at = decided();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(decided(), halted_at, "round {round}: a fault decided while halted");
         assert!(h.engine.resume());
     }
     stop.store(true, Ordering::Relaxed);
@@ -283,6 +282,10 @@ async fn halt_and_resume_under_load_drop_nothing() {
         total_ok += ok;
     }
     assert!(total_ok > 100, "{total_ok} successful requests");
+    assert!(
+        injected.load(Ordering::Relaxed) > 0,
+        "the clients saw the injected errors"
+    );
 }
 
 /// `stop_if` halts the drill when the real upstream (here: a second s3chaos that breaks one
