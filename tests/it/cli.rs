@@ -732,9 +732,16 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running::in_dir(
         &dir,
-        Some("name: slow\nrules:\n  - {name: slow, match: {bucket: slow}, fault: {latency: 1500ms}}\n"),
+        Some(
+            "name: slow\nrules:\n  - {name: slow, match: {bucket: slow}, fault: {latency: 1500ms}}\n  - {name: hole, match: {bucket: hole}, fault: blackhole}\n",
+        ),
         &["--shutdown-grace", "10s"],
     );
+    // A blackholed connection does not hold the stop up, and is let go.
+    let mut held = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    held.write_all(b"HEAD /hole HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
     let mut in_flight = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     in_flight
         .write_all(b"HEAD /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -756,6 +763,12 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     running.wait_for("drained: every request in flight finished");
     let exit = running.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+    let mut rest = [0u8; 64];
+    let released = tokio::time::timeout(Duration::from_secs(5), held.read(&mut rest)).await;
+    assert!(
+        matches!(released, Ok(Ok(0)) | Ok(Err(_))),
+        "the blackholed connection was answered or kept: {released:?}"
+    );
 }
 
 /// The proxy never becomes the outage: past `--max-connections` a client gets S3's
