@@ -104,6 +104,18 @@ async fn a_compressed_drill_follows_its_phases_and_recovers() {
     assert!(after_end.iter().all(Option::is_none), "recovery is complete");
 }
 
+/// Waits for client loops that return (successes, failures not injected); none may have
+/// failed otherwise, and together they must have succeeded often enough to count.
+async fn assert_only_injected_failures(clients: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>) {
+    let mut total_ok = 0;
+    for client in clients {
+        let (ok, unexpected) = client.await.unwrap();
+        assert!(unexpected.is_empty(), "failures that were not injected: {unexpected:?}");
+        total_ok += ok;
+    }
+    assert!(total_ok > 100, "{total_ok} successful requests");
+}
+
 /// The file is rewritten (valid, invalid, valid) while clients keep requesting: the only
 /// failures they ever see are the ones the running scenario injects.
 #[tokio::test]
@@ -199,13 +211,7 @@ async fn reload_under_load_drops_nothing_and_keeps_the_last_good_scenario() {
     assert_eq!(injected.load(Ordering::Relaxed), settled, "no fault after v3");
 
     stop.store(true, Ordering::Relaxed);
-    let mut total_ok = 0;
-    for client in clients {
-        let (ok, unexpected) = client.await.unwrap();
-        assert!(unexpected.is_empty(), "failures that were not injected: {unexpected:?}");
-        total_ok += ok;
-    }
-    assert!(total_ok > 100, "{total_ok} successful requests");
+    assert_only_injected_failures(clients).await;
     watcher.abort();
 }
 
@@ -275,13 +281,7 @@ async fn halt_and_resume_under_load_drop_nothing() {
         assert!(h.engine.resume());
     }
     stop.store(true, Ordering::Relaxed);
-    let mut total_ok = 0;
-    for client in clients {
-        let (ok, unexpected) = client.await.unwrap();
-        assert!(unexpected.is_empty(), "failures that were not injected: {unexpected:?}");
-        total_ok += ok;
-    }
-    assert!(total_ok > 100, "{total_ok} successful requests");
+    assert_only_injected_failures(clients).await;
     assert!(
         injected.load(Ordering::Relaxed) > 0,
         "the clients saw the injected errors"
