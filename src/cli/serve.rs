@@ -106,6 +106,10 @@ pub struct RunArgs {
     /// closed (default: no limit beyond the file-descriptor limit).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Speak only HTTP/1.1 to clients and upstreams (by default h2 is spoken where ALPN, or
+    /// an h2 client's prior knowledge, agrees).
+    #[arg(long)]
+    pub no_http2: bool,
     /// Allow an upstream that looks like production AWS (`*.amazonaws.com`). Without it,
     /// s3chaos refuses to start against one: a drill belongs in staging.
     #[arg(long)]
@@ -263,6 +267,7 @@ fn serve_options(args: &RunArgs, tls: Option<Arc<rustls::ServerConfig>>) -> Serv
         tls,
         header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
         max_connections: args.max_connections,
+        http2: !args.no_http2,
     }
 }
 

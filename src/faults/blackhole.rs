@@ -1,11 +1,22 @@
 //! `blackhole`: accepts the request and never answers, never contacting the upstream. The
 //! connection is held, costing one small task and no thread, until the client gives up and
 //! closes it, which is what an app meets when S3's endpoint stops responding.
+//!
+//! On HTTP/2 only the request's stream goes silent (the connection's other streams carry on),
+//! unless the fault says `connection: true`: then the whole connection is held, unanswered.
+
+use serde::Deserialize;
 
 use super::{Fault, FaultCtx, RequestAction};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Blackhole;
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blackhole {
+    /// On HTTP/2, hold the whole connection rather than one stream. (An HTTP/1.1 connection
+    /// carries one request at a time, so there it is always the connection.)
+    #[serde(default)]
+    connection: bool,
+}
 
 impl Fault for Blackhole {
     fn kind(&self) -> &'static str {
@@ -17,10 +28,16 @@ impl Fault for Blackhole {
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
-        RequestAction::Blackhole
+        RequestAction::Blackhole {
+            connection: self.connection,
+        }
     }
 
     fn describe(&self) -> String {
-        "blackhole".into()
+        if self.connection {
+            "blackhole (connection)".into()
+        } else {
+            "blackhole".into()
+        }
     }
 }

@@ -17,9 +17,10 @@ use crate::proxy::conn::ConnControl;
 /// How the connection ends after the cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
-    /// TCP RST (`SO_LINGER 0`).
-    Reset,
-    /// An ordinary close (FIN) in the middle of the body.
+    /// TCP RST (`SO_LINGER 0`); on HTTP/2 the stream's `RST_STREAM`, unless `connection`.
+    Reset { connection: bool },
+    /// An ordinary close (FIN) in the middle of the body. HTTP/2 has no clean close of one
+    /// stream short of its length, so there the stream is reset.
     Close,
 }
 
@@ -61,8 +62,8 @@ impl Body for CutAfter {
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(FLUSH_GRACE)));
             ready!(grace.as_mut().poll(cx));
             let what = match this.how {
-                Cut::Reset => {
-                    this.conn.reset();
+                Cut::Reset { connection } => {
+                    this.conn.reset(connection);
                     "reset"
                 }
                 Cut::Close => "truncate",

@@ -73,18 +73,21 @@ pub enum RequestAction {
     Delay(Duration),
     /// Answer the client with this response; the upstream is never contacted.
     Respond(Response<ProxyBody>),
-    /// Never answer; hold the connection until the client gives up.
-    Blackhole,
-    /// Abort the connection with a TCP RST before any response byte.
-    Reset,
+    /// Never answer; hold the connection (on HTTP/2 the stream, unless `connection`) until
+    /// the client gives up.
+    Blackhole { connection: bool },
+    /// Abort the connection with a TCP RST before any response byte (on HTTP/2 reset the
+    /// stream, unless `connection`).
+    Reset { connection: bool },
     /// Read the client's whole upload (discarding it), then answer with this response; the
     /// upstream is never contacted.
     ReadBodyThenRespond(Response<ProxyBody>),
     /// Forward the request and let the upstream do it (store the object, delete the key),
     /// then answer the client with this response instead: the ambiguous outcome.
     RespondAfterUpstream(Response<ProxyBody>),
-    /// Forward the request and let the upstream do it, then reset the client's connection.
-    ResetAfterUpstream,
+    /// Forward the request and let the upstream do it, then reset the client's connection
+    /// (on HTTP/2 the stream, unless `connection`).
+    ResetAfterUpstream { connection: bool },
 }
 
 /// When a fault that ends a request acts: before the upstream sees the request (nothing
@@ -285,7 +288,7 @@ impl<'de> Deserialize<'de> for FaultList {
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FaultList, E> {
                 let spec = match v {
-                    "blackhole" => FaultSpec::Blackhole(Blackhole),
+                    "blackhole" => FaultSpec::Blackhole(Blackhole::default()),
                     "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
                     "reset" => FaultSpec::Reset(Reset::default()),
                     "latency" | "error" | "error_in_body" | "clock_skew" | "first_byte_latency" | "truncate"
@@ -305,10 +308,7 @@ impl<'de> Deserialize<'de> for FaultList {
                         "error" => FaultSpec::Error(map.next_value()?),
                         "clock_skew" => FaultSpec::ClockSkew(map.next_value()?),
                         "error_in_body" => FaultSpec::ErrorInBody(map.next_value()?),
-                        "blackhole" => {
-                            map.next_value::<de::IgnoredAny>()?;
-                            FaultSpec::Blackhole(Blackhole)
-                        }
+                        "blackhole" => FaultSpec::Blackhole(map.next_value::<Option<Blackhole>>()?.unwrap_or_default()),
                         "reset" => FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default()),
                         "first_byte_latency" => FaultSpec::FirstByteLatency(map.next_value()?),
                         "truncate" => FaultSpec::Truncate(map.next_value()?),

@@ -1,6 +1,9 @@
 //! `reset`: aborts the TCP connection with an RST, either before any response byte (the
 //! client sees "connection reset by peer") or after `after_bytes` bytes of the response body
 //! (a download that dies mid-stream).
+//!
+//! On HTTP/2 the request's stream is reset (`RST_STREAM`) and the connection's other streams
+//! carry on, unless the fault says `connection: true`: then the TCP connection gets the RST.
 
 use std::sync::Arc;
 
@@ -23,6 +26,8 @@ pub struct Reset {
     after_request_bytes: Option<ByteSize>,
     /// Or: `after_upstream`, the RST comes once the upstream has done the request.
     when: When,
+    /// On HTTP/2, reset the whole TCP connection rather than the request's stream.
+    connection: bool,
 }
 
 /// The file form, checked: one cut point at most.
@@ -35,6 +40,8 @@ struct ResetFile {
     after_request_bytes: Option<ByteSize>,
     #[serde(default)]
     when: When,
+    #[serde(default)]
+    connection: bool,
 }
 
 impl TryFrom<ResetFile> for Reset {
@@ -52,6 +59,7 @@ impl TryFrom<ResetFile> for Reset {
             after_bytes: f.after_bytes,
             after_request_bytes: f.after_request_bytes,
             when: f.when,
+            connection: f.connection,
         })
     }
 }
@@ -67,8 +75,12 @@ impl Fault for Reset {
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
         match (self.after_bytes, self.after_request_bytes, self.when) {
-            (None, None, When::BeforeUpstream) => RequestAction::Reset,
-            (None, None, When::AfterUpstream) => RequestAction::ResetAfterUpstream,
+            (None, None, When::BeforeUpstream) => RequestAction::Reset {
+                connection: self.connection,
+            },
+            (None, None, When::AfterUpstream) => RequestAction::ResetAfterUpstream {
+                connection: self.connection,
+            },
             _ => RequestAction::Continue,
         }
     }
@@ -76,23 +88,42 @@ impl Fault for Reset {
     fn on_request_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
         match self.after_request_bytes {
             None => body,
-            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(body, n, Cut::Reset, conn.clone())),
+            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(
+                body,
+                n,
+                Cut::Reset {
+                    connection: self.connection,
+                },
+                conn.clone(),
+            )),
         }
     }
 
     fn on_response_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
         match self.after_bytes {
             None => body,
-            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(body, n, Cut::Reset, conn.clone())),
+            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(
+                body,
+                n,
+                Cut::Reset {
+                    connection: self.connection,
+                },
+                conn.clone(),
+            )),
         }
     }
 
     fn describe(&self) -> String {
-        match (self.after_bytes, self.after_request_bytes) {
+        let described = match (self.after_bytes, self.after_request_bytes) {
             (Some(ByteSize(n)), _) => format!("reset after {n} response bytes"),
             (None, Some(ByteSize(n))) => format!("reset after {n} request bytes"),
             (None, None) if self.when == When::AfterUpstream => "reset after upstream".into(),
             (None, None) => "reset".into(),
+        };
+        if self.connection {
+            format!("{described} (connection)")
+        } else {
+            described
         }
     }
 }

@@ -5,10 +5,16 @@
 //! drops the connection, and [`ClientStream`]'s `Drop` carries out the fate: an RST
 //! (`SO_LINGER 0`) for a reset, or handing the socket to a small task that holds it open,
 //! unanswered, for a blackhole. No other layer special-cases a fault kind.
+//!
+//! An HTTP/2 connection carries many requests at once, so there a reset or blackhole hits one
+//! stream: the request fails (hyper answers `RST_STREAM`) or is never answered, and the
+//! connection's other streams carry on. A fault that says `connection: true` takes the whole
+//! connection instead: the serving task is told to drop it ([`ConnControl::killed`]), and
+//! `Drop` carries out the fate as on HTTP/1.1.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,6 +34,18 @@ pub struct ConnControl {
     held: Arc<AtomicUsize>,
     /// Kept alive as long as a blackhole holds the socket (the fault's engine decision).
     keep: Mutex<Option<Keep>>,
+    /// The connection speaks HTTP/2: its requests are streams that can fail one by one.
+    multiplexed: AtomicBool,
+    /// Tells the serving task to drop an HTTP/2 connection a fault has taken over.
+    kill: tokio::sync::Notify,
+}
+
+/// What is left for the caller of [`ConnControl::blackhole`] to do.
+pub enum Hold {
+    /// The connection is taken: fail the request, and its socket is held when hyper lets go.
+    Connection,
+    /// Only this request's HTTP/2 stream: never answer it ([`ConnControl::hold_stream`]).
+    Stream(Option<Keep>),
 }
 
 /// Something a held connection keeps alive until it is released.
@@ -39,19 +57,58 @@ impl ConnControl {
             fate: AtomicU8::new(NORMAL),
             held,
             keep: Mutex::new(None),
+            multiplexed: AtomicBool::new(false),
+            kill: tokio::sync::Notify::new(),
         }
     }
 
-    /// Abort with a TCP RST; nothing more is written.
-    pub fn reset(&self) {
-        self.fate.store(RESET, Ordering::Release);
+    /// Notes that the connection speaks HTTP/2 (its requests say so).
+    pub fn set_multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
+    }
+
+    fn is_multiplexed(&self) -> bool {
+        self.multiplexed.load(Ordering::Relaxed)
+    }
+
+    /// Abort with a TCP RST; nothing more is written. On HTTP/2, unless `connection`, only the
+    /// stream is reset: by the error the caller returns, which hyper turns into `RST_STREAM`.
+    pub fn reset(&self, connection: bool) {
+        if !self.is_multiplexed() {
+            self.fate.store(RESET, Ordering::Release);
+        } else if connection {
+            self.fate.store(RESET, Ordering::Release);
+            self.kill.notify_one();
+        }
     }
 
     /// Keep the socket open without ever answering, until the client closes it; `keep` lives
-    /// as long as the socket is held.
-    pub fn blackhole(&self, keep: Option<Keep>) {
+    /// as long as the socket is held. On HTTP/2, unless `connection`, only the stream is held,
+    /// by the caller.
+    pub fn blackhole(&self, connection: bool, keep: Option<Keep>) -> Hold {
+        if self.is_multiplexed() && !connection {
+            return Hold::Stream(keep);
+        }
         *self.keep.lock().unwrap_or_else(|e| e.into_inner()) = keep;
         self.fate.store(BLACKHOLE, Ordering::Release);
+        if self.is_multiplexed() {
+            self.kill.notify_one();
+        }
+        Hold::Connection
+    }
+
+    /// Never answers a blackholed HTTP/2 stream: pends, counted among the held, until hyper
+    /// drops it (the client resets the stream or closes the connection).
+    pub async fn hold_stream(&self, keep: Option<Keep>) {
+        let _counted = Counted::new(self.held.clone());
+        std::future::pending::<()>().await;
+        drop(keep);
+    }
+
+    /// Completes when a fault has taken the whole HTTP/2 connection: the serving task then
+    /// drops it, and `Drop` carries out the fate.
+    pub async fn killed(&self) {
+        self.kill.notified().await;
     }
 
     fn fate(&self) -> u8 {
@@ -146,9 +203,9 @@ impl Drop for ClientStream {
             }
             BLACKHOLE => match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    self.control.held.fetch_add(1, Ordering::Relaxed);
+                    let counted = Counted::new(self.control.held.clone());
                     let keep = self.control.keep.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    rt.spawn(hold(stream, self.control.held.clone(), keep));
+                    rt.spawn(hold(stream, counted, keep));
                 }
                 Err(_) => drop(stream),
             },
@@ -159,19 +216,28 @@ impl Drop for ClientStream {
 
 /// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
 /// and lets go when the client closes or resets the connection (or the worker shuts down).
-async fn hold(mut stream: TcpStream, held: Arc<AtomicUsize>, _keep: Option<Keep>) {
-    struct Counted(Arc<AtomicUsize>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    let _counted = Counted(held);
+async fn hold(mut stream: TcpStream, _counted: Counted, _keep: Option<Keep>) {
     let mut buf = [0u8; 512];
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {
             break;
         }
+    }
+}
+
+/// One held connection or stream in the proxy's count, for as long as it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(held: Arc<AtomicUsize>) -> Counted {
+        held.fetch_add(1, Ordering::Relaxed);
+        Counted(held)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::Shared;
 use super::body::{self, BoxError, InjectedFault, ProxyBody};
-use super::conn::ConnControl;
+use super::conn::{ConnControl, Hold};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use crate::engine::Decision;
 use crate::faults::{FaultCtx, RequestAction, Target};
@@ -21,18 +21,32 @@ use crate::telemetry::{FaultEvent, RequestEvent};
 enum Ending {
     Respond(Response<ProxyBody>),
     ReadBodyThenRespond(Response<ProxyBody>),
-    Blackhole,
-    Reset,
+    Blackhole { connection: bool },
+    Reset { connection: bool },
     /// The request still goes upstream; the client then gets this response or a reset.
-    AfterUpstream(Option<Response<ProxyBody>>),
+    AfterUpstream {
+        answer: Option<Response<ProxyBody>>,
+        connection: bool,
+    },
 }
 
 pub(super) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnControl>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let arrived = Instant::now();
+    if req.version() == http::Version::HTTP_2 {
+        conn.set_multiplexed();
+        // HTTP/2 carries the host as `:authority`, which hyper puts in the URI. The client
+        // signed it as `host`, and both the classifier (virtual-hosted buckets) and an
+        // HTTP/1.1 upstream read it from there.
+        if !req.headers().contains_key(http::header::HOST)
+            && let Some(host) = req.uri().authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
     // Phases 1-3: classify, decide, request faults. Classification is needed for the
     // per-operation counters anyway; deciding is skipped outright with no rules.
     let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
@@ -85,7 +99,7 @@ async fn respond(
     let mut after_upstream = None;
     match ending {
         None => {}
-        Some(Ending::AfterUpstream(answer)) => after_upstream = Some(answer),
+        Some(Ending::AfterUpstream { answer, connection }) => after_upstream = Some((answer, connection)),
         Some(Ending::Respond(response)) => return Ok(response),
         Some(Ending::ReadBodyThenRespond(response)) => {
             // Read the upload to its end (discarding it, frame by frame), then answer.
@@ -93,12 +107,15 @@ async fn respond(
             while let Some(Ok(_)) = body.frame().await {}
             return Ok(response);
         }
-        Some(Ending::Blackhole) => {
-            conn.blackhole(decision.map(|d| Box::new(d) as _));
+        Some(Ending::Blackhole { connection }) => {
+            match conn.blackhole(connection, decision.map(|d| Box::new(d) as _)) {
+                Hold::Connection => {}
+                Hold::Stream(keep) => conn.hold_stream(keep).await,
+            }
             return Err(Box::new(InjectedFault("blackhole")));
         }
-        Some(Ending::Reset) => {
-            conn.reset();
+        Some(Ending::Reset { connection }) => {
+            conn.reset(connection);
             return Err(Box::new(InjectedFault("reset")));
         }
     }
@@ -137,7 +154,7 @@ async fn respond(
             return Ok(upstream_unavailable(&method, uri.path()));
         }
     };
-    if let Some(answer) = after_upstream {
+    if let Some((answer, connection)) = after_upstream {
         // The upstream has done the request (the object is stored, the key deleted); the
         // client hears otherwise. Its answer is read to the end in the background, so the
         // upstream connection goes back to the pool.
@@ -149,7 +166,7 @@ async fn respond(
         return match answer {
             Some(response) => Ok(response),
             None => {
-                conn.reset();
+                conn.reset(connection);
                 Err(Box::new(InjectedFault("reset after upstream")))
             }
         };
@@ -265,13 +282,23 @@ fn run_request_faults(
                 }
                 RequestAction::Respond(r) => Some(Ending::Respond(r)),
                 RequestAction::ReadBodyThenRespond(r) => Some(Ending::ReadBodyThenRespond(r)),
-                RequestAction::Blackhole => Some(Ending::Blackhole),
-                RequestAction::Reset => Some(Ending::Reset),
-                RequestAction::RespondAfterUpstream(r) => Some(Ending::AfterUpstream(Some(r))),
-                RequestAction::ResetAfterUpstream => Some(Ending::AfterUpstream(None)),
+                RequestAction::Blackhole { connection } => Some(Ending::Blackhole { connection }),
+                RequestAction::Reset { connection } => Some(Ending::Reset { connection }),
+                RequestAction::RespondAfterUpstream(r) => Some(Ending::AfterUpstream {
+                    answer: Some(r),
+                    connection: false,
+                }),
+                RequestAction::ResetAfterUpstream { connection } => Some(Ending::AfterUpstream {
+                    answer: None,
+                    connection,
+                }),
             };
             let request_id = match &ending {
-                Some(Ending::Respond(r) | Ending::ReadBodyThenRespond(r) | Ending::AfterUpstream(Some(r))) => {
+                Some(
+                    Ending::Respond(r)
+                    | Ending::ReadBodyThenRespond(r)
+                    | Ending::AfterUpstream { answer: Some(r), .. },
+                ) => {
                     r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok())
                 }
                 _ => None,

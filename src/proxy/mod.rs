@@ -24,7 +24,8 @@ use std::thread::JoinHandle;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
@@ -206,7 +207,12 @@ impl Proxy {
                         close_all: close_rx.clone(),
                         draining: draining_rx.clone(),
                         header_read_timeout: limits.header_read_timeout,
-                        tls: limits.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+                        tls: limits
+                            .tls
+                            .as_ref()
+                            .map(|tls| if limits.http2 { tls.clone() } else { tls::http1_only(tls) })
+                            .map(tokio_rustls::TlsAcceptor::from),
+                        http2: limits.http2,
                     },
                 ),
             )?;
@@ -407,6 +413,7 @@ struct Lifecycle {
     draining: watch::Receiver<bool>,
     header_read_timeout: Option<std::time::Duration>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    http2: bool,
 }
 
 /// How the listener serves its clients: TLS or not, and the limits that protect the proxy
@@ -420,6 +427,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Option<std::time::Duration>,
     /// Connections beyond this many get `503 SlowDown` and are closed.
     pub max_connections: Option<usize>,
+    /// Speak HTTP/2 to clients that ask for it (ALPN `h2` over TLS, prior knowledge over
+    /// plain TCP) as well as HTTP/1.1. `--no-http2` turns it off.
+    pub http2: bool,
 }
 
 impl Default for ServeOptions {
@@ -428,6 +438,7 @@ impl Default for ServeOptions {
             tls: None,
             header_read_timeout: Some(std::time::Duration::from_secs(60)),
             max_connections: None,
+            http2: true,
         }
     }
 }
@@ -444,11 +455,15 @@ async fn serve_worker(
         draining,
         header_read_timeout,
         tls,
+        http2,
     } = lifecycle;
-    let mut http = http1::Builder::new();
-    http.keep_alive(true)
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout);
+    http.http2().timer(hyper_util::rt::TokioTimer::new());
+    let http = if http2 { http } else { http.http1_only() };
     while let Some(socket) = connections.recv().await {
         let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
             continue;
@@ -459,6 +474,7 @@ async fn serve_worker(
         let client = ClientStream::new(socket, control.clone());
         let shared = shared.clone();
         let metrics = shared.metrics.clone();
+        let fate = control.clone();
         let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
         metrics.connection_opened();
         let mut closed = close_all.clone();
@@ -495,6 +511,8 @@ async fn serve_worker(
                 result = conn.as_mut() => Some(result),
                 // A phase with `close_connections`: dropping the connection closes the socket.
                 _ = closed.changed() => None,
+                // A fault took over a whole HTTP/2 connection: dropping it carries out the fate.
+                _ = fate.killed() => None,
                 // A graceful stop: close when idle, finish the request in flight.
                 _ = async { drain.wait_for(|d| *d).await.map(|_| ()) } => {
                     conn.as_mut().graceful_shutdown();

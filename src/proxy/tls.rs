@@ -50,24 +50,64 @@ pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsS
 /// certificate is written to `ca_path` for clients to trust. A new CA each start: nothing
 /// secret is written to disk.
 pub fn self_signed(names: &[String], ca_path: &Path) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::default();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "s3chaos private CA (generated at start-up)");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    // IP addresses become IP SANs, the rest DNS names.
-    let mut leaf_params = CertificateParams::new(names.to_vec())?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "s3chaos");
-    let leaf_key = KeyPair::generate()?;
-    let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
-    std::fs::write(ca_path, ca.pem()).map_err(|source| TlsSetupError::Write {
-        path: ca_path.into(),
-        source,
-    })?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    server_config(vec![leaf.der().clone(), ca.der().clone()], key)
+    let ca = PrivateCa::generate()?;
+    ca.write(ca_path)?;
+    ca.server_config(names)
+}
+
+/// A certificate authority made at start-up, whose certificate clients are told to trust. It
+/// signs the TLS listener's certificate and, in forward-proxy mode, one certificate per host
+/// a client asks to reach.
+pub struct PrivateCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl PrivateCa {
+    pub fn generate() -> Result<PrivateCa, TlsSetupError> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "s3chaos private CA (generated at start-up)");
+        Ok(PrivateCa {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate()?)?,
+        })
+    }
+
+    /// Writes the CA certificate (never its key) for clients to trust.
+    pub fn write(&self, path: &Path) -> Result<(), TlsSetupError> {
+        std::fs::write(path, self.issuer.pem()).map_err(|source| TlsSetupError::Write {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server configuration with a fresh certificate for `names` (IP addresses become IP
+    /// SANs, the rest DNS names), signed by this CA.
+    pub fn server_config(&self, names: &[String]) -> Result<Arc<ServerConfig>, TlsSetupError> {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().map_or("s3chaos", String::as_str));
+        let key = KeyPair::generate()?;
+        let leaf = params.signed_by(&key, &self.issuer)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        server_config(vec![leaf.der().clone(), self.issuer.der().clone()], key)
+    }
+}
+
+/// Keeps only HTTP/1.1 in a server configuration's ALPN offer (`--no-http2`).
+pub fn http1_only(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 fn server_config(
@@ -79,8 +119,8 @@ fn server_config(
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    // HTTP/1.1 only: the proxy does not speak h2 yet.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // h2 first, as a client that offers both prefers it; `--no-http2` takes it out.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -97,7 +137,8 @@ mod tests {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
         let config = from_pem_files(&cert_path, &key_path).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(http1_only(&config).alpn_protocols, vec![b"http/1.1".to_vec()]);
 
         let err = from_pem_files(&key_path, &key_path).unwrap_err();
         assert!(matches!(err, TlsSetupError::NoCertificate(_)), "{err}");
