@@ -41,12 +41,19 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
     let tls = args.run.tls_cert.is_some() || args.run.tls_self_signed;
     let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, started.addr);
     let mut command = tokio::process::Command::new(&args.command[0]);
-    command
-        .args(&args.command[1..])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ENDPOINT_URL_S3", &endpoint)
-        .env("S3CHAOS_ENDPOINT", &endpoint);
-    if args.run.tls_self_signed {
+    command.args(&args.command[1..]).env("S3CHAOS_ENDPOINT", &endpoint);
+    let forward = args.run.mode == serve::Mode::Forward;
+    if forward {
+        // The command keeps its own endpoints and reaches them through s3chaos.
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            command.env(name, &endpoint);
+        }
+    } else {
+        command
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ENDPOINT_URL_S3", &endpoint);
+    }
+    if args.run.tls_self_signed || forward {
         // The SDKs and the AWS CLI trust the generated CA through this variable.
         let ca = std::fs::canonicalize(&args.run.tls_ca_out).unwrap_or_else(|_| args.run.tls_ca_out.clone());
         command.env("AWS_CA_BUNDLE", ca);

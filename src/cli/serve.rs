@@ -13,6 +13,9 @@ use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
 use s3chaos::engine::{Engine, EngineOptions};
+use s3chaos::proxy::connect_to::{ConnectTo, ConnectToTable};
+use s3chaos::proxy::forward::Forward;
+use s3chaos::proxy::tls::PrivateCa;
 use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, UpstreamOptions};
 use s3chaos::reload::Reloader;
 use s3chaos::s3::Classifier;
@@ -110,6 +113,21 @@ pub struct RunArgs {
     /// an h2 client's prior knowledge, agrees).
     #[arg(long)]
     pub no_http2: bool,
+    /// `reverse`: clients use s3chaos as their S3 endpoint (AWS_ENDPOINT_URL). `forward`:
+    /// clients keep talking to AWS through HTTPS_PROXY=http://LISTEN and trust the CA that
+    /// s3chaos writes to --tls-ca-out (AWS_CA_BUNDLE); --intercept names the hosts it
+    /// decrypts and faults, every other host is tunnelled untouched.
+    #[arg(long, value_enum, default_value_t = Mode::Reverse)]
+    pub mode: Mode,
+    /// Forward mode: a host glob whose HTTPS traffic is decrypted and faulted (repeatable;
+    /// default `*.amazonaws.com` and the --upstream host).
+    #[arg(long = "intercept")]
+    pub intercept: Vec<String>,
+    /// Reach HOST:PORT at HOST2:PORT2 instead, keeping the name for TLS and `Host`, as curl's
+    /// option does (repeatable; HOST may be a glob, HOST or PORT empty for any):
+    /// `--connect-to 's3.us-east-1.amazonaws.com:443:minio.staging:9000'`.
+    #[arg(long = "connect-to", value_parser = parse_connect_to)]
+    pub connect_to: Vec<ConnectTo>,
     /// Allow an upstream that looks like production AWS (`*.amazonaws.com`). Without it,
     /// s3chaos refuses to start against one: a drill belongs in staging.
     #[arg(long)]
@@ -134,6 +152,19 @@ pub struct RunArgs {
     /// Append one JSON line per proxied request to this file (for `s3chaos report`).
     #[arg(long)]
     pub events: Option<PathBuf>,
+}
+
+/// How clients reach s3chaos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// s3chaos is the clients' S3 endpoint.
+    Reverse,
+    /// s3chaos is the clients' HTTPS_PROXY.
+    Forward,
+}
+
+fn parse_connect_to(s: &str) -> Result<ConnectTo, String> {
+    s.parse()
 }
 
 pub fn parse_time_scale(s: &str) -> Result<f64, String> {
@@ -232,15 +263,31 @@ fn compile(source: Option<&(String, String, Option<PathBuf>)>) -> anyhow::Result
     }
 }
 
+/// The private CA `--tls-self-signed` and forward mode need, made at start-up and written to
+/// --tls-ca-out for clients to trust.
+fn private_ca(args: &RunArgs) -> anyhow::Result<Option<Arc<PrivateCa>>> {
+    if !args.tls_self_signed && args.mode != Mode::Forward {
+        return Ok(None);
+    }
+    let ca = PrivateCa::generate()?;
+    ca.write(&args.tls_ca_out)?;
+    let path = std::fs::canonicalize(&args.tls_ca_out).unwrap_or_else(|_| args.tls_ca_out.clone());
+    tracing::info!(
+        "a private CA made at start-up; clients trust it with: export AWS_CA_BUNDLE={}",
+        path.display()
+    );
+    Ok(Some(Arc::new(ca)))
+}
+
 /// The TLS configuration `--tls-cert`/`--tls-key` or `--tls-self-signed` asks for, made
 /// once for every listener.
-fn tls_config(args: &RunArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+fn tls_config(args: &RunArgs, ca: Option<&PrivateCa>) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         return Ok(Some(s3chaos::proxy::tls::from_pem_files(cert, key)?));
     }
-    if !args.tls_self_signed {
+    let (true, Some(ca)) = (args.tls_self_signed, ca) else {
         return Ok(None);
-    }
+    };
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if !args.listen.ip().is_unspecified() {
         names.push(args.listen.ip().to_string());
@@ -252,19 +299,46 @@ fn tls_config(args: &RunArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>
     names.extend(args.tls_names.iter().cloned());
     names.sort();
     names.dedup();
-    let config = s3chaos::proxy::tls::self_signed(&names, &args.tls_ca_out)?;
-    let ca = std::fs::canonicalize(&args.tls_ca_out).unwrap_or_else(|_| args.tls_ca_out.clone());
-    tracing::info!(
-        names = %names.join(","),
-        "TLS with a private CA made at start-up; clients trust it with: export AWS_CA_BUNDLE={}",
-        ca.display()
-    );
+    let config = ca.server_config(&names)?;
+    tracing::info!(names = %names.join(","), "TLS listener with a certificate from the private CA");
     Ok(Some(config))
 }
 
-fn serve_options(args: &RunArgs, tls: Option<Arc<rustls::ServerConfig>>) -> ServeOptions {
+/// Forward mode's settings: the hosts to intercept and the CA that mints their certificates.
+fn forward_config(args: &RunArgs, ca: Option<Arc<PrivateCa>>) -> anyhow::Result<Option<Arc<Forward>>> {
+    let (Mode::Forward, Some(ca)) = (args.mode, ca) else {
+        return Ok(None);
+    };
+    let mut intercept = args.intercept.clone();
+    if intercept.is_empty() {
+        intercept.extend(s3chaos::proxy::forward::DEFAULT_INTERCEPT.iter().map(|s| s.to_string()));
+        if let Some(host) = args
+            .upstream
+            .as_deref()
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_owned))
+        {
+            intercept.push(host);
+        }
+    }
+    let forward = Forward::new(
+        ca,
+        &intercept,
+        ConnectToTable::new(args.connect_to.clone()),
+        !args.no_http2,
+    )?;
+    tracing::info!(intercept = %intercept.join(","), "forward-proxy mode: these hosts are decrypted and faulted, the rest tunnelled untouched");
+    Ok(Some(Arc::new(forward)))
+}
+
+fn serve_options(
+    args: &RunArgs,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    forward: Option<Arc<Forward>>,
+) -> ServeOptions {
     ServeOptions {
         tls,
+        forward,
         header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
         max_connections: args.max_connections,
         http2: !args.no_http2,
@@ -299,7 +373,9 @@ fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf
 }
 
 pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
-    let tls = tls_config(args)?;
+    let ca = private_ca(args)?;
+    let tls = tls_config(args, ca.as_deref())?;
+    let forward = forward_config(args, ca)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let source = args.scenario.as_deref().map(scenario_source).transpose()?;
     let scenario = compile(source.as_ref())?;
@@ -341,6 +417,8 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         ca_file: args.upstream_ca.clone(),
         connect_timeout: args.connect_timeout,
         response_timeout: args.upstream_timeout,
+        connect_to: ConnectToTable::new(args.connect_to.clone()),
+        http2: !args.no_http2,
     };
     let upstream = Upstream::new(&upstream_url, &options)?;
 
@@ -359,7 +437,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let handle = proxy
-        .start_with(workers, serve_options(args, tls.clone()))
+        .start_with(workers, serve_options(args, tls.clone(), forward.clone()))
         .context("starting proxy workers")?;
     let watched = source.as_ref().and_then(|(_, _, path)| path.clone());
     let control = Arc::new(match source {
@@ -403,10 +481,18 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         "scenario loaded{}",
         if seed_given { "" } else { " (random seed; put `seed:` in the file to replay this run)" }
     );
-    tracing::info!(
-        workers,
-        "s3chaos listening on {scheme}://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url {scheme}://{addr} s3 ls"
-    );
+    if forward.is_some() {
+        tracing::info!(
+            workers,
+            "s3chaos forward proxy on {scheme}://{addr}  —  try: HTTPS_PROXY={scheme}://{addr} AWS_CA_BUNDLE={} aws s3 ls",
+            args.tls_ca_out.display()
+        );
+    } else {
+        tracing::info!(
+            workers,
+            "s3chaos listening on {scheme}://{addr}  —  try: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 aws --endpoint-url {scheme}://{addr} s3 ls"
+        );
+    }
     if args.dry_run {
         tracing::warn!("dry run: rules are evaluated and logged as `dry run: would inject`; nothing is injected");
     }
@@ -475,7 +561,7 @@ async fn start_route(
     let addr = proxy.local_addr();
     let workers = args.workers.unwrap_or(1).max(1);
     let handle = proxy
-        .start_with(workers, serve_options(args, tls))
+        .start_with(workers, serve_options(args, tls, None))
         .context("starting a route's workers")?;
     let control = Arc::new(match &source {
         Some((text, origin, _)) => Control::new(engine.clone(), text.clone(), origin.clone()),

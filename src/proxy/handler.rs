@@ -7,10 +7,10 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::Shared;
 use super::body::{self, BoxError, InjectedFault, ProxyBody};
 use super::conn::{ConnControl, Hold};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
+use super::{Shared, Upstream};
 use crate::engine::Decision;
 use crate::faults::{FaultCtx, RequestAction, Target};
 use crate::s3::{RequestInfo, S3ErrorResponse};
@@ -21,8 +21,12 @@ use crate::telemetry::{FaultEvent, RequestEvent};
 enum Ending {
     Respond(Response<ProxyBody>),
     ReadBodyThenRespond(Response<ProxyBody>),
-    Blackhole { connection: bool },
-    Reset { connection: bool },
+    Blackhole {
+        connection: bool,
+    },
+    Reset {
+        connection: bool,
+    },
     /// The request still goes upstream; the client then gets this response or a reset.
     AfterUpstream {
         answer: Option<Response<ProxyBody>>,
@@ -30,9 +34,32 @@ enum Ending {
     },
 }
 
+/// Where a request goes, and whether the scenario applies to it.
+pub(super) struct Destination {
+    pub upstream: Arc<Upstream>,
+    /// False for a forward-proxy request to a host `--intercept` does not name: it is
+    /// forwarded untouched.
+    pub inject: bool,
+}
+
+/// A request for the proxy's own upstream (reverse-proxy mode).
 pub(super) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnControl>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, BoxError> {
+    let destination = Destination {
+        upstream: shared.upstream.clone(),
+        inject: true,
+    };
+    handle_for(shared, conn, destination, req).await
+}
+
+/// A request for `destination`'s upstream.
+pub(super) async fn handle_for(
+    shared: Arc<Shared>,
+    conn: Arc<ConnControl>,
+    destination: Destination,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let arrived = Instant::now();
@@ -42,7 +69,10 @@ pub(super) async fn handle(
         // signed it as `host`, and both the classifier (virtual-hosted buckets) and an
         // HTTP/1.1 upstream read it from there.
         if !req.headers().contains_key(http::header::HOST)
-            && let Some(host) = req.uri().authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            && let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
         {
             req.headers_mut().insert(http::header::HOST, host);
         }
@@ -55,7 +85,8 @@ pub(super) async fn handle(
     let mut decision = None;
     let mut delay = Duration::ZERO;
     let mut ending = None;
-    if !shared.engine.is_idle()
+    if destination.inject
+        && !shared.engine.is_idle()
         && let Some(d) = shared.engine.decide(&info)
     {
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
@@ -68,7 +99,16 @@ pub(super) async fn handle(
         decision = (!d.is_empty()).then_some(d);
     }
     let target = decision.as_ref().map(|_| Target::of(&info));
-    let result = respond(&shared, &conn, req, decision, target, delay, ending).await;
+    let result = respond(
+        &shared,
+        &conn,
+        &destination.upstream,
+        req,
+        (decision, target),
+        delay,
+        ending,
+    )
+    .await;
 
     let status = result.as_ref().ok().map(|r| r.status().as_u16());
     shared.metrics.request(operation, status);
@@ -87,9 +127,9 @@ pub(super) async fn handle(
 async fn respond(
     shared: &Shared,
     conn: &Arc<ConnControl>,
+    upstream: &Upstream,
     req: Request<Incoming>,
-    decision: Option<Decision>,
-    target: Option<Target>,
+    (decision, target): (Option<Decision>, Option<Target>),
     delay: Duration,
     ending: Option<Ending>,
 ) -> Result<Response<ProxyBody>, BoxError> {
@@ -137,7 +177,7 @@ async fn respond(
     }
     let upstream_req = Request::from_parts(parts, upload);
     let sent = Instant::now();
-    let outcome = shared.upstream.send(upstream_req).await;
+    let outcome = upstream.send(upstream_req).await;
     match &outcome {
         Ok(_) => shared.metrics.upstream_latency(sent.elapsed()),
         Err(_) => shared.metrics.upstream_unavailable(),
@@ -150,7 +190,7 @@ async fn respond(
     let response = match outcome {
         Ok(response) => response,
         Err(e) => {
-            tracing::warn!(upstream = %shared.upstream.origin(), error = %error_chain(&e), %method, resource = uri.path(), "upstream unavailable; answering 503 ServiceUnavailable");
+            tracing::warn!(upstream = %upstream.origin(), error = %error_chain(&e), %method, resource = uri.path(), "upstream unavailable; answering 503 ServiceUnavailable");
             return Ok(upstream_unavailable(&method, uri.path()));
         }
     };
@@ -295,12 +335,8 @@ fn run_request_faults(
             };
             let request_id = match &ending {
                 Some(
-                    Ending::Respond(r)
-                    | Ending::ReadBodyThenRespond(r)
-                    | Ending::AfterUpstream { answer: Some(r), .. },
-                ) => {
-                    r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok())
-                }
+                    Ending::Respond(r) | Ending::ReadBodyThenRespond(r) | Ending::AfterUpstream { answer: Some(r), .. },
+                ) => r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok()),
                 _ => None,
             };
             tracing::info!(

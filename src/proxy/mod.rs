@@ -11,6 +11,8 @@
 
 pub mod body;
 pub mod conn;
+pub mod connect_to;
+pub mod forward;
 mod handler;
 pub mod headers;
 mod pool;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
+use futures_util::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -210,9 +213,16 @@ impl Proxy {
                         tls: limits
                             .tls
                             .as_ref()
-                            .map(|tls| if limits.http2 { tls.clone() } else { tls::http1_only(tls) })
+                            .map(|tls| {
+                                if limits.http2 {
+                                    tls.clone()
+                                } else {
+                                    tls::http1_only(tls)
+                                }
+                            })
                             .map(tokio_rustls::TlsAcceptor::from),
                         http2: limits.http2,
+                        forward: limits.forward.clone(),
                     },
                 ),
             )?;
@@ -414,6 +424,7 @@ struct Lifecycle {
     header_read_timeout: Option<std::time::Duration>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     http2: bool,
+    forward: Option<Arc<forward::Forward>>,
 }
 
 /// How the listener serves its clients: TLS or not, and the limits that protect the proxy
@@ -430,6 +441,8 @@ pub struct ServeOptions {
     /// Speak HTTP/2 to clients that ask for it (ALPN `h2` over TLS, prior knowledge over
     /// plain TCP) as well as HTTP/1.1. `--no-http2` turns it off.
     pub http2: bool,
+    /// Forward-proxy mode (`--mode forward`): answer `CONNECT` and absolute-form requests.
+    pub forward: Option<Arc<forward::Forward>>,
 }
 
 impl Default for ServeOptions {
@@ -439,6 +452,7 @@ impl Default for ServeOptions {
             header_read_timeout: Some(std::time::Duration::from_secs(60)),
             max_connections: None,
             http2: true,
+            forward: None,
         }
     }
 }
@@ -456,6 +470,7 @@ async fn serve_worker(
         header_read_timeout,
         tls,
         http2,
+        forward,
     } = lifecycle;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -464,6 +479,14 @@ async fn serve_worker(
         .header_read_timeout(header_read_timeout);
     http.http2().timer(hyper_util::rt::TokioTimer::new());
     let http = if http2 { http } else { http.http1_only() };
+    let forward = forward.map(|f| {
+        Arc::new(forward::ForwardWorker::new(
+            f,
+            shared.clone(),
+            http.clone(),
+            header_read_timeout,
+        ))
+    });
     while let Some(socket) = connections.recv().await {
         let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
             continue;
@@ -475,7 +498,11 @@ async fn serve_worker(
         let shared = shared.clone();
         let metrics = shared.metrics.clone();
         let fate = control.clone();
-        let service = service_fn(move |req| handler::handle(shared.clone(), control.clone(), req));
+        let forward = forward.clone();
+        let service = service_fn(move |req| match &forward {
+            None => Either::Left(handler::handle(shared.clone(), control.clone(), req)),
+            Some(worker) => Either::Right(forward::handle(worker.clone(), control.clone(), req)),
+        });
         metrics.connection_opened();
         let mut closed = close_all.clone();
         closed.mark_unchanged();
@@ -505,7 +532,8 @@ async fn serve_worker(
                 open.fetch_sub(1, Ordering::SeqCst);
                 return;
             };
-            let conn = http.serve_connection(TokioIo::new(io), service);
+            // Upgrades: a forward proxy's `CONNECT` hands the connection over to a tunnel.
+            let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             let ended = tokio::select! {
                 result = conn.as_mut() => Some(result),

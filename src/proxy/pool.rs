@@ -5,6 +5,9 @@
 //! worker owns its pool: a request takes an idle connection (or opens one), and the
 //! connection goes back when the response body has been read to its end. A response whose
 //! body is dropped early leaves its connection to close, as HTTP/1.1 requires.
+//!
+//! An upstream that agrees to h2 (ALPN) gets one shared HTTP/2 connection per worker instead,
+//! its requests multiplexed as streams; the HTTP/1.1 idle list then stays empty.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,11 +16,15 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::Connection;
 use tower_service::Service;
+
+use super::connect_to::Redirecting;
 
 use super::body::{BoxError, ProxyBody};
 
@@ -28,18 +35,27 @@ const MAX_IDLE: usize = 512;
 const ATTEMPTS: usize = 3;
 
 pub struct ConnPool {
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<Redirecting>,
     /// `scheme://authority` of the upstream, for the connector.
     target: Uri,
     idle: Mutex<Vec<SendRequest<ProxyBody>>>,
+    /// The HTTP/2 connection, once the upstream has agreed to h2.
+    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+}
+
+/// A connection ready to take one request.
+enum Sender {
+    Http1(SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>),
 }
 
 impl ConnPool {
-    pub fn new(connector: HttpsConnector<HttpConnector>, target: Uri) -> Arc<ConnPool> {
+    pub fn new(connector: HttpsConnector<Redirecting>, target: Uri) -> Arc<ConnPool> {
         Arc::new(ConnPool {
             connector,
             target,
             idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
         })
     }
 
@@ -47,7 +63,23 @@ impl ConnPool {
     /// the connection back when it ends.
     pub async fn send(self: &Arc<Self>, mut req: Request<ProxyBody>) -> Result<Response<ProxyBody>, BoxError> {
         for _ in 0..ATTEMPTS {
-            let mut sender = self.checkout().await?;
+            let mut sender = match self.checkout().await? {
+                Sender::Http1(sender) => sender,
+                Sender::Http2(mut sender) => {
+                    as_http2(&mut req, &self.target);
+                    match sender.try_send_request(req).await {
+                        Ok(response) => return Ok(response.map(|body| ProxyBody::new(body.map_err(BoxError::from)))),
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) => {
+                                self.h2.lock().unwrap_or_else(|e| e.into_inner()).take();
+                                req = unsent;
+                                continue;
+                            }
+                            None => return Err(e.into_error().into()),
+                        },
+                    }
+                }
+            };
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let pool = self.clone();
@@ -68,13 +100,20 @@ impl ConnPool {
         Err("upstream connections kept closing before the request could be sent".into())
     }
 
-    async fn checkout(&self) -> Result<SendRequest<ProxyBody>, BoxError> {
+    async fn checkout(&self) -> Result<Sender, BoxError> {
+        let shared = self.h2.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(mut sender) = shared {
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Ok(Sender::Http2(sender));
+            }
+            self.h2.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
                 Some(mut sender) if !sender.is_closed() => {
                     if sender.ready().await.is_ok() {
-                        return Ok(sender);
+                        return Ok(Sender::Http1(sender));
                     }
                 }
                 Some(_) => {}
@@ -83,15 +122,28 @@ impl ConnPool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, BoxError> {
+    async fn connect(&self) -> Result<Sender, BoxError> {
         let io = self.connector.clone().call(self.target.clone()).await?;
+        if io.connected().is_negotiated_h2() {
+            let (sender, connection) = http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .handshake(io)
+                .await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+                }
+            });
+            *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
+            return Ok(Sender::Http2(sender));
+        }
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Sender::Http1(sender))
     }
 
     fn give_back(&self, sender: SendRequest<ProxyBody>) {
@@ -103,6 +155,27 @@ impl ConnPool {
             idle.push(sender);
         }
     }
+}
+
+/// HTTP/2 names the target in the request (`:scheme`, `:authority`): the upstream's scheme
+/// and the `Host` the client signed, which the upstream checks the signature against.
+fn as_http2(req: &mut Request<ProxyBody>, target: &Uri) {
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .or_else(|| target.authority().cloned());
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = target.scheme().cloned();
+    parts.authority = authority;
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
 }
 
 /// The upstream's response body; returns its connection to the pool at the end.

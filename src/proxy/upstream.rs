@@ -12,6 +12,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::body::{BoxError, ProxyBody};
+use super::connect_to::{ConnectToTable, Redirecting};
 use super::pool::ConnPool;
 
 /// Why an upstream could not be set up (a start-up error, reported before serving).
@@ -45,6 +46,10 @@ pub struct UpstreamOptions {
     pub connect_timeout: Duration,
     /// Time allowed from the end of the request body to the response head.
     pub response_timeout: Duration,
+    /// `--connect-to` rules: reach a host at another address, keeping its name for TLS.
+    pub connect_to: ConnectToTable,
+    /// Offer h2 to an `https://` upstream (ALPN); HTTP/1.1 is spoken if it declines.
+    pub http2: bool,
 }
 
 impl Default for UpstreamOptions {
@@ -53,6 +58,8 @@ impl Default for UpstreamOptions {
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(300),
+            connect_to: ConnectToTable::default(),
+            http2: true,
         }
     }
 }
@@ -60,7 +67,7 @@ impl Default for UpstreamOptions {
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<Redirecting>,
     pool: Arc<ConnPool>,
     response_timeout: Duration,
 }
@@ -91,11 +98,15 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(options.connect_timeout));
         let tls = tls_config(options.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let http = Redirecting::new(http, options.connect_to.clone());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+            .https_or_http();
+        let connector = if options.http2 {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         Ok(Arc::new(Upstream {
             pool: ConnPool::new(connector.clone(), origin_uri(&scheme, &authority)),
             scheme,
@@ -112,6 +123,18 @@ impl Upstream {
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
             pool: ConnPool::new(self.connector.clone(), origin_uri(&self.scheme, &self.authority)),
+            connector: self.connector.clone(),
+            response_timeout: self.response_timeout,
+        }
+    }
+
+    /// The same client (TLS trust, `--connect-to`, timeouts) for another origin, with a pool
+    /// of its own: a forward proxy's upstream is whichever host the client asked for.
+    pub fn for_origin(&self, scheme: Scheme, authority: Authority) -> Upstream {
+        Upstream {
+            pool: ConnPool::new(self.connector.clone(), origin_uri(&scheme, &authority)),
+            scheme,
+            authority,
             connector: self.connector.clone(),
             response_timeout: self.response_timeout,
         }

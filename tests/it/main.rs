@@ -5,6 +5,7 @@ mod cli;
 mod containers;
 mod drill;
 mod faults;
+mod forward;
 mod harness;
 mod isolation;
 mod passthrough;
