@@ -484,7 +484,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     if forward.is_some() {
         tracing::info!(
             workers,
-            "s3chaos forward proxy on {scheme}://{addr}  —  try: HTTPS_PROXY={scheme}://{addr} AWS_CA_BUNDLE={} aws s3 ls",
+            "s3chaos listening on {scheme}://{addr} as a forward proxy  —  try: HTTPS_PROXY={scheme}://{addr} AWS_CA_BUNDLE={} aws s3 ls",
             args.tls_ca_out.display()
         );
     } else {

@@ -15,6 +15,7 @@
 //! socket (see [`super::conn`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,28 +140,17 @@ pub(super) struct ForwardWorker {
     /// Serves the requests inside an intercepted tunnel.
     pub http: auto::Builder<hyper_util::rt::TokioExecutor>,
     pub handshake_timeout: Option<Duration>,
-    origins: Mutex<HashMap<(Scheme, Authority), Arc<Upstream>>>,
+    /// An intercepted tunnel is a client connection like another: closed by a phase that
+    /// closes connections, drained by a graceful stop, counted while open.
+    pub watch: super::Watch,
+    pub open: Arc<AtomicUsize>,
+    pub origins: Mutex<HashMap<(Scheme, Authority), Arc<Upstream>>>,
 }
 
 /// Origins kept per worker; beyond this many the map starts again (their pools with it).
 const MAX_ORIGINS: usize = 1024;
 
 impl ForwardWorker {
-    pub fn new(
-        forward: Arc<Forward>,
-        shared: Arc<Shared>,
-        http: auto::Builder<hyper_util::rt::TokioExecutor>,
-        handshake_timeout: Option<Duration>,
-    ) -> ForwardWorker {
-        ForwardWorker {
-            forward,
-            shared,
-            http,
-            handshake_timeout,
-            origins: Mutex::new(HashMap::new()),
-        }
-    }
-
     fn origin(&self, scheme: Scheme, authority: Authority) -> Arc<Upstream> {
         let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(upstream) = origins.get(&(scheme.clone(), authority.clone())) {
@@ -277,16 +267,12 @@ async fn intercept(
         };
         handler::handle_for(shared.clone(), control.clone(), destination, req)
     });
+    worker.open.fetch_add(1, Ordering::SeqCst);
     let served = worker.http.serve_connection(TokioIo::new(tls), service);
-    tokio::select! {
-        result = served => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "intercepted connection ended with an error");
-            }
-        }
-        // A fault took the whole connection: dropping it carries out the fate.
-        _ = conn.killed() => {}
+    if let Some(Err(e)) = worker.watch.fresh().serve(served, &conn).await {
+        tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
+    worker.open.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// A small answer from the proxy itself (not an S3 error: the client is talking to a proxy).

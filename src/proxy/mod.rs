@@ -29,6 +29,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
@@ -410,7 +411,47 @@ fn rebind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
     }
 }
 
-/// One worker: serves every connection it is handed until the channel closes.
+/// What ends a served client connection besides the client: a phase that closes every
+/// connection, a graceful stop, or a fault that takes over a whole HTTP/2 connection.
+#[derive(Clone)]
+struct Watch {
+    close_all: watch::Receiver<u64>,
+    draining: watch::Receiver<bool>,
+}
+
+impl Watch {
+    fn new(close_all: &watch::Receiver<u64>, draining: &watch::Receiver<bool>) -> Watch {
+        let mut close_all = close_all.clone();
+        close_all.mark_unchanged();
+        Watch {
+            close_all,
+            draining: draining.clone(),
+        }
+    }
+
+    /// A watch for a connection opened now: only a later `close_connections` closes it.
+    fn fresh(&self) -> Watch {
+        Watch::new(&self.close_all, &self.draining)
+    }
+
+    /// Serves `conn` to its end, or until one of the above; `None` when it was dropped.
+    async fn serve<C: GracefulConnection>(mut self, conn: C, fate: &ConnControl) -> Option<Result<(), C::Error>> {
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => Some(result),
+            // A phase with `close_connections`: dropping the connection closes the socket.
+            _ = self.close_all.changed() => None,
+            // A fault took over a whole HTTP/2 connection: dropping it carries out the fate.
+            _ = fate.killed() => None,
+            // A graceful stop: close when idle, finish the request in flight.
+            _ = async { self.draining.wait_for(|d| *d).await.map(|_| ()) } => {
+                conn.as_mut().graceful_shutdown();
+                Some(conn.as_mut().await)
+            }
+        }
+    }
+}
+
 /// What a worker's connections share with the proxy's lifecycle.
 struct Lifecycle {
     /// The proxy's count of connections held by blackholes.
@@ -480,12 +521,15 @@ async fn serve_worker(
     http.http2().timer(hyper_util::rt::TokioTimer::new());
     let http = if http2 { http } else { http.http1_only() };
     let forward = forward.map(|f| {
-        Arc::new(forward::ForwardWorker::new(
-            f,
-            shared.clone(),
-            http.clone(),
-            header_read_timeout,
-        ))
+        Arc::new(forward::ForwardWorker {
+            forward: f,
+            shared: shared.clone(),
+            http: http.clone(),
+            handshake_timeout: header_read_timeout,
+            watch: Watch::new(&close_all, &draining),
+            open: open.clone(),
+            origins: Default::default(),
+        })
     });
     while let Some(socket) = connections.recv().await {
         let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
@@ -504,9 +548,7 @@ async fn serve_worker(
             Some(worker) => Either::Right(forward::handle(worker.clone(), control.clone(), req)),
         });
         metrics.connection_opened();
-        let mut closed = close_all.clone();
-        closed.mark_unchanged();
-        let mut drain = draining.clone();
+        let watch = Watch::new(&close_all, &draining);
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
         let (http, tls) = (http.clone(), tls.clone());
@@ -534,19 +576,7 @@ async fn serve_worker(
             };
             // Upgrades: a forward proxy's `CONNECT` hands the connection over to a tunnel.
             let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                result = conn.as_mut() => Some(result),
-                // A phase with `close_connections`: dropping the connection closes the socket.
-                _ = closed.changed() => None,
-                // A fault took over a whole HTTP/2 connection: dropping it carries out the fate.
-                _ = fate.killed() => None,
-                // A graceful stop: close when idle, finish the request in flight.
-                _ = async { drain.wait_for(|d| *d).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    Some(conn.as_mut().await)
-                }
-            };
+            let ended = watch.serve(conn, &fate).await;
             if let Some(Err(e)) = ended {
                 tracing::debug!(?peer, error = %e, "client connection ended with an error");
             }

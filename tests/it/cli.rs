@@ -890,3 +890,94 @@ async fn tls_self_signed_from_the_command_line() {
     assert!(said.starts_with("https://127.0.0.1:"), "{said}");
     assert!(said.trim_end().ends_with("s3chaos-ca.pem"), "{said}");
 }
+
+/// `run --mode forward`: the log says how to point an app at it; an SDK app that uses it as
+/// its proxy and trusts the CA file it wrote reaches an AWS host (here an in-process server
+/// by that name, through `--connect-to`) and meets the scenario; `exec --mode forward` hands
+/// the command HTTPS_PROXY and AWS_CA_BUNDLE, and no endpoint URL.
+#[tokio::test]
+async fn forward_mode_from_the_command_line() {
+    let store = crate::forward::start_aws_like_store(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let upstream_ca = write(&dir, "upstream-ca.pem", &store.ca_pem);
+    let connect_to = format!("*.amazonaws.com:443:127.0.0.1:{}", store.addr.port());
+    let running = Running::in_dir(
+        &dir,
+        Some("name: fwd\nrules:\n  - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}\n"),
+        &[
+            "--mode",
+            "forward",
+            "--tls-ca-out",
+            ca.to_str().unwrap(),
+            "--upstream-ca",
+            upstream_ca.to_str().unwrap(),
+            "--connect-to",
+            &connect_to,
+        ],
+    );
+    let hint = running
+        .log
+        .iter()
+        .find(|l| l.contains("as a forward proxy"))
+        .expect("the log says it is a forward proxy");
+    assert!(hint.contains(&format!("HTTPS_PROXY=http://{}", running.addr)), "{hint}");
+    assert!(
+        running
+            .log
+            .iter()
+            .any(|l| l.contains("*.amazonaws.com") && l.contains("tunnelled untouched")),
+        "{:?}",
+        running.log
+    );
+    let app = crate::forward::app_client(running.addr, &std::fs::read_to_string(&ca).unwrap(), None);
+    app.create_bucket().bucket("cli-fwd").send().await.unwrap();
+    app.put_object()
+        .bucket("cli-fwd")
+        .key("throttled")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    let err = app
+        .get_object()
+        .bucket("cli-fwd")
+        .key("throttled")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(aws_sdk_s3::error::ProvideErrorMetadata::code(&err), Some("SlowDown"));
+    assert!(app.list_buckets().send().await.is_ok());
+    drop(running);
+
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "exec",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--mode",
+            "forward",
+            "--data-dir",
+            "d",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "echo \"$HTTPS_PROXY $HTTP_PROXY ${AWS_ENDPOINT_URL:-none} $AWS_CA_BUNDLE\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = said.split_whitespace().collect();
+    assert!(
+        words[0].starts_with("http://127.0.0.1:") && words[1] == words[0],
+        "{said}"
+    );
+    assert_eq!(words[2], "none", "{said}");
+    assert!(words[3].ends_with("s3chaos-ca.pem"), "{said}");
+}

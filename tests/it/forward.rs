@@ -30,9 +30,9 @@ const AWS_HOST: &str = "s3.us-east-1.amazonaws.com";
 
 /// An S3 server (s3s-fs) behind TLS with a certificate for [`AWS_HOST`] from its own CA,
 /// speaking h2 if `http2` (ALPN) and HTTP/1.1; it records the HTTP version of each request.
-struct AwsLikeStore {
-    addr: SocketAddr,
-    ca_pem: String,
+pub(crate) struct AwsLikeStore {
+    pub addr: SocketAddr,
+    pub ca_pem: String,
     versions: Arc<Mutex<Vec<Version>>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -44,7 +44,7 @@ impl Drop for AwsLikeStore {
     }
 }
 
-async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
+pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -158,7 +158,7 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
 
 /// The SDK as an app that talks to AWS: default endpoint for us-east-1, `proxy` as its
 /// HTTPS_PROXY/HTTP_PROXY, `trusted` (PEM) as its only CA. Path-style, no retries.
-fn app_client(proxy: SocketAddr, trusted: &str, endpoint: Option<String>) -> aws_sdk_s3::Client {
+pub(crate) fn app_client(proxy: SocketAddr, trusted: &str, endpoint: Option<String>) -> aws_sdk_s3::Client {
     let trusted = trusted.as_bytes().to_vec();
     let proxy_url = format!("http://{proxy}");
     let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |_, _| {
