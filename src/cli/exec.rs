@@ -55,8 +55,7 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     if args.run.tls_self_signed || forward {
         // The SDKs and the AWS CLI trust the generated CA through this variable.
-        let ca = std::fs::canonicalize(&args.run.tls_ca_out).unwrap_or_else(|_| args.run.tls_ca_out.clone());
-        command.env("AWS_CA_BUNDLE", ca);
+        command.env("AWS_CA_BUNDLE", serve::ca_bundle(&args.run));
     }
     if let Some(admin) = started.admin {
         command.env("S3CHAOS_ADMIN", format!("http://{admin}"));

@@ -54,9 +54,16 @@ pub struct RunArgs {
     /// written to --tls-ca-out for clients to trust (AWS_CA_BUNDLE).
     #[arg(long)]
     pub tls_self_signed: bool,
-    /// Where --tls-self-signed writes its CA certificate.
+    /// Where --tls-self-signed and forward mode write the CA certificate they make.
     #[arg(long, default_value = "s3chaos-ca.pem")]
     pub tls_ca_out: PathBuf,
+    /// Sign with this CA (PEM certificate) instead of one made at each start, so a CA
+    /// installed once in a trust store serves every run; needs --tls-ca-key.
+    #[arg(long, requires = "tls_ca_key")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8) of --tls-ca-cert.
+    #[arg(long, requires = "tls_ca_cert")]
+    pub tls_ca_key: Option<PathBuf>,
     /// A further name (DNS name or IP address) for the --tls-self-signed certificate;
     /// repeatable.
     #[arg(long = "tls-name")]
@@ -263,20 +270,34 @@ fn compile(source: Option<&(String, String, Option<PathBuf>)>) -> anyhow::Result
     }
 }
 
-/// The private CA `--tls-self-signed` and forward mode need, made at start-up and written to
-/// --tls-ca-out for clients to trust.
+/// The private CA `--tls-self-signed` and forward mode need: loaded from --tls-ca-cert and
+/// --tls-ca-key, or made at start-up and written to --tls-ca-out for clients to trust.
 fn private_ca(args: &RunArgs) -> anyhow::Result<Option<Arc<PrivateCa>>> {
     if !args.tls_self_signed && args.mode != Mode::Forward {
+        if args.tls_ca_cert.is_some() {
+            anyhow::bail!("--tls-ca-cert signs for --tls-self-signed or --mode forward; give one of them");
+        }
         return Ok(None);
     }
-    let ca = PrivateCa::generate()?;
-    ca.write(&args.tls_ca_out)?;
-    let path = std::fs::canonicalize(&args.tls_ca_out).unwrap_or_else(|_| args.tls_ca_out.clone());
+    let ca = match (&args.tls_ca_cert, &args.tls_ca_key) {
+        (Some(cert), Some(key)) => PrivateCa::from_pem_files(cert, key)?,
+        _ => {
+            let ca = PrivateCa::generate()?;
+            ca.write(&args.tls_ca_out)?;
+            ca
+        }
+    };
     tracing::info!(
-        "a private CA made at start-up; clients trust it with: export AWS_CA_BUNDLE={}",
-        path.display()
+        "certificates signed by a private CA; clients trust it with: export AWS_CA_BUNDLE={}",
+        ca_bundle(args).display()
     );
     Ok(Some(Arc::new(ca)))
+}
+
+/// The CA certificate file clients should trust (`AWS_CA_BUNDLE`), as an absolute path.
+pub fn ca_bundle(args: &RunArgs) -> PathBuf {
+    let path = args.tls_ca_cert.as_ref().unwrap_or(&args.tls_ca_out);
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())
 }
 
 /// The TLS configuration `--tls-cert`/`--tls-key` or `--tls-self-signed` asks for, made
@@ -485,7 +506,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         tracing::info!(
             workers,
             "s3chaos listening on {scheme}://{addr} as a forward proxy  —  try: HTTPS_PROXY={scheme}://{addr} AWS_CA_BUNDLE={} aws s3 ls",
-            args.tls_ca_out.display()
+            ca_bundle(args).display()
         );
     } else {
         tracing::info!(
