@@ -349,6 +349,11 @@ fn forward_config(args: &RunArgs, ca: Option<Arc<PrivateCa>>) -> anyhow::Result<
         !args.no_http2,
     )?;
     tracing::info!(intercept = %intercept.join(","), "forward-proxy mode: these hosts are decrypted and faulted, the rest tunnelled untouched");
+    if args.connect_to.is_empty() {
+        tracing::warn!(
+            "forward-proxy mode: intercepted requests go on to the real hosts they name, with faults injected; point the apps at staging buckets"
+        );
+    }
     Ok(Some(Arc::new(forward)))
 }
 

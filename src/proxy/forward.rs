@@ -169,7 +169,7 @@ impl ForwardWorker {
 pub(super) async fn handle(
     worker: Arc<ForwardWorker>,
     conn: Arc<ConnControl>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     if req.method() == Method::CONNECT {
         return Ok(connect(worker, conn, req).await);
@@ -184,9 +184,7 @@ pub(super) async fn handle(
             "s3chaos: send https:// requests through CONNECT",
         ));
     }
-    // Meant for the proxy, not for the upstream.
-    req.headers_mut().remove("proxy-connection");
-    req.headers_mut().remove(http::header::PROXY_AUTHORIZATION);
+    // `Proxy-Connection` and `Proxy-Authorization` go with the other hop-by-hop headers.
     let destination = Destination {
         inject: worker.forward.intercepts(authority.host()),
         upstream: worker.origin(scheme, authority),

@@ -8,6 +8,10 @@
 //! 4. **upstream** — the request is forwarded unchanged (hop-by-hop headers aside) and its
 //!    body streamed;
 //! 5. **response body faults** — the upstream's body is streamed back through any body faults.
+//!
+//! Clients speak HTTP/1.1 or h2 (see [`conn`] for how a fault reaches one h2 stream); in
+//! forward-proxy mode ([`forward`]) the requests arrive inside `CONNECT` tunnels or in
+//! absolute form, and each names its own upstream.
 
 pub mod body;
 pub mod conn;

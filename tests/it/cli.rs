@@ -981,3 +981,78 @@ async fn forward_mode_from_the_command_line() {
     assert_eq!(words[2], "none", "{said}");
     assert!(words[3].ends_with("s3chaos-ca.pem"), "{said}");
 }
+
+/// boto3, configured as an app that talks to AWS (no endpoint URL), run by `s3chaos exec
+/// --mode forward`: it finds s3chaos through the HTTPS_PROXY and AWS_CA_BUNDLE that exec
+/// exports, reaches "AWS" (an in-process server by that name, through --connect-to) and meets
+/// the scenario's fault. Needs python3 with boto3, as the pytest example does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_reaches_aws_through_exec_in_forward_mode() {
+    let ready = Command::new("python3")
+        .args(["-c", "import boto3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("S3CHAOS_REQUIRE_PYTHON").is_none(),
+            "S3CHAOS_REQUIRE_PYTHON is set but python3 with boto3 is missing"
+        );
+        eprintln!("SKIPPED boto3 in forward mode: python3 with boto3 is not installed (.ci/run installs it)");
+        return;
+    }
+    let store = crate::forward::start_aws_like_store(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_ca = write(&dir, "upstream-ca.pem", &store.ca_pem);
+    let scenario = write(
+        &dir,
+        "scenario.yaml",
+        "name: fwd\nrules:\n  - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}\n",
+    );
+    let script = r#"
+import boto3, botocore.config, botocore.exceptions
+s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="AKIAS3CHAOSTEST",
+                  aws_secret_access_key="s3chaos-test-secret",
+                  config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                retries={"mode": "standard", "max_attempts": 1}))
+print("ENDPOINT", s3.meta.endpoint_url)
+s3.create_bucket(Bucket="py-fwd")
+s3.put_object(Bucket="py-fwd", Key="k", Body=b"hello through the proxy")
+assert s3.get_object(Bucket="py-fwd", Key="k")["Body"].read() == b"hello through the proxy"
+try:
+    s3.get_object(Bucket="py-fwd", Key="throttled")
+    raise SystemExit("the fault did not fire")
+except botocore.exceptions.ClientError as e:
+    print("CODE", e.response["Error"]["Code"])
+"#;
+    let connect_to = format!("*.amazonaws.com:443:127.0.0.1:{}", store.addr.port());
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .args(["exec", "--listen", "127.0.0.1:0", "--admin", "off", "--mode", "forward"])
+        .args(["--data-dir", "d", "--connect-to", &connect_to, "--upstream-ca"])
+        .arg(&upstream_ca)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--", "python3", "-c", script]);
+    for name in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "AWS_CA_BUNDLE",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        command.env_remove(name);
+    }
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ENDPOINT https://s3.amazonaws.com"), "{stdout}");
+    assert!(stdout.contains("CODE SlowDown"), "{stdout}");
+}

@@ -28,7 +28,8 @@ use crate::harness::{ACCESS_KEY, SECRET_KEY, random_bytes};
 
 const AWS_HOST: &str = "s3.us-east-1.amazonaws.com";
 
-/// An S3 server (s3s-fs) behind TLS with a certificate for [`AWS_HOST`] from its own CA,
+/// An S3 server (s3s-fs) behind TLS with a certificate for [`AWS_HOST`] (and the global
+/// `s3.amazonaws.com`, which boto3 uses for us-east-1) from its own CA,
 /// speaking h2 if `http2` (ALPN) and HTTP/1.1; it records the HTTP version of each request.
 pub(crate) struct AwsLikeStore {
     pub addr: SocketAddr,
@@ -49,7 +50,8 @@ pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![AWS_HOST.to_owned(), "localhost".to_owned()])
+    let names = [AWS_HOST, "s3.amazonaws.com", "localhost"].map(str::to_owned);
+    let leaf = CertificateParams::new(names.to_vec())
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
