@@ -145,12 +145,26 @@ pub(super) struct ForwardWorker {
     pub watch: super::Watch,
     pub open: Arc<AtomicUsize>,
     pub origins: Mutex<HashMap<(Scheme, Authority), Arc<Upstream>>>,
+    /// The listener's address: a request naming it is for s3chaos itself, not to forward.
+    pub listen: std::net::SocketAddr,
 }
 
 /// Origins kept per worker; beyond this many the map starts again (their pools with it).
 const MAX_ORIGINS: usize = 1024;
 
 impl ForwardWorker {
+    /// Whether `authority` names this listener (forwarding there would loop).
+    fn is_self(&self, authority: &Authority) -> bool {
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let local = self.listen.ip().is_loopback() || self.listen.ip().is_unspecified();
+        port == self.listen.port()
+            && match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip == self.listen.ip() || (self.listen.ip().is_unspecified() && ip.is_loopback()),
+                Err(_) => local && host.eq_ignore_ascii_case("localhost"),
+            }
+    }
+
     fn origin(&self, scheme: Scheme, authority: Authority) -> Arc<Upstream> {
         let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(upstream) = origins.get(&(scheme.clone(), authority.clone())) {
@@ -174,10 +188,15 @@ pub(super) async fn handle(
     if req.method() == Method::CONNECT {
         return Ok(connect(worker, conn, req).await);
     }
+    // Origin form: the client was given s3chaos as its endpoint. (An h2 request always names
+    // its authority, and an h2 client reaches a proxy through CONNECT; a request naming this
+    // listener is for it too.)
     let (Some(scheme), Some(authority)) = (req.uri().scheme().cloned(), req.uri().authority().cloned()) else {
-        // Origin form: the client was given s3chaos as its endpoint.
         return handler::handle(worker.shared.clone(), conn, req).await;
     };
+    if req.version() == http::Version::HTTP_2 || worker.is_self(&authority) {
+        return handler::handle(worker.shared.clone(), conn, req).await;
+    }
     if scheme != Scheme::HTTP {
         return Ok(plain(
             StatusCode::BAD_REQUEST,

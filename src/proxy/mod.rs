@@ -228,6 +228,7 @@ impl Proxy {
                             .map(tokio_rustls::TlsAcceptor::from),
                         http2: limits.http2,
                         forward: limits.forward.clone(),
+                        listen: addr,
                     },
                 ),
             )?;
@@ -470,6 +471,8 @@ struct Lifecycle {
     tls: Option<tokio_rustls::TlsAcceptor>,
     http2: bool,
     forward: Option<Arc<forward::Forward>>,
+    /// The listener's own address (a forward proxy does not forward to itself).
+    listen: SocketAddr,
 }
 
 /// How the listener serves its clients: TLS or not, and the limits that protect the proxy
@@ -516,6 +519,7 @@ async fn serve_worker(
         tls,
         http2,
         forward,
+        listen,
     } = lifecycle;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -533,6 +537,7 @@ async fn serve_worker(
             watch: Watch::new(&close_all, &draining),
             open: open.clone(),
             origins: Default::default(),
+            listen,
         })
     });
     while let Some(socket) = connections.recv().await {

@@ -50,7 +50,7 @@ pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let names = [AWS_HOST, "s3.amazonaws.com", "localhost"].map(str::to_owned);
+    let names = [AWS_HOST, "s3.amazonaws.com", "localhost", "127.0.0.1"].map(str::to_owned);
     let leaf = CertificateParams::new(names.to_vec())
         .unwrap()
         .signed_by(&leaf_key, &ca)
@@ -107,6 +107,7 @@ pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
 
 struct ForwardProxy {
     handle: ProxyHandle,
+    engine: Arc<s3chaos::engine::Engine>,
     ca_pem: String,
     _ca_file: tempfile::NamedTempFile,
 }
@@ -139,7 +140,7 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
     .unwrap();
     let scenario = s3chaos::scenario::Scenario::parse(scenario, "forward.yaml").unwrap();
     let engine = Arc::new(s3chaos::engine::Engine::new(scenario));
-    let shared = Shared::new(engine, upstream, Default::default(), Arc::default());
+    let shared = Shared::new(engine.clone(), upstream, Default::default(), Arc::default());
     let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
         .unwrap()
         .start_with(
@@ -153,6 +154,7 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
         .unwrap();
     ForwardProxy {
         handle,
+        engine,
         ca_pem,
         _ca_file: ca_file,
     }
@@ -199,6 +201,7 @@ const SCENARIO: &str = "name: forward
 rules:
   - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}
   - {name: cut, match: {key: reset}, fault: reset}
+  - {name: slow, match: {key: slow}, fault: {latency: 10ms}}
 ";
 
 /// The app reaches "AWS" through s3chaos (HTTPS_PROXY + its CA), byte-exact, and meets the
@@ -315,6 +318,19 @@ async fn other_hosts_are_tunnelled_untouched_and_plain_http_is_proxied() {
         .unwrap_err();
     assert_eq!(err.code(), Some("SlowDown"), "{err:?}");
     plain_store.task.abort();
+
+    // A request that names s3chaos itself is served, not sent round again (where the
+    // scenario would fault it a second time).
+    let own = app_client(addr, &proxy.ca_pem, Some(format!("http://{addr}")));
+    let buckets = own.list_buckets().send().await.unwrap();
+    assert!(buckets.buckets().iter().any(|b| b.name() == Some("tun")), "{buckets:?}");
+    let injected = || {
+        let stats = proxy.engine.stats();
+        stats.iter().find(|s| s.name == "slow").unwrap().injected
+    };
+    let err = own.get_object().bucket("tun").key("slow").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("NoSuchKey"), "the store's answer: {err:?}");
+    assert_eq!(injected(), 1, "delayed once, not once per pass through s3chaos");
 }
 
 /// On one HTTP/2 connection (prior-knowledge h2c here), a reset or a blackhole hits one
