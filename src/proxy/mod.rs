@@ -96,7 +96,7 @@ impl ProxyHandle {
         self.addr
     }
 
-    /// Connections currently held open by blackholes.
+    /// Connections (or HTTP/2 streams) currently held unanswered by blackholes.
     pub fn blackholed_connections(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }

@@ -117,7 +117,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         (
             "s3chaos_blackholed_connections",
             "gauge",
-            "Client connections held open by blackholes.",
+            "Client connections (or HTTP/2 streams) held unanswered by blackholes.",
             s.blackholed_connections as f64,
         ),
         (

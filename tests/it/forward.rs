@@ -24,7 +24,7 @@ use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, Upstrea
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
-use crate::harness::{ACCESS_KEY, SECRET_KEY, random_bytes};
+use crate::harness::{ACCESS_KEY, SECRET_KEY};
 
 const AWS_HOST: &str = "s3.us-east-1.amazonaws.com";
 
@@ -212,20 +212,7 @@ async fn forward_mode_drill(http2: bool) {
     let proxy = start_forward_proxy(&store, SCENARIO, http2);
     let app = app_client(proxy.handle.local_addr(), &proxy.ca_pem, None);
 
-    app.create_bucket().bucket("fwd").send().await.unwrap();
-    let body = random_bytes(2 * 1024 * 1024 + 3, 41);
-    app.put_object()
-        .bucket("fwd")
-        .key("obj")
-        .body(ByteStream::from(body.clone()))
-        .send()
-        .await
-        .unwrap();
-    let got = app.get_object().bucket("fwd").key("obj").send().await.unwrap();
-    assert!(
-        got.body.collect().await.unwrap().into_bytes() == body,
-        "byte-exact through the proxy"
-    );
+    crate::harness::round_trip(&app, "fwd", 2 * 1024 * 1024 + 3, 41).await;
 
     let err = app
         .get_object()

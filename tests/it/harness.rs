@@ -212,6 +212,25 @@ pub async fn seed_object(h: &Harness, bucket: &str, key: &str, len: usize) -> Ve
     body
 }
 
+/// Creates `bucket`, uploads `len` random bytes to `bucket/obj` and downloads them: the bytes
+/// that come back must be the ones sent.
+pub async fn round_trip(c: &Client, bucket: &str, len: usize, seed: u64) {
+    c.create_bucket().bucket(bucket).send().await.unwrap();
+    let body = random_bytes(len, seed);
+    c.put_object()
+        .bucket(bucket)
+        .key("obj")
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket(bucket).key("obj").send().await.unwrap();
+    assert!(
+        got.body.collect().await.unwrap().into_bytes() == body,
+        "byte-exact round trip"
+    );
+}
+
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};
     let mut out = vec![0u8; len];

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -13,7 +12,7 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
-use crate::harness::{ACCESS_KEY, SECRET_KEY, client_for, random_bytes, start_proxy};
+use crate::harness::{ACCESS_KEY, SECRET_KEY, client_for, round_trip, start_proxy};
 
 struct TlsStore {
     addr: SocketAddr,
@@ -84,17 +83,7 @@ async fn https_upstream_trusted_through_upstream_ca() {
     let upstream = s3chaos::proxy::Upstream::new(&url, &options).unwrap();
     let (addr, _engine, task) = start_proxy(upstream, "name: none\n").await;
     let c = client_for(addr, |b| b);
-    c.create_bucket().bucket("tls-bkt").send().await.unwrap();
-    let body = random_bytes(1024 * 1024 + 5, 5);
-    c.put_object()
-        .bucket("tls-bkt")
-        .key("k")
-        .body(ByteStream::from(body.clone()))
-        .send()
-        .await
-        .unwrap();
-    let got = c.get_object().bucket("tls-bkt").key("k").send().await.unwrap();
-    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+    round_trip(&c, "tls-bkt", 1024 * 1024 + 5, 5).await;
     drop(task);
 
     // Without the CA the upstream's certificate is not trusted: an S3-style 503, no crash.
@@ -202,17 +191,7 @@ async fn the_tls_listener_serves_clients_that_trust_its_generated_ca() {
     assert!(String::from_utf8_lossy(&ca).starts_with("-----BEGIN CERTIFICATE-----"));
 
     let c = https_client(addr, &ca);
-    c.create_bucket().bucket("tls").send().await.unwrap();
-    let body = random_bytes(3 * 1024 * 1024 + 5, 21);
-    c.put_object()
-        .bucket("tls")
-        .key("obj")
-        .body(ByteStream::from(body.clone()))
-        .send()
-        .await
-        .unwrap();
-    let got = c.get_object().bucket("tls").key("obj").send().await.unwrap();
-    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+    round_trip(&c, "tls", 3 * 1024 * 1024 + 5, 21).await;
 
     let err = c.get_object().bucket("tls").key("throttled").send().await.unwrap_err();
     assert_eq!(err.code(), Some("SlowDown"));
