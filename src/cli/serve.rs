@@ -326,7 +326,11 @@ fn tls_config(args: &RunArgs, ca: Option<&PrivateCa>) -> anyhow::Result<Option<A
 }
 
 /// Forward mode's settings: the hosts to intercept and the CA that mints their certificates.
-fn forward_config(args: &RunArgs, ca: Option<Arc<PrivateCa>>) -> anyhow::Result<Option<Arc<Forward>>> {
+fn forward_config(
+    args: &RunArgs,
+    ca: Option<Arc<PrivateCa>>,
+    connect_to: ConnectToTable,
+) -> anyhow::Result<Option<Arc<Forward>>> {
     let (Mode::Forward, Some(ca)) = (args.mode, ca) else {
         return Ok(None);
     };
@@ -342,12 +346,7 @@ fn forward_config(args: &RunArgs, ca: Option<Arc<PrivateCa>>) -> anyhow::Result<
             intercept.push(host);
         }
     }
-    let forward = Forward::new(
-        ca,
-        &intercept,
-        ConnectToTable::new(args.connect_to.clone()),
-        !args.no_http2,
-    )?;
+    let forward = Forward::new(ca, &intercept, connect_to, !args.no_http2)?;
     tracing::info!(intercept = %intercept.join(","), "forward-proxy mode: these hosts are decrypted and faulted, the rest tunnelled untouched");
     if args.connect_to.is_empty() {
         tracing::warn!(
@@ -401,7 +400,8 @@ fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf
 pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let ca = private_ca(args)?;
     let tls = tls_config(args, ca.as_deref())?;
-    let forward = forward_config(args, ca)?;
+    let connect_to = ConnectToTable::new(args.connect_to.clone());
+    let forward = forward_config(args, ca, connect_to.clone())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let source = args.scenario.as_deref().map(scenario_source).transpose()?;
     let scenario = compile(source.as_ref())?;
@@ -443,7 +443,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         ca_file: args.upstream_ca.clone(),
         connect_timeout: args.connect_timeout,
         response_timeout: args.upstream_timeout,
-        connect_to: ConnectToTable::new(args.connect_to.clone()),
+        connect_to,
         http2: !args.no_http2,
     };
     let upstream = Upstream::new(&upstream_url, &options)?;

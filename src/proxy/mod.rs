@@ -505,6 +505,7 @@ impl Default for ServeOptions {
     }
 }
 
+/// One worker: serves every connection it is handed until the channel closes.
 async fn serve_worker(
     shared: Arc<Shared>,
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
