@@ -131,6 +131,14 @@ impl ClientStream {
         }
     }
 
+    /// The first bytes the client sent, left in place for hyper to read.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.inner {
+            Some(stream) => stream.peek(buf).await,
+            None => Ok(0),
+        }
+    }
+
     fn inner(&mut self) -> &mut TcpStream {
         self.inner.as_mut().expect("the socket is only taken in Drop")
     }

@@ -24,7 +24,6 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
 
 use super::body::{self, BoxError, ProxyBody};
 use super::conn::ConnControl;
@@ -138,7 +137,7 @@ pub(super) struct ForwardWorker {
     pub forward: Arc<Forward>,
     pub shared: Arc<Shared>,
     /// Serves the requests inside an intercepted tunnel.
-    pub http: auto::Builder<hyper_util::rt::TokioExecutor>,
+    pub protocols: Arc<super::protocol::Protocols>,
     pub handshake_timeout: Option<Duration>,
     /// An intercepted tunnel is a client connection like another: closed by a phase that
     /// closes connections, drained by a graceful stop, counted while open.
@@ -285,7 +284,8 @@ async fn intercept(
         handler::handle_for(shared.clone(), control.clone(), destination, req)
     });
     worker.open.fetch_add(1, Ordering::SeqCst);
-    let served = worker.http.serve_connection(TokioIo::new(tls), service);
+    let http = worker.protocols.for_alpn(tls.get_ref().1.alpn_protocol());
+    let served = http.serve_connection(TokioIo::new(tls), service);
     if let Some(Err(e)) = worker.watch.fresh().serve(served, &conn).await {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }

@@ -20,6 +20,7 @@ pub mod forward;
 mod handler;
 pub mod headers;
 mod pool;
+mod protocol;
 pub mod tls;
 pub mod upstream;
 
@@ -31,8 +32,7 @@ use std::thread::JoinHandle;
 use futures_util::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{mpsc, watch};
 
@@ -522,18 +522,12 @@ async fn serve_worker(
         forward,
         listen,
     } = lifecycle;
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    http.http2().timer(hyper_util::rt::TokioTimer::new());
-    let http = if http2 { http } else { http.http1_only() };
+    let protocols = Arc::new(protocol::Protocols::new(header_read_timeout, http2));
     let forward = forward.map(|f| {
         Arc::new(forward::ForwardWorker {
             forward: f,
             shared: shared.clone(),
-            http: http.clone(),
+            protocols: protocols.clone(),
             handshake_timeout: header_read_timeout,
             watch: Watch::new(&close_all, &draining),
             open: open.clone(),
@@ -561,16 +555,22 @@ async fn serve_worker(
         let watch = Watch::new(&close_all, &draining);
         let open = open.clone();
         open.fetch_add(1, Ordering::SeqCst);
-        let (http, tls) = (http.clone(), tls.clone());
+        let (protocols, tls) = (protocols.clone(), tls.clone());
         tokio::spawn(async move {
-            let io = match tls {
-                None => Some(ClientIo::Plain(client)),
+            let served = match tls {
+                None => protocols
+                    .for_plain(&client, header_read_timeout)
+                    .await
+                    .map(|http| (http, ClientIo::Plain(client))),
                 // The handshake gets the header read timeout too: a client that never
                 // finishes it is a slowloris.
                 Some(acceptor) => {
                     let limit = header_read_timeout.unwrap_or(std::time::Duration::MAX);
                     match tokio::time::timeout(limit, acceptor.accept(client)).await {
-                        Ok(Ok(stream)) => Some(ClientIo::Tls(Box::new(stream))),
+                        Ok(Ok(stream)) => {
+                            let http = protocols.for_alpn(stream.get_ref().1.alpn_protocol());
+                            Some((http, ClientIo::Tls(Box::new(stream))))
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(?peer, error = %e, "TLS handshake failed");
                             None
@@ -579,7 +579,7 @@ async fn serve_worker(
                     }
                 }
             };
-            let Some(io) = io else {
+            let Some((http, io)) = served else {
                 metrics.connection_closed();
                 open.fetch_sub(1, Ordering::SeqCst);
                 return;

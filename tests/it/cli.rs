@@ -772,8 +772,8 @@ async fn sigterm_lets_the_request_in_flight_finish() {
 }
 
 /// The proxy never becomes the outage: past `--max-connections` a client gets S3's
-/// `503 SlowDown` and a close, a client that never finishes its request head is cut off
-/// after `--header-read-timeout`, and the others are served meanwhile.
+/// `503 SlowDown` and a close, a client that never finishes its request head (or never
+/// starts it) is cut off after `--header-read-timeout`, and the others are served meanwhile.
 #[tokio::test]
 async fn connection_limits_protect_the_other_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -819,6 +819,10 @@ async fn connection_limits_protect_the_other_clients() {
     // A keep-alive connection idle longer than the timeout is closed too, as S3 closes idle
     // connections; clients open a new one.
     assert_eq!(ask(&mut first).await, "", "the idle connection was closed");
+    // A client that connects and sends nothing at all is cut off the same way.
+    let mut silent = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(cut.is_ok(), "the silent client was disconnected");
 }
 
 #[test]
