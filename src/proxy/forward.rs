@@ -284,9 +284,13 @@ async fn intercept(
         handler::handle_for(shared.clone(), control.clone(), destination, req)
     });
     worker.open.fetch_add(1, Ordering::SeqCst);
-    let http = worker.protocols.for_alpn(tls.get_ref().1.alpn_protocol());
-    let served = http.serve_connection(TokioIo::new(tls), service);
-    if let Some(Err(e)) = worker.watch.fresh().serve(served, &conn).await {
+    let version = worker.protocols.for_alpn(tls.get_ref().1.alpn_protocol());
+    let watch = worker.watch.fresh();
+    if let Some(Err(e)) = worker
+        .protocols
+        .serve(version, TokioIo::new(tls), service, watch, &conn)
+        .await
+    {
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
     worker.open.fetch_sub(1, Ordering::SeqCst);

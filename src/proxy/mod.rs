@@ -33,7 +33,6 @@ use futures_util::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
@@ -440,7 +439,7 @@ impl Watch {
     }
 
     /// Serves `conn` to its end, or until one of the above; `None` when it was dropped.
-    async fn serve<C: GracefulConnection>(mut self, conn: C, fate: &ConnControl) -> Option<Result<(), C::Error>> {
+    async fn serve<C: protocol::Graceful>(mut self, conn: C, fate: &ConnControl) -> Option<hyper::Result<()>> {
         let mut conn = std::pin::pin!(conn);
         tokio::select! {
             result = conn.as_mut() => Some(result),
@@ -561,15 +560,15 @@ async fn serve_worker(
                 None => protocols
                     .for_plain(&client, header_read_timeout)
                     .await
-                    .map(|http| (http, ClientIo::Plain(client))),
+                    .map(|version| (version, ClientIo::Plain(client))),
                 // The handshake gets the header read timeout too: a client that never
                 // finishes it is a slowloris.
                 Some(acceptor) => {
                     let limit = header_read_timeout.unwrap_or(std::time::Duration::MAX);
                     match tokio::time::timeout(limit, acceptor.accept(client)).await {
                         Ok(Ok(stream)) => {
-                            let http = protocols.for_alpn(stream.get_ref().1.alpn_protocol());
-                            Some((http, ClientIo::Tls(Box::new(stream))))
+                            let version = protocols.for_alpn(stream.get_ref().1.alpn_protocol());
+                            Some((version, ClientIo::Tls(Box::new(stream))))
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(?peer, error = %e, "TLS handshake failed");
@@ -579,14 +578,12 @@ async fn serve_worker(
                     }
                 }
             };
-            let Some((http, io)) = served else {
+            let Some((version, io)) = served else {
                 metrics.connection_closed();
                 open.fetch_sub(1, Ordering::SeqCst);
                 return;
             };
-            // Upgrades: a forward proxy's `CONNECT` hands the connection over to a tunnel.
-            let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
-            let ended = watch.serve(conn, &fate).await;
+            let ended = protocols.serve(version, TokioIo::new(io), service, watch, &fate).await;
             if let Some(Err(e)) = ended {
                 tracing::debug!(?peer, error = %e, "client connection ended with an error");
             }

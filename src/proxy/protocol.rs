@@ -1,59 +1,70 @@
-//! Which HTTP version a client connection speaks, decided before hyper serves it.
+//! Which HTTP version a client connection speaks, decided before hyper serves it, and the
+//! server for each.
 //!
 //! Over TLS, ALPN says (`h2`, or HTTP/1.1 for anything else). Over plain TCP a client speaking
 //! h2 with prior knowledge starts with the connection preface `PRI * HTTP/2.0`; s3chaos peeks
-//! at the first bytes, bounded by the header read timeout. hyper-util's automatic detection
-//! would read them itself, but with no time limit: a client that connects and sends nothing
-//! would be held forever, where HTTP/1.1's header read timeout cuts it off.
+//! at the first bytes, bounded by the header read timeout. hyper-util's automatic server
+//! would read them itself with no time limit (a client that connects and sends nothing would
+//! be held forever) and would put a rewinding buffer under every HTTP/1.1 read; deciding first
+//! keeps the HTTP/1.1 path exactly hyper's own.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
+use hyper::body::{Body, Incoming};
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::HttpService;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::conn::ClientStream;
 
-/// The server side of both versions, each set up once per worker.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP version a connection was found to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http1,
+    Http2,
+}
+
+/// The server side of both versions, set up once per worker.
 pub struct Protocols {
-    http1: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
     /// `None` with `--no-http2`.
-    http2: Option<auto::Builder<TokioExecutor>>,
+    http2: Option<http2::Builder<TokioExecutor>>,
 }
 
 impl Protocols {
     pub fn new(header_read_timeout: Option<Duration>, http2: bool) -> Protocols {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
+            .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
-        builder.http2().timer(hyper_util::rt::TokioTimer::new());
-        Protocols {
-            http1: builder.clone().http1_only(),
-            http2: http2.then(|| builder.http2_only()),
-        }
+        let http2 = http2.then(|| {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            builder
+        });
+        Protocols { http1, http2 }
     }
 
-    /// The server for a TLS connection whose ALPN came out as `alpn`.
-    pub fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+    /// The version of a TLS connection whose ALPN came out as `alpn`.
+    pub fn for_alpn(&self, alpn: Option<&[u8]>) -> Version {
         match (&self.http2, alpn) {
-            (Some(h2), Some(b"h2")) => h2,
-            _ => &self.http1,
+            (Some(_), Some(b"h2")) => Version::Http2,
+            _ => Version::Http1,
         }
     }
 
-    /// The server for a plain TCP connection, from its first bytes; `None` when the client
+    /// The version of a plain TCP connection, from its first bytes; `None` when the client
     /// closed or sent nothing in `limit`.
-    pub async fn for_plain(
-        &self,
-        client: &ClientStream,
-        limit: Option<Duration>,
-    ) -> Option<&auto::Builder<TokioExecutor>> {
-        let Some(h2) = &self.http2 else {
+    pub async fn for_plain(&self, client: &ClientStream, limit: Option<Duration>) -> Option<Version> {
+        if self.http2.is_none() {
             // HTTP/1.1 only: hyper's own header read timeout covers a silent client.
-            return Some(&self.http1);
-        };
+            return Some(Version::Http1);
+        }
         let sniff = async {
             let mut first = [0u8; 3];
             loop {
@@ -64,16 +75,82 @@ impl Protocols {
                 // Every HTTP/1.1 method differs from the preface by its third byte at the
                 // latest (`PUT`, `POST`, `PATCH`, `PROPFIND`).
                 if n == first.len() || !b"PRI".starts_with(&first[..n]) {
-                    return Some(&first[..n] == b"PRI");
+                    return Some(if &first[..n] == b"PRI" {
+                        Version::Http2
+                    } else {
+                        Version::Http1
+                    });
                 }
                 // Fewer bytes than that so far, all alike: wait for more.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        let speaks_h2 = tokio::time::timeout(limit.unwrap_or(Duration::MAX), sniff)
+        tokio::time::timeout(limit.unwrap_or(Duration::MAX), sniff)
             .await
             .ok()
-            .flatten()?;
-        Some(if speaks_h2 { h2 } else { &self.http1 })
+            .flatten()
+    }
+
+    /// Serves `io` as `version` until it ends or `watch` stops it (see [`super::Watch`]).
+    /// HTTP/1.1 connections take upgrades: a forward proxy's `CONNECT` becomes a tunnel.
+    pub async fn serve<I, S, B>(
+        &self,
+        version: Version,
+        io: I,
+        service: S,
+        watch: super::Watch,
+        fate: &super::conn::ConnControl,
+    ) -> Option<hyper::Result<()>>
+    where
+        I: Read + Write + Unpin + Send + 'static,
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match (version, &self.http2) {
+            (Version::Http2, Some(http2)) => watch.serve(http2.serve_connection(io, service), fate).await,
+            _ => {
+                watch
+                    .serve(self.http1.serve_connection(io, service).with_upgrades(), fate)
+                    .await
+            }
+        }
+    }
+}
+
+/// A connection being served that can be asked to finish gracefully: close when idle, let
+/// the request in flight end.
+pub trait Graceful: std::future::Future<Output = hyper::Result<()>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    I: Read + Write + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    I: Read + Write + Unpin,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
     }
 }
