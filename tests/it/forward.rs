@@ -382,3 +382,79 @@ rules:
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
     assert!(sender.is_closed() || get("slow").await.is_err());
 }
+
+/// An intercepted tunnel is a client connection like any other: a phase with
+/// `close_connections` drops it (the app's next request on it fails), as it drops plain ones.
+#[tokio::test]
+async fn a_close_connections_phase_drops_intercepted_tunnels() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PHASES: &str = "name: cut
+phases:
+  - {name: open, duration: 1s}
+  - {name: closed, duration: 3s, close_connections: true}
+";
+    let store = start_aws_like_store(false).await;
+    let proxy = start_forward_proxy(&store, PHASES, false);
+    // Start the drill's clock now that the setup is done.
+    proxy
+        .engine
+        .replace(s3chaos::scenario::Scenario::parse(PHASES, "p").unwrap());
+
+    // The app's side of a tunnel: CONNECT, then TLS trusting s3chaos's CA.
+    let mut tcp = tokio::net::TcpStream::connect(proxy.handle.local_addr()).await.unwrap();
+    tcp.write_all(format!("CONNECT {AWS_HOST}:443 HTTP/1.1\r\nHost: {AWS_HOST}:443\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 256];
+    let n = tcp.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+        proxy.ca_pem.as_bytes(),
+    ) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(AWS_HOST).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    async fn ask<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) -> std::io::Result<String> {
+        s.write_all(format!("HEAD /nobucket HTTP/1.1\r\nHost: {AWS_HOST}\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+    assert!(
+        ask(&mut tls).await.unwrap().starts_with("HTTP/1.1 "),
+        "served inside the tunnel"
+    );
+
+    for _ in 0..150 {
+        if matches!(
+            proxy.engine.state(),
+            s3chaos::scenario::timeline::DrillState::Running { phase: 1, .. }
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the acceptor see the phase (it looks every 50 ms).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = ask(&mut tls).await;
+    assert!(
+        answer.as_deref().is_ok_and(str::is_empty) || answer.is_err(),
+        "the tunnel was dropped: {answer:?}"
+    );
+}
