@@ -15,8 +15,6 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use http::Version;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use s3chaos::proxy::connect_to::ConnectToTable;
 use s3chaos::proxy::forward::Forward;
 use s3chaos::proxy::tls::PrivateCa;
@@ -46,31 +44,16 @@ impl Drop for AwsLikeStore {
 }
 
 pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
+    // A CA of its own, which only s3chaos is told to trust (`--upstream-ca`).
+    let ca = PrivateCa::generate().unwrap();
     let names = [AWS_HOST, "s3.amazonaws.com", "localhost", "127.0.0.1"].map(str::to_owned);
-    let leaf = CertificateParams::new(names.to_vec())
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    let config = ca.server_config(&names).unwrap();
+    let config = if http2 {
+        config
     } else {
-        vec![b"http/1.1".to_vec()]
+        s3chaos::proxy::tls::http1_only(&config)
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let dir = tempfile::tempdir().unwrap();
     let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).unwrap());
     builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
@@ -23,27 +21,11 @@ struct TlsStore {
 
 /// s3s-fs behind TLS, with a certificate for 127.0.0.1 issued by a fresh private CA.
 async fn start_tls_store() -> TlsStore {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    // A CA of its own, which s3chaos does not know (the library's generator, used here as
+    // any private CA would be). The store speaks HTTP/1.1 only.
+    let ca = s3chaos::proxy::tls::PrivateCa::generate().unwrap();
+    let config = s3chaos::proxy::tls::http1_only(&ca.server_config(&["127.0.0.1".to_owned()]).unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
 
     let dir = tempfile::tempdir().unwrap();
     let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir.path()).unwrap());
