@@ -73,6 +73,8 @@ pub struct Sample {
     pub faults: u64,
     pub open_connections: u64,
     pub blackholed: u64,
+    /// Kept-alive upstream connections in s3chaos's pools (each an open descriptor).
+    pub upstream_idle: u64,
 }
 
 pub struct Report {
@@ -131,6 +133,11 @@ impl Report {
             end.at.as_secs_f64(),
             self.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0
         );
+        let _ = writeln!(
+            out,
+            "after the clients left: {} descriptors, {} of them idle upstream connections kept alive",
+            self.after.fds, self.after.upstream_idle
+        );
         out
     }
 
@@ -160,10 +167,20 @@ impl Report {
             ));
         }
         let first = self.samples.first().unwrap_or(&self.warm);
-        if self.after.fds > first.fds + clients + 16 {
+        // Every descriptor is accounted for: those at the start, plus the kept-alive upstream
+        // connections the pools report, plus a few (the event log, admin connections). Each
+        // worker's pool holds at most as many as it had requests in flight at once.
+        let idle = self.after.upstream_idle as usize;
+        if self.after.fds > first.fds + idle + 16 {
             problems.push(format!(
-                "descriptors: {} at the start, {} after the clients left",
+                "descriptors: {} at the start, {} after the clients left, of which {idle} are idle upstream connections",
                 first.fds, self.after.fds
+            ));
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if idle > clients * workers {
+            problems.push(format!(
+                "{idle} idle upstream connections for {clients} clients on {workers} workers"
             ));
         }
         if self.after.open_connections != 0 || self.after.blackholed != 0 {
@@ -305,6 +322,7 @@ async fn sample(pid: u32, admin: SocketAddr, started: Instant, http: &HttpClient
         faults: number("faults_injected"),
         open_connections: number("open_connections"),
         blackholed: number("blackholed_connections"),
+        upstream_idle: number("upstream_idle_connections"),
     })
 }
 

@@ -40,6 +40,8 @@ pub struct AdminState {
     pub telemetry: Arc<Telemetry>,
     /// The proxy's count of connections held by blackholes.
     pub blackholed: Arc<AtomicUsize>,
+    /// Idle kept-alive upstream connections ([`crate::proxy::Upstream::idle_connections`]).
+    pub upstream_idle: Arc<AtomicUsize>,
     pub token: Option<String>,
 }
 

@@ -130,6 +130,7 @@ fn status(state: &AdminState) -> Reply {
             "capped_faults": engine.capped(),
             "blackholed_connections": state.blackholed.load(std::sync::atomic::Ordering::Relaxed),
             "open_connections": totals.open_connections,
+            "upstream_idle_connections": state.upstream_idle.load(std::sync::atomic::Ordering::Relaxed),
             "rules": scenario.rules().len(),
         }),
     )
@@ -278,6 +279,7 @@ fn metrics(state: &AdminState) -> Reply {
         totals: &totals,
         engine: state.control.engine(),
         blackholed_connections: state.blackholed.load(std::sync::atomic::Ordering::Relaxed),
+        upstream_idle_connections: state.upstream_idle.load(std::sync::atomic::Ordering::Relaxed),
         events_dropped: state.telemetry.request_log().map_or(0, |l| l.dropped()),
     });
     text(StatusCode::OK, prometheus::CONTENT_TYPE, body)

@@ -447,6 +447,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         http2: !args.no_http2,
     };
     let upstream = Upstream::new(&upstream_url, &options)?;
+    let upstream_idle = upstream.idle_connections();
 
     let rules = scenario.rules().len();
     let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
@@ -479,6 +480,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
                 control: control.clone(),
                 telemetry: telemetry.clone(),
                 blackholed: handle.blackholed_counter(),
+                upstream_idle,
                 token: args.admin_token.clone().filter(|t| !t.is_empty()),
             },
         )

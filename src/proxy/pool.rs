@@ -10,6 +10,7 @@
 //! its requests multiplexed as streams; the HTTP/1.1 idle list then stays empty.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -41,6 +42,8 @@ pub struct ConnPool {
     idle: Mutex<Vec<SendRequest<ProxyBody>>>,
     /// The HTTP/2 connection, once the upstream has agreed to h2.
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    /// Idle connections across every pool of the upstream (each is a descriptor held).
+    idle_total: Arc<AtomicUsize>,
 }
 
 /// A connection ready to take one request.
@@ -50,12 +53,13 @@ enum Sender {
 }
 
 impl ConnPool {
-    pub fn new(connector: HttpsConnector<Redirecting>, target: Uri) -> Arc<ConnPool> {
+    pub fn new(connector: HttpsConnector<Redirecting>, target: Uri, idle_total: Arc<AtomicUsize>) -> Arc<ConnPool> {
         Arc::new(ConnPool {
             connector,
             target,
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
+            idle_total,
         })
     }
 
@@ -110,6 +114,9 @@ impl ConnPool {
         }
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            if idle.is_some() {
+                self.idle_total.fetch_sub(1, Ordering::Relaxed);
+            }
             match idle {
                 Some(mut sender) if !sender.is_closed() => {
                     if sender.ready().await.is_ok() {
@@ -153,7 +160,15 @@ impl ConnPool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(sender);
+            self.idle_total.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl Drop for ConnPool {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
+        self.idle_total.fetch_sub(idle, Ordering::Relaxed);
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Upstream {
     connector: HttpsConnector<Redirecting>,
     pool: Arc<ConnPool>,
     response_timeout: Duration,
+    /// Idle pooled connections across this upstream's pools (shared by every worker's).
+    idle: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -107,37 +109,44 @@ impl Upstream {
         } else {
             builder.enable_http1().wrap_connector(http)
         };
+        let idle = Arc::<std::sync::atomic::AtomicUsize>::default();
         Ok(Arc::new(Upstream {
-            pool: ConnPool::new(connector.clone(), origin_uri(&scheme, &authority)),
+            pool: ConnPool::new(connector.clone(), origin_uri(&scheme, &authority), idle.clone()),
             scheme,
             authority,
             connector,
             response_timeout: options.response_timeout,
+            idle,
         }))
     }
 
     /// The same upstream with a connection pool of its own. Each proxy worker thread uses
     /// one, so a request never waits on, or wakes, another thread's pool.
     pub fn with_own_pool(&self) -> Upstream {
-        Upstream {
-            scheme: self.scheme.clone(),
-            authority: self.authority.clone(),
-            pool: ConnPool::new(self.connector.clone(), origin_uri(&self.scheme, &self.authority)),
-            connector: self.connector.clone(),
-            response_timeout: self.response_timeout,
-        }
+        self.for_origin(self.scheme.clone(), self.authority.clone())
     }
 
     /// The same client (TLS trust, `--connect-to`, timeouts) for another origin, with a pool
     /// of its own: a forward proxy's upstream is whichever host the client asked for.
     pub fn for_origin(&self, scheme: Scheme, authority: Authority) -> Upstream {
         Upstream {
-            pool: ConnPool::new(self.connector.clone(), origin_uri(&scheme, &authority)),
+            pool: ConnPool::new(
+                self.connector.clone(),
+                origin_uri(&scheme, &authority),
+                self.idle.clone(),
+            ),
             scheme,
             authority,
             connector: self.connector.clone(),
             response_timeout: self.response_timeout,
+            idle: self.idle.clone(),
         }
+    }
+
+    /// Idle kept-alive connections held across every pool of this upstream: each is an open
+    /// descriptor, and what a leak check must allow for once clients have gone.
+    pub fn idle_connections(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.idle.clone()
     }
 
     /// `scheme://host:port` of the upstream, for logs.

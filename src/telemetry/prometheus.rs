@@ -13,6 +13,7 @@ pub struct Snapshot<'a> {
     pub totals: &'a Totals,
     pub engine: &'a Engine,
     pub blackholed_connections: usize,
+    pub upstream_idle_connections: usize,
     pub events_dropped: u64,
 }
 
@@ -101,7 +102,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
     let _ = writeln!(out, "s3chaos_upstream_response_seconds_count {}", t.upstream_count);
 
-    let gauges: [(&str, &str, &str, f64); 7] = [
+    let gauges: [(&str, &str, &str, f64); 8] = [
         (
             "s3chaos_upstream_unavailable_total",
             "counter",
@@ -119,6 +120,12 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "gauge",
             "Client connections (or HTTP/2 streams) held unanswered by blackholes.",
             s.blackholed_connections as f64,
+        ),
+        (
+            "s3chaos_upstream_idle_connections",
+            "gauge",
+            "Kept-alive upstream connections waiting in the pools.",
+            s.upstream_idle_connections as f64,
         ),
         (
             "s3chaos_active_faults",

@@ -264,6 +264,7 @@ async fn a_token_guards_the_api_and_is_required_off_loopback() {
             control: std::sync::Arc::new(s3chaos::control::Control::passthrough(h.engine.clone())),
             telemetry: h.telemetry.clone(),
             blackholed: Default::default(),
+            upstream_idle: Default::default(),
             token: None,
         },
     )

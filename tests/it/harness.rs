@@ -96,6 +96,7 @@ impl Harness {
                 control: control.clone(),
                 telemetry: self.telemetry.clone(),
                 blackholed: self.handle.blackholed_counter(),
+                upstream_idle: Default::default(),
                 token: token.map(str::to_owned),
             },
         )
