@@ -27,7 +27,9 @@
 //! - [`timer`] — a sub-millisecond timer for latency faults.
 
 pub mod admin;
+pub mod body;
 pub mod control;
+pub mod draw;
 pub mod drill;
 pub mod embedded;
 pub mod engine;
@@ -40,3 +42,4 @@ pub mod s3;
 pub mod scenario;
 pub mod telemetry;
 pub mod timer;
+pub mod values;

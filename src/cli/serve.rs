@@ -668,5 +668,5 @@ pub async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::
 /// Durations on the command line: the scenario's syntax and its one-year limit (a longer
 /// `--shutdown-grace` or `--max-duration` would overflow deadline arithmetic).
 fn duration_arg(s: &str) -> Result<Duration, String> {
-    s.parse::<s3chaos::scenario::values::DurationValue>().map(|d| d.0)
+    s.parse::<s3chaos::values::DurationValue>().map(|d| d.0)
 }

@@ -7,7 +7,7 @@ use smallvec::SmallVec;
 
 use crate::s3::operation::OperationSet;
 use crate::s3::{Operation, RequestInfo, auth};
-use crate::scenario::values::Glob;
+use crate::values::Glob;
 
 #[derive(Debug, Clone)]
 pub enum HeaderMatch {

@@ -16,7 +16,7 @@
 //! the kill switch ([`Engine::halt`]), `--max-duration`, and `max_active_faults`, whose
 //! slot a [`Decision`] holds until the faulted request is done.
 
-mod draw;
+
 pub mod index;
 pub mod matcher;
 
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-pub use draw::Draw;
+pub use crate::draw::Draw;
 
 use crate::s3::RequestInfo;
 use crate::scenario::timeline::{Connections, DrillState};
@@ -260,7 +260,7 @@ impl Engine {
     pub fn decide(&self, req: &RequestInfo<'_>) -> Option<Decision> {
         if self.options.allow_header_faults
             && !self.halted.load(Ordering::Relaxed)
-            && let Some(asked) = req.headers.get(crate::proxy::headers::FAULT_HEADER)
+            && let Some(asked) = req.headers.get(crate::s3::FAULT_HEADER)
         {
             return self.header_fault(asked, req);
         }

@@ -13,10 +13,10 @@ use http_body::{Body, Frame, SizeHint};
 use serde::de::{Deserialize, Deserializer};
 
 use super::Fault;
-use crate::engine::Draw;
-use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::{Ramp, Rate};
+use crate::draw::Draw;
+use crate::body::{BoxError, ProxyBody};
+use crate::faults::fate::ConnControl;
+use crate::values::{Ramp, Rate};
 
 /// A rate, or a ramp `{from: 10MiB/s, to: 64KiB/s}` read when the body starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,6 +123,6 @@ impl Body for Throttled {
     }
 
     fn size_hint(&self) -> SizeHint {
-        crate::proxy::body::hint_plus(self.inner.size_hint(), self.pending.len() as u64)
+        crate::body::hint_plus(self.inner.size_hint(), self.pending.len() as u64)
     }
 }

@@ -11,10 +11,10 @@ use http::HeaderValue;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::proxy::body::full;
+use crate::body::full;
 use crate::s3::S3ErrorResponse;
 use crate::s3::error::{RequestIds, SkewFields};
-use crate::scenario::values::DurationValue;
+use crate::values::DurationValue;
 
 /// How far "S3's" clock is from the real one: ahead (`15m`) or behind (`-15m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::Fault;
-use crate::engine::Draw;
-use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::ByteSize;
+use crate::draw::Draw;
+use crate::body::{BoxError, ProxyBody};
+use crate::faults::fate::ConnControl;
+use crate::values::ByteSize;
 
 /// When the body's length is unknown (chunked), random positions fall in its first 64 KiB.
 const UNKNOWN_LENGTH_SPAN: u64 = 64 * 1024;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::proxy::body::{BoxError, InjectedFault, ProxyBody};
-use crate::proxy::conn::ConnControl;
+use crate::body::{BoxError, InjectedFault, ProxyBody};
+use crate::faults::fate::ConnControl;
 
 /// How the connection ends after the cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

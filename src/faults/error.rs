@@ -9,10 +9,10 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use super::{Fault, FaultCtx, RequestAction, When};
 use http::{Method, Response};
 
-use crate::proxy::body::{ProxyBody, full};
+use crate::body::{ProxyBody, full};
 use crate::s3::error::RequestIds;
 use crate::s3::{ErrorCode, S3ErrorResponse};
-use crate::scenario::values::DurationValue;
+use crate::values::DurationValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorFault {

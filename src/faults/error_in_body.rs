@@ -11,7 +11,7 @@ use serde::de::{Deserialize, Deserializer};
 
 use super::error::ErrorFault;
 use super::{Fault, FaultCtx, RequestAction};
-use crate::proxy::body::full;
+use crate::body::full;
 use crate::s3::S3ErrorResponse;
 use crate::s3::error::RequestIds;
 
@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for ErrorInBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Draw;
+    use crate::draw::Draw;
     use crate::s3::Classifier;
     use http_body_util::BodyExt;
 

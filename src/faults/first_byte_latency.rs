@@ -13,10 +13,10 @@ use http_body::{Body, Frame, SizeHint};
 use serde::de::{Deserialize, Deserializer};
 
 use super::Fault;
-use crate::engine::Draw;
-use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::DurationValue;
+use crate::draw::Draw;
+use crate::body::{BoxError, ProxyBody};
+use crate::faults::fate::ConnControl;
+use crate::values::DurationValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirstByteLatency(pub Duration);

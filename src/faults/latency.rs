@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::scenario::values::{DurationValue, Ramp};
+use crate::values::{DurationValue, Ramp};
 
 /// A delay between `min` and `max` (equal for a fixed delay), or a fixed delay that ramps
 /// from one value to another across the rule's span.

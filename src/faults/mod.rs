@@ -20,6 +20,7 @@ pub mod blackhole;
 pub mod clock_skew;
 pub mod corrupt;
 mod cut;
+pub mod fate;
 pub mod error;
 pub mod error_in_body;
 pub mod first_byte_latency;
@@ -38,9 +39,9 @@ use std::time::Duration;
 use http::Response;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use crate::engine::Draw;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::conn::ConnControl;
+use crate::draw::Draw;
+use crate::body::ProxyBody;
+use crate::faults::fate::ConnControl;
 use crate::s3::RequestInfo;
 
 pub use bandwidth::Bandwidth;

@@ -8,10 +8,10 @@ use serde::de::{Deserialize, Deserializer};
 
 use super::Fault;
 use super::bandwidth::Throttled;
-use crate::engine::Draw;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::Rate;
+use crate::draw::Draw;
+use crate::body::ProxyBody;
+use crate::faults::fate::ConnControl;
+use crate::values::Rate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestBandwidth(pub Rate);

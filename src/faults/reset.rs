@@ -11,10 +11,10 @@ use serde::Deserialize;
 
 use super::cut::{Cut, CutAfter};
 use super::{Fault, FaultCtx, RequestAction, When};
-use crate::engine::Draw;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::ByteSize;
+use crate::draw::Draw;
+use crate::body::ProxyBody;
+use crate::faults::fate::ConnControl;
+use crate::values::ByteSize;
 
 /// Read through [`ResetFile`], which checks that at most one cut point is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -24,11 +24,11 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::{Fault, FaultCtx, RequestAction, Target};
-use crate::engine::Draw;
-use crate::proxy::body::{BoxError, ProxyBody, full};
-use crate::proxy::conn::ConnControl;
+use crate::draw::Draw;
+use crate::body::{BoxError, ProxyBody, full};
+use crate::faults::fate::ConnControl;
 use crate::s3::{Operation, S3ErrorResponse};
-use crate::scenario::values::{ByteSize, DurationValue};
+use crate::values::{ByteSize, DurationValue};
 
 /// Larger listings (S3 pages hold at most 1,000 keys, far below) end in an error.
 const MAX_LIST_BODY: usize = 8 << 20;

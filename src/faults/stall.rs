@@ -14,10 +14,10 @@ use http_body::{Body, Frame, SizeHint};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::Fault;
-use crate::engine::Draw;
-use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::{ByteSize, DurationValue};
+use crate::draw::Draw;
+use crate::body::{BoxError, ProxyBody};
+use crate::faults::fate::ConnControl;
+use crate::values::{ByteSize, DurationValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stall {
@@ -149,6 +149,6 @@ impl Body for Stalled {
     }
 
     fn size_hint(&self) -> SizeHint {
-        crate::proxy::body::hint_plus(self.inner.size_hint(), self.rest.as_ref().map_or(0, |r| r.len() as u64))
+        crate::body::hint_plus(self.inner.size_hint(), self.rest.as_ref().map_or(0, |r| r.len() as u64))
     }
 }

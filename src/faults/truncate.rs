@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::Fault;
 use super::cut::{Cut, CutAfter};
-use crate::engine::Draw;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::conn::ConnControl;
-use crate::scenario::values::ByteSize;
+use crate::draw::Draw;
+use crate::body::ProxyBody;
+use crate::faults::fate::ConnControl;
+use crate::values::ByteSize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,121 +1,17 @@
-//! One accepted client connection, and the control a fault uses to decide its fate.
-//!
-//! hyper owns the socket while it serves the connection, so a fault cannot touch it directly.
-//! Instead the fault marks the connection's [`ConnControl`] and fails the request; hyper then
-//! drops the connection, and [`ClientStream`]'s `Drop` carries out the fate: an RST
-//! (`SO_LINGER 0`) for a reset, or handing the socket to a small task that holds it open,
-//! unanswered, for a blackhole. No other layer special-cases a fault kind.
-//!
-//! An HTTP/2 connection carries many requests at once, so there a reset or blackhole hits one
-//! stream: the request fails (hyper answers `RST_STREAM`) or is never answered, and the
-//! connection's other streams carry on. A fault that says `connection: true` takes the whole
-//! connection instead: the serving task is told to drop it ([`ConnControl::killed`]), and
-//! `Drop` carries out the fate as on HTTP/1.1.
+//! One accepted client connection: the socket hyper serves, which carries out the fate a
+//! fault set on the connection's [`ConnControl`] (see [`crate::faults::fate`]) when hyper
+//! lets go of it.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-const NORMAL: u8 = 0;
-const RESET: u8 = 1;
-const BLACKHOLE: u8 = 2;
-
-/// What should happen to a connection when hyper lets go of it.
-#[derive(Debug, Default)]
-pub struct ConnControl {
-    fate: AtomicU8,
-    /// The proxy's count of connections held by blackholes.
-    held: Arc<AtomicUsize>,
-    /// Kept alive as long as a blackhole holds the socket (the fault's engine decision).
-    keep: Mutex<Option<Keep>>,
-    /// The connection speaks HTTP/2: its requests are streams that can fail one by one.
-    multiplexed: AtomicBool,
-    /// Tells the serving task to drop an HTTP/2 connection a fault has taken over.
-    kill: tokio::sync::Notify,
-}
-
-/// What is left for the caller of [`ConnControl::blackhole`] to do.
-pub enum Hold {
-    /// The connection is taken: fail the request, and its socket is held when hyper lets go.
-    Connection,
-    /// Only this request's HTTP/2 stream: never answer it ([`ConnControl::hold_stream`]).
-    Stream(Option<Keep>),
-}
-
-/// Something a held connection keeps alive until it is released.
-pub type Keep = Box<dyn std::fmt::Debug + Send>;
-
-impl ConnControl {
-    pub fn new(held: Arc<AtomicUsize>) -> ConnControl {
-        ConnControl {
-            fate: AtomicU8::new(NORMAL),
-            held,
-            keep: Mutex::new(None),
-            multiplexed: AtomicBool::new(false),
-            kill: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Notes that the connection speaks HTTP/2 (its requests say so).
-    pub fn set_multiplexed(&self) {
-        self.multiplexed.store(true, Ordering::Relaxed);
-    }
-
-    fn is_multiplexed(&self) -> bool {
-        self.multiplexed.load(Ordering::Relaxed)
-    }
-
-    /// Abort with a TCP RST; nothing more is written. On HTTP/2, unless `connection`, only the
-    /// stream is reset: by the error the caller returns, which hyper turns into `RST_STREAM`.
-    pub fn reset(&self, connection: bool) {
-        if !self.is_multiplexed() {
-            self.fate.store(RESET, Ordering::Release);
-        } else if connection {
-            self.fate.store(RESET, Ordering::Release);
-            self.kill.notify_one();
-        }
-    }
-
-    /// Keep the socket open without ever answering, until the client closes it; `keep` lives
-    /// as long as the socket is held. On HTTP/2, unless `connection`, only the stream is held,
-    /// by the caller.
-    pub fn blackhole(&self, connection: bool, keep: Option<Keep>) -> Hold {
-        if self.is_multiplexed() && !connection {
-            return Hold::Stream(keep);
-        }
-        *self.keep.lock().unwrap_or_else(|e| e.into_inner()) = keep;
-        self.fate.store(BLACKHOLE, Ordering::Release);
-        if self.is_multiplexed() {
-            self.kill.notify_one();
-        }
-        Hold::Connection
-    }
-
-    /// Never answers a blackholed HTTP/2 stream: pends, counted among the held, until hyper
-    /// drops it (the client resets the stream or closes the connection).
-    pub async fn hold_stream(&self, keep: Option<Keep>) {
-        let _counted = Counted::new(self.held.clone());
-        std::future::pending::<()>().await;
-        drop(keep);
-    }
-
-    /// Completes when a fault has taken the whole HTTP/2 connection: the serving task then
-    /// drops it, and `Drop` carries out the fate.
-    pub async fn killed(&self) {
-        self.kill.notified().await;
-    }
-
-    fn fate(&self) -> u8 {
-        self.fate.load(Ordering::Acquire)
-    }
-}
-
+pub use crate::faults::fate::{ConnControl, Counted, Fate, Hold, Keep};
 /// The client socket as hyper sees it. Once a fate is set, writes fail and shutdown is a
 /// no-op, so hyper can neither answer nor send a FIN behind the fault's back.
 pub struct ClientStream {
@@ -144,7 +40,7 @@ impl ClientStream {
     }
 
     fn fated(&self) -> bool {
-        self.control.fate() != NORMAL
+        self.control.fate() != Fate::Normal
     }
 }
 
@@ -205,19 +101,19 @@ impl Drop for ClientStream {
             return;
         };
         match self.control.fate() {
-            RESET => {
+            Fate::Reset => {
                 // SO_LINGER 0 makes close() send an RST instead of a FIN.
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             }
-            BLACKHOLE => match tokio::runtime::Handle::try_current() {
+            Fate::Blackhole => match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    let counted = Counted::new(self.control.held.clone());
-                    let keep = self.control.keep.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let counted = Counted::new(self.control.held_counter());
+                    let keep = self.control.take_keep();
                     rt.spawn(hold(stream, counted, keep));
                 }
                 Err(_) => drop(stream),
             },
-            _ => {}
+            Fate::Normal => {}
         }
     }
 }
@@ -230,22 +126,6 @@ async fn hold(mut stream: TcpStream, _counted: Counted, _keep: Option<Keep>) {
         if n == 0 {
             break;
         }
-    }
-}
-
-/// One held connection or stream in the proxy's count, for as long as it lives.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(held: Arc<AtomicUsize>) -> Counted {
-        held.fetch_add(1, Ordering::Relaxed);
-        Counted(held)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

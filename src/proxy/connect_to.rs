@@ -134,11 +134,11 @@ impl Redirecting {
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, super::body::BoxError>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, crate::body::BoxError>> + Send>>;
 
 impl Service<Uri> for Redirecting {
     type Response = TokioIo<TcpStream>;
-    type Error = super::body::BoxError;
+    type Error = crate::body::BoxError;
     type Future = Connecting;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use super::body::{self, BoxError, ProxyBody};
+use crate::body::{self, BoxError, ProxyBody};
 use super::conn::ConnControl;
 use super::connect_to::ConnectToTable;
 use super::handler::{self, Destination};

@@ -7,7 +7,7 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{self, BoxError, InjectedFault, ProxyBody};
+use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use super::conn::{ConnControl, Hold};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::{Shared, Upstream};

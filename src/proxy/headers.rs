@@ -22,10 +22,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_AUTHORIZATION,
 ];
 
-/// Headers a test sends to s3chaos itself: its isolation scope, and (with
-/// `--allow-header-faults`) the fault it asks for.
-pub const SCOPE_HEADER: HeaderName = HeaderName::from_static("x-s3chaos-scope");
-pub const FAULT_HEADER: HeaderName = HeaderName::from_static("x-s3chaos-fault");
+pub use crate::s3::{FAULT_HEADER, SCOPE_HEADER};
 
 /// Removes s3chaos's own headers before forwarding, unless the client signed them: a signed
 /// header is never touched (removing it would break the signature; the upstream ignores an

@@ -13,7 +13,7 @@
 //! forward-proxy mode ([`forward`]) the requests arrive inside `CONNECT` tunnels or in
 //! absolute form, and each names its own upstream.
 
-pub mod body;
+
 pub mod conn;
 pub mod connect_to;
 pub mod forward;

@@ -27,7 +27,7 @@ use tower_service::Service;
 
 use super::connect_to::Redirecting;
 
-use super::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// Idle connections kept per worker; more are closed when they come back.
 const MAX_IDLE: usize = 512;

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 use super::connect_to::{ConnectToTable, Redirecting};
 use super::pool::ConnPool;
 

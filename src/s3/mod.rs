@@ -9,3 +9,9 @@ pub mod operation;
 pub use classify::{Classifier, RequestInfo};
 pub use error::{ErrorCode, S3ErrorResponse};
 pub use operation::Operation;
+
+/// Headers a test sends to s3chaos itself inside its S3 requests: its isolation scope, and
+/// (with `--allow-header-faults`) the fault it asks for. The proxy removes them before
+/// forwarding unless the client signed them.
+pub const SCOPE_HEADER: http::HeaderName = http::HeaderName::from_static("x-s3chaos-scope");
+pub const FAULT_HEADER: http::HeaderName = http::HeaderName::from_static("x-s3chaos-fault");

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use super::timeline::Connections;
-use super::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
+use crate::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
 use super::{Meta, PhaseSpec, Rule, Safety, Scenario, ScenarioError, StopCondition, Trigger};
 use crate::engine::matcher::{HeaderMatch, Matcher};
 use crate::faults::FaultList;

@@ -12,7 +12,7 @@ pub mod timeline;
 
 pub use file::{API_PREFIX, ApiRule};
 pub use limits::{MAX_FLOW_DEPTH, MAX_SCENARIO_BYTES};
-pub mod values;
+
 
 use std::fmt;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -20,14 +20,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::engine::Draw;
+use crate::draw::Draw;
 use crate::engine::RuleStats;
 use crate::engine::index::RuleIndex;
 use crate::engine::matcher::{HeaderSlots, Matcher};
 use crate::faults::FaultList;
 use crate::s3::RequestInfo;
 use timeline::{Clock, Connections, Phase, Timeline};
-use values::{Probability, Ramp};
+use crate::values::{Probability, Ramp};
 
 /// A scenario file that could not be loaded, with where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -233,7 +233,7 @@ impl Scenario {
     pub fn request_scope<'a>(&self, req: &RequestInfo<'a>) -> Option<std::borrow::Cow<'a, str>> {
         if let Some(scope) = req
             .headers
-            .get(crate::proxy::headers::SCOPE_HEADER)
+            .get(crate::s3::SCOPE_HEADER)
             .and_then(|v| v.to_str().ok())
         {
             return Some(std::borrow::Cow::Borrowed(scope));
