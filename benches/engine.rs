@@ -9,8 +9,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method, Uri};
 use s3chaos::engine::Engine;
+use s3chaos::engine::Scenario;
 use s3chaos::s3::Classifier;
-use s3chaos::scenario::Scenario;
 
 /// `n` rules of the kinds a large scenario has, none matching the benchmark's request.
 fn non_matching(n: usize) -> Scenario {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
-use crate::scenario::{API_PREFIX, ApiRule, Scenario, ScenarioError};
+use crate::engine::Scenario;
+use crate::scenario::{API_PREFIX, ApiRule, ScenarioError};
 
 /// Why a control-plane change was refused; the running scenario is untouched.
 #[derive(Debug, thiserror::Error)]

@@ -4,16 +4,16 @@
 //! rules added at run time when their `ttl` runs out.
 //!
 //! It never decides for a request: requests read the timeline themselves (see
-//! [`crate::scenario::timeline`]), so a late tick here delays a log line, never a fault's end.
+//! [`crate::engine::timeline`]), so a late tick here delays a log line, never a fault's end.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::Control;
+use crate::engine::Scenario;
+use crate::engine::timeline::DrillState;
 use crate::engine::{Engine, UpstreamTally};
-use crate::scenario::Scenario;
-use crate::scenario::timeline::DrillState;
 
 /// How often the supervisor looks.
 pub const TICK: Duration = Duration::from_millis(100);

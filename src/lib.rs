@@ -43,3 +43,6 @@ pub mod scenario;
 pub mod telemetry;
 pub mod timer;
 pub mod values;
+
+#[cfg(test)]
+mod layering;

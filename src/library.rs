@@ -2,7 +2,8 @@
 //! `--scenario builtin:NAME` works from any directory (and in a container) and
 //! `s3chaos scenarios show NAME` prints one to start your own from.
 
-use crate::scenario::{Scenario, ScenarioError};
+use crate::engine::Scenario;
+use crate::scenario::ScenarioError;
 
 /// (name, file text), in name order. A test checks this against `scenarios/`.
 pub const BUILTIN: &[(&str, &str)] = &[

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use s3chaos::embedded::{Credentials, EmbeddedStore};
-use s3chaos::scenario::Scenario;
+use s3chaos::engine::Scenario;
 
 #[derive(Parser)]
 #[command(

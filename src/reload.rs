@@ -127,7 +127,7 @@ impl Reloader {
 mod tests {
     use super::*;
     use crate::engine::Engine;
-    use crate::scenario::Scenario;
+    use crate::engine::Scenario;
 
     #[test]
     fn valid_replaces_invalid_is_refused_and_reported_once() {

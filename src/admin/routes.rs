@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::{AdminState, MAX_BODY, constant_time_eq};
 use crate::control::ControlError;
+use crate::engine::timeline::DrillState;
 use crate::scenario::API_PREFIX;
-use crate::scenario::timeline::DrillState;
 use crate::telemetry::prometheus;
 
 type Reply = Response<Full<Bytes>>;

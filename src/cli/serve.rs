@@ -12,6 +12,7 @@ use s3chaos::admin::{Admin, AdminState};
 use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
+use s3chaos::engine::Scenario;
 use s3chaos::engine::{Engine, EngineOptions};
 use s3chaos::proxy::connect_to::{ConnectTo, ConnectToTable};
 use s3chaos::proxy::forward::Forward;
@@ -19,7 +20,6 @@ use s3chaos::proxy::tls::PrivateCa;
 use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, UpstreamOptions};
 use s3chaos::reload::Reloader;
 use s3chaos::s3::Classifier;
-use s3chaos::scenario::Scenario;
 use s3chaos::telemetry::{RequestLog, Telemetry};
 use tokio::task::JoinHandle;
 

@@ -7,14 +7,8 @@ use smallvec::SmallVec;
 
 use crate::s3::operation::OperationSet;
 use crate::s3::{Operation, RequestInfo, auth};
+use crate::scenario::{HeaderMatch, MatchSpec};
 use crate::values::Glob;
-
-#[derive(Debug, Clone)]
-pub enum HeaderMatch {
-    /// `"*"` in the file: the header is present, with any value.
-    Present,
-    Exact(String),
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
@@ -54,6 +48,21 @@ impl HeaderSlots {
 }
 
 impl Matcher {
+    /// The matcher for a rule's `match:`; header slots are assigned when the whole
+    /// scenario compiles ([`Matcher::assign_header_slots`]).
+    pub fn compile(spec: MatchSpec) -> Matcher {
+        Matcher::new(
+            spec.operations.map(|o| o.into_iter().collect()),
+            spec.methods,
+            spec.bucket,
+            spec.key,
+            spec.headers,
+        )
+        .with_access_keys(spec.access_keys)
+        .with_scope(spec.scope)
+        .with_attempts(spec.attempts)
+    }
+
     pub fn new(
         operations: Option<OperationSet>,
         methods: Option<Vec<Method>>,

@@ -16,9 +16,10 @@
 //! the kill switch ([`Engine::halt`]), `--max-duration`, and `max_active_faults`, whose
 //! slot a [`Decision`] holds until the faulted request is done.
 
-
+pub mod compiled;
 pub mod index;
 pub mod matcher;
+pub mod timeline;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,8 +30,8 @@ use arc_swap::ArcSwap;
 pub use crate::draw::Draw;
 
 use crate::s3::RequestInfo;
-use crate::scenario::timeline::{Connections, DrillState};
-use crate::scenario::{Rule, Scenario};
+pub use compiled::{Rule, Scenario};
+use timeline::{Connections, DrillState};
 
 /// The rules that fired for one request, in evaluation order. Holds the scenario it was
 /// decided under, so a reload cannot change a request halfway, and the request's place among

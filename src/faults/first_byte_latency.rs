@@ -13,8 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use serde::de::{Deserialize, Deserializer};
 
 use super::Fault;
-use crate::draw::Draw;
 use crate::body::{BoxError, ProxyBody};
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::values::DurationValue;
 

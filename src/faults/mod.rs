@@ -20,9 +20,9 @@ pub mod blackhole;
 pub mod clock_skew;
 pub mod corrupt;
 mod cut;
-pub mod fate;
 pub mod error;
 pub mod error_in_body;
+pub mod fate;
 pub mod first_byte_latency;
 pub mod latency;
 pub mod rate_limit;
@@ -39,8 +39,8 @@ use std::time::Duration;
 use http::Response;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use crate::draw::Draw;
 use crate::body::ProxyBody;
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::s3::RequestInfo;
 

@@ -8,8 +8,8 @@ use serde::de::{Deserialize, Deserializer};
 
 use super::Fault;
 use super::bandwidth::Throttled;
-use crate::draw::Draw;
 use crate::body::ProxyBody;
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::values::Rate;
 

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::cut::{Cut, CutAfter};
 use super::{Fault, FaultCtx, RequestAction, When};
-use crate::draw::Draw;
 use crate::body::ProxyBody;
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::values::ByteSize;
 

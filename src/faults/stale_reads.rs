@@ -24,8 +24,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::{Fault, FaultCtx, RequestAction, Target};
-use crate::draw::Draw;
 use crate::body::{BoxError, ProxyBody, full};
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::s3::{Operation, S3ErrorResponse};
 use crate::values::{ByteSize, DurationValue};

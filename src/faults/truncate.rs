@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::Fault;
 use super::cut::{Cut, CutAfter};
-use crate::draw::Draw;
 use crate::body::ProxyBody;
+use crate::draw::Draw;
 use crate::faults::fate::ConnControl;
 use crate::values::ByteSize;
 

@@ -25,12 +25,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{self, BoxError, ProxyBody};
 use super::conn::ConnControl;
 use super::connect_to::ConnectToTable;
 use super::handler::{self, Destination};
 use super::tls::{PrivateCa, TlsSetupError};
 use super::{Shared, Upstream};
+use crate::body::{self, BoxError, ProxyBody};
 
 /// The hosts intercepted by default: S3's endpoints on every partition's AWS domain.
 pub const DEFAULT_INTERCEPT: &[&str] = &["*.amazonaws.com"];

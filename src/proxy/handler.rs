@@ -7,14 +7,14 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use super::conn::{ConnControl, Hold};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::{Shared, Upstream};
+use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
+use crate::engine::timeline::DrillState;
 use crate::faults::{FaultCtx, RequestAction, Target};
 use crate::s3::{RequestInfo, S3ErrorResponse};
-use crate::scenario::timeline::DrillState;
 use crate::telemetry::{FaultEvent, RequestEvent};
 
 /// How the request phase ended, when a fault ended it.

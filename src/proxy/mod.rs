@@ -13,7 +13,6 @@
 //! forward-proxy mode ([`forward`]) the requests arrive inside `CONNECT` tunnels or in
 //! absolute form, and each names its own upstream.
 
-
 pub mod conn;
 pub mod connect_to;
 pub mod forward;
@@ -36,8 +35,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::Engine;
+use crate::engine::timeline::Connections;
 use crate::s3::Classifier;
-use crate::scenario::timeline::Connections;
 use crate::telemetry::{Telemetry, WorkerMetrics};
 use conn::{ClientIo, ClientStream, ConnControl};
 pub use upstream::{Upstream, UpstreamOptions};

@@ -11,9 +11,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::body::{BoxError, ProxyBody};
 use super::connect_to::{ConnectToTable, Redirecting};
 use super::pool::ConnPool;
+use crate::body::{BoxError, ProxyBody};
 
 /// Why an upstream could not be set up (a start-up error, reported before serving).
 #[derive(Debug, thiserror::Error)]

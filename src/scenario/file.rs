@@ -1,5 +1,5 @@
-//! The scenario file format: serde types that mirror the YAML, and their compilation into a
-//! [`Scenario`]. The YAML crate is `serde_yaml_ng`, a maintained fork of the deprecated
+//! The scenario file format: serde types that mirror the YAML, and their conversion into a
+//! [`Spec`]. The YAML crate is `serde_yaml_ng`, a maintained fork of the deprecated
 //! `serde_yaml` that reports the line and column of every error, including the ones our own
 //! value types raise while deserialising.
 
@@ -12,12 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::timeline::Connections;
-use crate::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
-use super::{Meta, PhaseSpec, Rule, Safety, Scenario, ScenarioError, StopCondition, Trigger};
-use crate::engine::matcher::{HeaderMatch, Matcher};
+use super::{
+    Connections, HeaderMatch, MatchSpec, Meta, PhaseSpec, RuleSpec, Safety, ScenarioError, Spec, StopCondition, Trigger,
+};
 use crate::faults::FaultList;
 use crate::s3::Operation;
+use crate::values::{DurationValue, Glob, OneOrMany, Probability, Ramp, Timestamp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,7 +279,8 @@ impl ApiRule {
         })
     }
 
-    fn compile(&self) -> Rule {
+    /// The rule as plain data, named `api/NAME`.
+    pub fn spec(&self) -> RuleSpec {
         let mut rule: RuleFile = serde_yaml_ng::from_str(&self.text).expect("validated when added");
         rule.name = Some(self.name.clone());
         compile_rule(rule, Some(API_PREFIX))
@@ -324,7 +325,7 @@ impl<'de> Deserialize<'de> for PhaseList {
     }
 }
 
-pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
+pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Spec, ScenarioError> {
     super::limits::check(text, origin)?;
     let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
     if file.repeat && file.phases.0.is_empty() {
@@ -354,7 +355,7 @@ pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<S
     // Rules added at run time come first, so a test's own fault is not cut short by the file's.
     let top = api_rules
         .iter()
-        .map(ApiRule::compile)
+        .map(ApiRule::spec)
         .chain(file.rules.0.into_iter().map(|r| compile_rule(r, None)))
         .collect();
     let phases = file
@@ -372,11 +373,15 @@ pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<S
             },
         })
         .collect();
-    Ok(Scenario::compile(meta, top, phases))
+    Ok(Spec {
+        meta,
+        rules: top,
+        phases,
+    })
 }
 
 /// One rule's match and trigger; a phase's rule is named `phase/rule`.
-fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
+fn compile_rule(r: RuleFile, phase: Option<&str>) -> RuleSpec {
     let m = r.matcher;
     let headers = m
         .header
@@ -392,16 +397,16 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
             (name, matcher)
         })
         .collect();
-    let matcher = Matcher::new(
-        m.operation.map(|o| o.0.into_iter().collect()),
-        m.method.map(|ms| ms.0.into_iter().map(|m| m.0).collect()),
-        m.bucket,
-        m.key,
+    let matcher = MatchSpec {
+        operations: m.operation.map(|o| o.0),
+        methods: m.method.map(|ms| ms.0.into_iter().map(|m| m.0).collect()),
+        bucket: m.bucket,
+        key: m.key,
         headers,
-    )
-    .with_access_keys(m.access_key.map(|k| k.0))
-    .with_scope(r.scope)
-    .with_attempts(m.attempt.map(|a| a.0.into_iter().map(|a| a.0).collect()));
+        access_keys: m.access_key.map(|k| k.0),
+        attempts: m.attempt.map(|a| a.0.into_iter().map(|a| a.0).collect()),
+        scope: r.scope,
+    };
     let trigger = Trigger {
         probability: r.probability,
         skip: r.skip,
@@ -415,7 +420,12 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> Rule {
         Some(phase) => format!("{phase}/{name}"),
         None => name,
     };
-    Rule::new(name, matcher, trigger, r.fault)
+    RuleSpec {
+        name,
+        matcher,
+        trigger,
+        faults: r.fault,
+    }
 }
 
 fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
@@ -438,206 +448,5 @@ fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
         origin: origin.to_owned(),
         position,
         message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(text: &str) -> ScenarioError {
-        Scenario::parse(text, "s.yaml").unwrap_err()
-    }
-
-    #[test]
-    fn the_issue_example_loads() {
-        let text = r#"
-name: get-throttling
-description: S3 throttles reads on the hot prefix
-seed: 42
-rules:
-  - name: throttle-reads
-    match:
-      operation: [GetObject, HeadObject]
-      method: GET
-      bucket: photos
-      key: "thumbs/*"
-      header: {x-tenant: blue}
-    probability: 0.3
-    skip: 0
-    limit: 100
-    fault:
-      error: SlowDown
-  - name: slow-writes
-    match: {operation: [PutObject, UploadPart]}
-    fault:
-      latency: 250ms
-  - name: flaky-and-slow
-    fault:
-      latency: {min: 50ms, max: 200ms}
-      error: {status: 500, code: InternalError, message: "We encountered an internal error.", retry_after: 1s}
-  - name: dead-bucket
-    match: {bucket: archive}
-    fault: blackhole
-  - name: rst
-    match: {operation: UploadPart}
-    probability: 0.05
-    fault: reset
-"#;
-        let s = Scenario::parse(text, "s.yaml").unwrap();
-        assert_eq!(s.name(), "get-throttling");
-        assert_eq!(s.seed(), 42);
-        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            ["throttle-reads", "slow-writes", "flaky-and-slow", "dead-bucket", "rst"]
-        );
-    }
-
-    #[test]
-    fn errors_name_line_and_column() {
-        let e = err("name: x\nrules:\n  - fault: {error: SlowDown}\n    probability: 1.7\n");
-        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
-        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
-        assert!(e.to_string().starts_with("s.yaml:4:"), "{e}");
-
-        let e = err("name: x\nrules:\n  - match: {operation: [GetObject, GetObjects]}\n    fault: reset\n");
-        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-        assert!(e.message.contains("unknown S3 operation `GetObjects`"), "{e}");
-
-        let e = err("name: x\nrules:\n  - fault: {error: Slowdown}\n");
-        assert!(e.message.contains("unknown S3 error code `Slowdown`"), "{e}");
-        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-
-        let e = err("name: x\nrules:\n  - fault: reset\n    probabilty: 0.5\n");
-        assert!(e.message.contains("unknown field `probabilty`"), "{e}");
-        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
-
-        let e = err("name: x\nrules:\n  - {name: a, fault: reset}\n  - {name: a, fault: blackhole}\n");
-        assert!(e.message.contains("two rules are named `a`"), "{e}");
-
-        let e = err("name: x\nrules:\n  - match: {method: FETCH}\n    fault: reset\n");
-        assert!(e.message.contains("unknown HTTP method `FETCH`"), "{e}");
-
-        let e = err("rules: []\n");
-        assert!(e.message.contains("missing field `name`"), "{e}");
-
-        let e = err("name: x\nrules:\n  - fault: {latency: 5}\n");
-        assert!(e.message.contains("invalid duration"), "{e}");
-
-        let e = err("name: [unclosed\n");
-        assert!(e.position.is_some(), "{e}");
-    }
-
-    #[test]
-    fn unnamed_rules_get_positional_names() {
-        let s = Scenario::parse("name: x\nrules:\n  - fault: reset\n  - fault: blackhole\n", "s").unwrap();
-        assert_eq!(s.rules()[1].name(), "rule-2");
-        assert!(!s.seed_given());
-    }
-}
-
-#[cfg(test)]
-mod phase_tests {
-    use super::*;
-
-    fn err(text: &str) -> ScenarioError {
-        Scenario::parse(text, "p.yaml").unwrap_err()
-    }
-
-    #[test]
-    fn the_issue_drill_loads() {
-        let text = r#"
-name: us-east-1-2017
-start_at: 2026-12-01T14:00:00Z
-repeat: false
-max_duration: 30m
-max_active_faults: 50
-stop_if: {upstream_error_rate: 0.2, window: 30s}
-rules:
-  - {name: slow, fault: {latency: 5ms}}
-phases:
-  - name: healthy
-    duration: 2m
-  - name: brownout
-    duration: 5m
-    rules:
-      - name: rising-errors
-        match: {operation: [GetObject, PutObject]}
-        probability: {from: 0.05, to: 0.5}
-        fault: {error: InternalError}
-      - name: slower
-        fault: {latency: {from: 50ms, to: 2s}, bandwidth: {from: 10MiB/s, to: 64KiB/s}}
-  - name: outage
-    duration: 10m
-    rules:
-      - {name: down, fault: {error: ServiceUnavailable}}
-"#;
-        let s = Scenario::parse(text, "p.yaml").unwrap();
-        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            ["slow", "brownout/rising-errors", "brownout/slower", "outage/down"]
-        );
-        let phases = s.timeline().phases();
-        assert_eq!(phases.len(), 3);
-        assert_eq!(
-            phases[1].rules,
-            [0, 1, 2],
-            "top-level rules first, then the phase's own"
-        );
-        assert_eq!(phases[2].end(), Some(Duration::from_secs(17 * 60)));
-        let stop = s.safety().stop_if.unwrap();
-        assert_eq!((stop.window, stop.min_requests), (Duration::from_secs(30), 10));
-        assert_eq!(s.safety().max_active_faults.map(|n| n.get()), Some(50));
-        assert_eq!(s.timeline().max_duration(), Some(Duration::from_secs(1800)));
-    }
-
-    #[test]
-    fn drill_mistakes_name_line_and_column() {
-        let e = err("name: x\nrules:\n  - name: r\n    probability: {from: 0.1, to: 0.9}\n    fault: reset\n");
-        assert!(e.message.contains("has no end to ramp to"), "{e}");
-        assert!(e.position.is_some(), "{e}");
-
-        let e = err("name: x\nphases:\n  - {name: a, duration: 1s}\n  - {name: a, duration: 2s}\n");
-        assert!(e.message.contains("two phases are named `a`"), "{e}");
-        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}: points at the list");
-
-        let e = err("name: x\nphases:\n  - {name: a, duration: 0s}\n");
-        assert!(e.message.contains("longer than zero"), "{e}");
-
-        let e = err("name: x\nphases:\n  - {name: a}\n");
-        assert!(e.message.contains("missing field `duration`"), "{e}");
-
-        let e = err("name: x\nstart_at: tomorrow\n");
-        assert!(e.message.contains("invalid time `tomorrow`"), "{e}");
-        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
-
-        let e = err("name: x\nrules:\n  - {name: a/b, fault: reset}\n");
-        assert!(e.message.contains("without `/`"), "{e}");
-
-        let e = err("name: x\nstop_if: {upstream_error_rate: 2}\n");
-        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
-
-        let e = err("name: x\nrules:\n  - {match: {attempt: [1, 0]}, fault: reset}\n");
-        assert!(e.message.contains("attempts count from 1"), "{e}");
-        Scenario::parse(
-            "name: x\nrules:\n  - {match: {attempt: 2, access_key: [AKIA1, AKIA2]}, fault: reset}\n",
-            "p",
-        )
-        .unwrap();
-
-        let e = err("name: x\nmax_active_faults: 0\n");
-        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
-
-        let e = err("name: x\nrepeat: true\n");
-        assert!(e.message.contains("needs `phases:`"), "{e}");
-
-        // A ramp with an end outside phases is fine.
-        Scenario::parse(
-            "name: x\nrules:\n  - {until: 1m, fault: {latency: {from: 1ms, to: 1s}}}\n",
-            "p",
-        )
-        .unwrap();
     }
 }

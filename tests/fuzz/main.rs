@@ -16,9 +16,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use s3chaos::control::Control;
 use s3chaos::engine::Engine;
+use s3chaos::engine::Scenario;
 use s3chaos::s3::Classifier;
+use s3chaos::scenario::MAX_SCENARIO_BYTES;
 use s3chaos::values::{ByteSize, DurationValue, Glob, MAX_DURATION, Rate, Timestamp};
-use s3chaos::scenario::{MAX_SCENARIO_BYTES, Scenario};
 
 /// What S3 leaves unencoded in a path: unreserved characters and `/`.
 const S3_PATH: &AsciiSet = &NON_ALPHANUMERIC

@@ -90,7 +90,7 @@ fn check_command_line(args: &[String], files: &[(String, String)]) -> Vec<(Strin
                         .1
                         .clone()
                 };
-                s3chaos::scenario::Scenario::parse(&text, value).unwrap_or_else(|e| panic!("{e}"));
+                s3chaos::engine::Scenario::parse(&text, value).unwrap_or_else(|e| panic!("{e}"));
             }
             "--listen" | "--admin" => {
                 value

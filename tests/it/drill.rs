@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
+use s3chaos::engine::timeline::DrillState;
 use s3chaos::reload::Reloader;
-use s3chaos::scenario::timeline::DrillState;
 
 use crate::harness::{Harness, client_for, seed_object, single_attempt};
 
@@ -398,9 +398,8 @@ phases:
 "#;
     let h = Harness::start(PHASES).await;
     // Start the drill's clock now that the setup is done.
-    h.engine.replace(s3chaos::scenario::Scenario::empty());
-    h.engine
-        .replace(s3chaos::scenario::Scenario::parse(PHASES, "p").unwrap());
+    h.engine.replace(s3chaos::engine::Scenario::empty());
+    h.engine.replace(s3chaos::engine::Scenario::parse(PHASES, "p").unwrap());
     async fn ask(stream: &mut tokio::net::TcpStream) -> std::io::Result<String> {
         stream
             .write_all(b"HEAD /nobucket HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -121,7 +121,7 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
         http2,
     )
     .unwrap();
-    let scenario = s3chaos::scenario::Scenario::parse(scenario, "forward.yaml").unwrap();
+    let scenario = s3chaos::engine::Scenario::parse(scenario, "forward.yaml").unwrap();
     let engine = Arc::new(s3chaos::engine::Engine::new(scenario));
     let shared = Shared::new(engine.clone(), upstream, Default::default(), Arc::default());
     let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
@@ -381,7 +381,7 @@ phases:
     // Start the drill's clock now that the setup is done.
     proxy
         .engine
-        .replace(s3chaos::scenario::Scenario::parse(PHASES, "p").unwrap());
+        .replace(s3chaos::engine::Scenario::parse(PHASES, "p").unwrap());
 
     // The app's side of a tunnel: CONNECT, then TLS trusting s3chaos's CA.
     let mut tcp = tokio::net::TcpStream::connect(proxy.handle.local_addr()).await.unwrap();
@@ -427,7 +427,7 @@ phases:
     for _ in 0..150 {
         if matches!(
             proxy.engine.state(),
-            s3chaos::scenario::timeline::DrillState::Running { phase: 1, .. }
+            s3chaos::engine::timeline::DrillState::Running { phase: 1, .. }
         ) {
             break;
         }

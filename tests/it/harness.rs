@@ -19,10 +19,10 @@ use s3chaos::admin::{Admin, AdminState};
 use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{self, EmbeddedStore};
+use s3chaos::engine::Scenario;
 use s3chaos::engine::{Engine, EngineOptions, RuleStats};
 use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
-use s3chaos::scenario::Scenario;
 use s3chaos::telemetry::Telemetry;
 
 pub const ACCESS_KEY: &str = "AKIAS3CHAOSTEST";

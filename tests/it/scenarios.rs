@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use s3chaos::scenario::Scenario;
+use s3chaos::engine::Scenario;
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");

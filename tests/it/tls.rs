@@ -150,7 +150,7 @@ async fn the_tls_listener_serves_clients_that_trust_its_generated_ca() {
     let store = crate::harness::start_store(&dir.path().join("data")).await;
     let ca_path = dir.path().join("ca.pem");
     let tls = s3chaos::proxy::tls::self_signed(&["127.0.0.1".to_owned(), "localhost".to_owned()], &ca_path).unwrap();
-    let scenario = s3chaos::scenario::Scenario::parse(
+    let scenario = s3chaos::engine::Scenario::parse(
         "name: tls\nrules:\n  - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}\n  - {name: cut, match: {key: reset}, fault: reset}\n",
         "tls.yaml",
     )

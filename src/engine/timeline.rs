@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::engine::index::RuleIndex;
+use super::index::RuleIndex;
+pub use crate::scenario::Connections;
 
 /// The drill's zero: `start_at` from the file, or the moment the scenario was first loaded.
 /// Drill time may run faster than real time (`--time-scale 0.01`: an hour-long incident in
@@ -66,17 +67,6 @@ impl Clock {
         now.checked_duration_since(self.base)
             .map(|d| if self.speed == 1.0 { d } else { d.mul_f64(self.speed) } + self.base_elapsed)
     }
-}
-
-/// What the listener does with connections during a phase.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Connections {
-    #[default]
-    Accept,
-    /// Not listening: new connections are refused; open ones keep working.
-    Refuse,
-    /// Not listening, and the open connections are dropped too.
-    Close,
 }
 
 /// One phase, compiled: its place on the timeline and the rules that apply in it (the

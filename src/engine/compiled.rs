@@ -1,0 +1,562 @@
+//! A scenario compiled for requests: each rule's matcher, trigger and live counters, the
+//! per-phase rule indexes, the header slots and the timeline. Built once from a
+//! [`Spec`] (plain data) and shared read-only by every request; the only things that change
+//! are the counters and the state of stateful faults, which a new version of the same drill
+//! carries over ([`Scenario::carry_over`]).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::RuleStats;
+use super::index::RuleIndex;
+use super::matcher::{HeaderSlots, Matcher};
+use super::timeline::{Clock, Phase, Timeline};
+use crate::draw::Draw;
+use crate::faults::FaultList;
+use crate::s3::RequestInfo;
+use crate::scenario::{self, ApiRule, Connections, RuleSpec, Safety, ScenarioError, Spec, Trigger};
+
+/// A validated, compiled scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    name: String,
+    description: String,
+    seed: u64,
+    seed_given: bool,
+    /// Every rule: the top-level ones, then each phase's, in file order. A rule's index here
+    /// is its identity for the draw.
+    rules: Vec<Rule>,
+    header_slots: HeaderSlots,
+    timeline: Timeline,
+    safety: Safety,
+    /// Access key id → isolation scope.
+    scope_keys: std::collections::BTreeMap<String, String>,
+}
+
+impl Scenario {
+    /// The scenario with no rules: pure passthrough.
+    pub fn empty() -> Scenario {
+        Scenario::compile(Spec::empty())
+    }
+
+    /// Reads, validates and compiles a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        scenario::load(path).map(Scenario::compile)
+    }
+
+    /// Validates and compiles scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        scenario::parse(text, origin).map(Scenario::compile)
+    }
+
+    /// Like [`Scenario::parse`], with rules added at run time evaluated before the file's.
+    pub fn parse_with(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
+        scenario::parse_with(text, origin, api_rules).map(Scenario::compile)
+    }
+
+    /// Lays the rules out on the timeline: each rule's `after`/`until` become a window in
+    /// drill time (inside its phase for a phase's rule), and each phase gets its own index.
+    pub fn compile(spec: Spec) -> Scenario {
+        let Spec { meta, rules, phases } = spec;
+        let mut rules: Vec<Rule> = rules.into_iter().map(Rule::compile).collect();
+        let top_count = rules.len();
+        for rule in &mut rules {
+            rule.window = Window::within(&rule.trigger, Duration::ZERO, None);
+        }
+        let mut compiled = Vec::with_capacity(phases.len().max(1));
+        let mut start = Duration::ZERO;
+        for phase in phases {
+            let end = start + phase.duration;
+            let mut members: Vec<u32> = (0..top_count as u32).collect();
+            for rule in phase.rules {
+                let mut rule = Rule::compile(rule);
+                rule.window = Window::within(&rule.trigger, start, Some(end));
+                members.push(rules.len() as u32);
+                rules.push(rule);
+            }
+            compiled.push(Phase {
+                name: Some(phase.name),
+                start,
+                duration: Some(phase.duration),
+                rules: members,
+                index: RuleIndex::default(),
+                connections: phase.connections,
+            });
+            start = end;
+        }
+        let cycle = (!compiled.is_empty()).then_some(start);
+        if compiled.is_empty() {
+            compiled.push(Phase {
+                name: None,
+                start: Duration::ZERO,
+                duration: None,
+                rules: (0..rules.len() as u32).collect(),
+                index: RuleIndex::default(),
+                connections: Connections::Accept,
+            });
+        }
+        let mut header_slots = HeaderSlots::default();
+        for rule in &mut rules {
+            rule.matcher.assign_header_slots(&mut header_slots);
+        }
+        for phase in &mut compiled {
+            phase.index = RuleIndex::build(phase.rules.iter().map(|&i| &rules[i as usize].matcher));
+        }
+        let timed = cycle.is_some()
+            || meta.start_at.is_some()
+            || meta.max_duration.is_some()
+            || rules.iter().any(|r| r.window != Window::ALWAYS);
+        let timeline = Timeline {
+            start_at: meta.start_at,
+            repeat: meta.repeat,
+            max_duration: meta.max_duration,
+            phases: compiled,
+            cycle,
+            clock: meta.start_at.map_or_else(Clock::starting_now, Clock::anchored_at),
+            timed,
+        };
+        Scenario {
+            name: meta.name,
+            description: meta.description,
+            seed: meta.seed.unwrap_or_else(rand::random),
+            seed_given: meta.seed.is_some(),
+            rules,
+            header_slots,
+            timeline,
+            safety: meta.safety,
+            scope_keys: meta.scope_keys,
+        }
+    }
+
+    /// The isolation scope a request belongs to: its `x-s3chaos-scope` header, or the scope
+    /// of the access key it was signed with (`scope_keys`), or none.
+    pub fn request_scope<'a>(&self, req: &RequestInfo<'a>) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(scope) = req.headers.get(crate::s3::SCOPE_HEADER).and_then(|v| v.to_str().ok()) {
+            return Some(std::borrow::Cow::Borrowed(scope));
+        }
+        if self.scope_keys.is_empty() {
+            return None;
+        }
+        let key = crate::s3::auth::access_key(req.headers, req.query)?;
+        self.scope_keys
+            .get(key.as_ref())
+            .map(|s| std::borrow::Cow::Owned(s.clone()))
+    }
+
+    /// Called when this scenario replaces `old`. A new version of the same drill (same name,
+    /// no `start_at` of its own) keeps the running drill's clock and each same-named rule's
+    /// counters, so editing a file mid-drill neither restarts the timeline nor resets a
+    /// `limit`. A different scenario starts afresh.
+    pub fn carry_over(&mut self, old: &Scenario) {
+        if self.name != old.name {
+            return;
+        }
+        if self.timeline.start_at.is_none() {
+            self.timeline.clock = old.timeline.clock;
+        }
+        for rule in &mut self.rules {
+            if let Some(prev) = old.rules.iter().find(|r| r.name == rule.name) {
+                rule.copy_counters(prev);
+            }
+        }
+    }
+
+    /// Runs this scenario's drill time `speed` times as fast as real time (see
+    /// [`Clock::with_speed`]). Called by the engine before the scenario runs.
+    pub fn set_clock_speed(&mut self, speed: f64) {
+        self.timeline.clock = self.timeline.clock.with_speed(speed);
+        if speed != 1.0 {
+            self.timeline.timed = true;
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The seed in force: the file's, or a random one (logged, so a run can be replayed).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn seed_given(&self) -> bool {
+        self.seed_given
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn header_slots(&self) -> &HeaderSlots {
+        &self.header_slots
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    pub fn safety(&self) -> &Safety {
+        &self.safety
+    }
+}
+
+/// One compiled rule with its live counters.
+#[derive(Debug)]
+pub struct Rule {
+    name: String,
+    matcher: Matcher,
+    trigger: Trigger,
+    faults: FaultList,
+    /// When the rule applies, in drill time; set by [`Scenario::compile`].
+    window: Window,
+    /// Requests the match selected (for stats).
+    matched: AtomicU64,
+    /// Of those, the ones inside the rule's time window: what skip, every and the draw count.
+    eligible: AtomicU64,
+    injected: AtomicU64,
+}
+
+/// A span of drill time, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    start: Duration,
+    end: Option<Duration>,
+}
+
+impl Window {
+    const ALWAYS: Window = Window {
+        start: Duration::ZERO,
+        end: None,
+    };
+
+    /// The trigger's `after`/`until`, counted from `origin` and cut at `limit`.
+    fn within(trigger: &Trigger, origin: Duration, limit: Option<Duration>) -> Window {
+        let end = match (trigger.until.map(|u| origin + u), limit) {
+            (Some(u), Some(l)) => Some(u.min(l)),
+            (u, l) => u.or(l),
+        };
+        Window {
+            start: origin + trigger.after.unwrap_or_default(),
+            end,
+        }
+    }
+
+    fn contains(&self, t: Duration) -> bool {
+        t >= self.start && self.end.is_none_or(|e| t < e)
+    }
+
+    /// How far `t` is through the window, for ramps; 0 for an endless window.
+    fn progress(&self, t: Duration) -> f64 {
+        match self.end {
+            Some(end) if end > self.start => {
+                t.saturating_sub(self.start).as_secs_f64() / (end - self.start).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+impl Rule {
+    fn compile(spec: RuleSpec) -> Rule {
+        Rule {
+            name: spec.name,
+            matcher: Matcher::compile(spec.matcher),
+            trigger: spec.trigger,
+            faults: spec.faults,
+            window: Window::ALWAYS,
+            matched: AtomicU64::new(0),
+            eligible: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    pub fn faults(&self) -> &FaultList {
+        &self.faults
+    }
+
+    /// Whether a value of this rule ramps across its window.
+    pub fn ramps(&self) -> bool {
+        self.trigger.probability.is_ramp() || self.faults.ramps()
+    }
+
+    /// Called for a request this rule matched, `at` being the drill time: counts it, then
+    /// applies the time window, `skip`, `every`, the probability and `limit`. Returns the
+    /// request's draw when the rule fires.
+    pub fn roll(&self, seed: u64, index: usize, at: Duration) -> Option<Draw> {
+        let t = &self.trigger;
+        self.matched.fetch_add(1, Ordering::Relaxed);
+        if !self.window.contains(at) {
+            return None;
+        }
+        let n = self.eligible.fetch_add(1, Ordering::Relaxed);
+        if n < t.skip {
+            return None;
+        }
+        if let Some(every) = t.every
+            && !(n - t.skip + 1).is_multiple_of(every.get())
+        {
+            return None;
+        }
+        let progress = self.window.progress(at);
+        let mut draw = Draw::new(seed, index, n).at(progress);
+        let p = t.probability.at(progress).get();
+        if p < 1.0 && draw.unit() >= p {
+            return None;
+        }
+        match t.limit {
+            None => {
+                self.injected.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(limit) => {
+                self.injected
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+                        (done < limit).then_some(done + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(draw)
+    }
+
+    /// Gives back an injection [`Rule::roll`] counted but that did not happen (the request
+    /// was left alone because of `max_active_faults`), so `limit` is not used up by it.
+    pub(crate) fn uncount_injection(&self) {
+        let _ = self
+            .injected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    fn copy_counters(&self, from: &Rule) {
+        for (to, from) in [
+            (&self.matched, &from.matched),
+            (&self.eligible, &from.eligible),
+            (&self.injected, &from.injected),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> RuleStats {
+        RuleStats {
+            name: self.name.clone(),
+            matched: self.matched.load(Ordering::Relaxed),
+            injected: self.injected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::ScenarioError;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse(text, "s.yaml").unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_example_loads() {
+        let text = r#"
+name: get-throttling
+description: S3 throttles reads on the hot prefix
+seed: 42
+rules:
+  - name: throttle-reads
+    match:
+      operation: [GetObject, HeadObject]
+      method: GET
+      bucket: photos
+      key: "thumbs/*"
+      header: {x-tenant: blue}
+    probability: 0.3
+    skip: 0
+    limit: 100
+    fault:
+      error: SlowDown
+  - name: slow-writes
+    match: {operation: [PutObject, UploadPart]}
+    fault:
+      latency: 250ms
+  - name: flaky-and-slow
+    fault:
+      latency: {min: 50ms, max: 200ms}
+      error: {status: 500, code: InternalError, message: "We encountered an internal error.", retry_after: 1s}
+  - name: dead-bucket
+    match: {bucket: archive}
+    fault: blackhole
+  - name: rst
+    match: {operation: UploadPart}
+    probability: 0.05
+    fault: reset
+"#;
+        let s = Scenario::parse(text, "s.yaml").unwrap();
+        assert_eq!(s.name(), "get-throttling");
+        assert_eq!(s.seed(), 42);
+        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            ["throttle-reads", "slow-writes", "flaky-and-slow", "dead-bucket", "rst"]
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = err("name: x\nrules:\n  - fault: {error: SlowDown}\n    probability: 1.7\n");
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
+        assert!(e.to_string().starts_with("s.yaml:4:"), "{e}");
+
+        let e = err("name: x\nrules:\n  - match: {operation: [GetObject, GetObjects]}\n    fault: reset\n");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert!(e.message.contains("unknown S3 operation `GetObjects`"), "{e}");
+
+        let e = err("name: x\nrules:\n  - fault: {error: Slowdown}\n");
+        assert!(e.message.contains("unknown S3 error code `Slowdown`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+
+        let e = err("name: x\nrules:\n  - fault: reset\n    probabilty: 0.5\n");
+        assert!(e.message.contains("unknown field `probabilty`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+
+        let e = err("name: x\nrules:\n  - {name: a, fault: reset}\n  - {name: a, fault: blackhole}\n");
+        assert!(e.message.contains("two rules are named `a`"), "{e}");
+
+        let e = err("name: x\nrules:\n  - match: {method: FETCH}\n    fault: reset\n");
+        assert!(e.message.contains("unknown HTTP method `FETCH`"), "{e}");
+
+        let e = err("rules: []\n");
+        assert!(e.message.contains("missing field `name`"), "{e}");
+
+        let e = err("name: x\nrules:\n  - fault: {latency: 5}\n");
+        assert!(e.message.contains("invalid duration"), "{e}");
+
+        let e = err("name: [unclosed\n");
+        assert!(e.position.is_some(), "{e}");
+    }
+
+    #[test]
+    fn unnamed_rules_get_positional_names() {
+        let s = Scenario::parse("name: x\nrules:\n  - fault: reset\n  - fault: blackhole\n", "s").unwrap();
+        assert_eq!(s.rules()[1].name(), "rule-2");
+        assert!(!s.seed_given());
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+    use crate::scenario::ScenarioError;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse(text, "p.yaml").unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_drill_loads() {
+        let text = r#"
+name: us-east-1-2017
+start_at: 2026-12-01T14:00:00Z
+repeat: false
+max_duration: 30m
+max_active_faults: 50
+stop_if: {upstream_error_rate: 0.2, window: 30s}
+rules:
+  - {name: slow, fault: {latency: 5ms}}
+phases:
+  - name: healthy
+    duration: 2m
+  - name: brownout
+    duration: 5m
+    rules:
+      - name: rising-errors
+        match: {operation: [GetObject, PutObject]}
+        probability: {from: 0.05, to: 0.5}
+        fault: {error: InternalError}
+      - name: slower
+        fault: {latency: {from: 50ms, to: 2s}, bandwidth: {from: 10MiB/s, to: 64KiB/s}}
+  - name: outage
+    duration: 10m
+    rules:
+      - {name: down, fault: {error: ServiceUnavailable}}
+"#;
+        let s = Scenario::parse(text, "p.yaml").unwrap();
+        let names: Vec<_> = s.rules().iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            ["slow", "brownout/rising-errors", "brownout/slower", "outage/down"]
+        );
+        let phases = s.timeline().phases();
+        assert_eq!(phases.len(), 3);
+        assert_eq!(
+            phases[1].rules,
+            [0, 1, 2],
+            "top-level rules first, then the phase's own"
+        );
+        assert_eq!(phases[2].end(), Some(Duration::from_secs(17 * 60)));
+        let stop = s.safety().stop_if.unwrap();
+        assert_eq!((stop.window, stop.min_requests), (Duration::from_secs(30), 10));
+        assert_eq!(s.safety().max_active_faults.map(|n| n.get()), Some(50));
+        assert_eq!(s.timeline().max_duration(), Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn drill_mistakes_name_line_and_column() {
+        let e = err("name: x\nrules:\n  - name: r\n    probability: {from: 0.1, to: 0.9}\n    fault: reset\n");
+        assert!(e.message.contains("has no end to ramp to"), "{e}");
+        assert!(e.position.is_some(), "{e}");
+
+        let e = err("name: x\nphases:\n  - {name: a, duration: 1s}\n  - {name: a, duration: 2s}\n");
+        assert!(e.message.contains("two phases are named `a`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}: points at the list");
+
+        let e = err("name: x\nphases:\n  - {name: a, duration: 0s}\n");
+        assert!(e.message.contains("longer than zero"), "{e}");
+
+        let e = err("name: x\nphases:\n  - {name: a}\n");
+        assert!(e.message.contains("missing field `duration`"), "{e}");
+
+        let e = err("name: x\nstart_at: tomorrow\n");
+        assert!(e.message.contains("invalid time `tomorrow`"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+
+        let e = err("name: x\nrules:\n  - {name: a/b, fault: reset}\n");
+        assert!(e.message.contains("without `/`"), "{e}");
+
+        let e = err("name: x\nstop_if: {upstream_error_rate: 2}\n");
+        assert!(e.message.contains("probability must be between 0 and 1"), "{e}");
+
+        let e = err("name: x\nrules:\n  - {match: {attempt: [1, 0]}, fault: reset}\n");
+        assert!(e.message.contains("attempts count from 1"), "{e}");
+        Scenario::parse(
+            "name: x\nrules:\n  - {match: {attempt: 2, access_key: [AKIA1, AKIA2]}, fault: reset}\n",
+            "p",
+        )
+        .unwrap();
+
+        let e = err("name: x\nmax_active_faults: 0\n");
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+
+        let e = err("name: x\nrepeat: true\n");
+        assert!(e.message.contains("needs `phases:`"), "{e}");
+
+        // A ramp with an end outside phases is fine.
+        Scenario::parse(
+            "name: x\nrules:\n  - {until: 1m, fault: {latency: {from: 1ms, to: 1s}}}\n",
+            "p",
+        )
+        .unwrap();
+    }
+}
