@@ -1,4 +1,5 @@
-//! A sub-millisecond timer for latency faults.
+//! The one clock faults wait on: a sub-millisecond timer in production, tokio's clock in
+//! tests.
 //!
 //! tokio's timer wheel has a 1 ms tick and rounds every deadline up, and the runtime's
 //! `epoll_wait` rounds its timeout up to a whole millisecond too: measured here, a 50 ms
@@ -7,6 +8,7 @@
 //! nanosecond timeout until the earliest deadline and wakes the waiting tasks. Only faulted
 //! requests use it; it costs nothing otherwise.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
@@ -79,40 +81,86 @@ fn run(timer: &'static Timer) {
     }
 }
 
+thread_local! {
+    static TOKIO_CLOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes faults on this thread wait on tokio's clock instead of the precise timer, until the
+/// guard is dropped. The time seam for tests: under `tokio::time::pause()` (a
+/// current-thread runtime) a fault's waits then take no real time and happen in order.
+pub fn use_tokio_clock() -> TokioClockGuard {
+    TOKIO_CLOCK.with(|c| c.set(true));
+    TokioClockGuard(())
+}
+
+/// Restores the precise timer when dropped (see [`use_tokio_clock`]).
+pub struct TokioClockGuard(());
+
+impl Drop for TokioClockGuard {
+    fn drop(&mut self) {
+        TOKIO_CLOCK.with(|c| c.set(false));
+    }
+}
+
+fn tokio_clock() -> bool {
+    TOKIO_CLOCK.with(Cell::get)
+}
+
+/// Now, on the clock faults wait on.
+pub fn now() -> Instant {
+    if tokio_clock() {
+        tokio::time::Instant::now().into_std()
+    } else {
+        Instant::now()
+    }
+}
+
 /// Completes at `deadline` (never before), typically within 0.1 ms after it.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep {
+    if tokio_clock() {
+        return Sleep::Tokio(Box::pin(tokio::time::sleep_until(deadline.into())));
+    }
+    Sleep::Precise {
         deadline,
         registered: false,
     }
 }
 
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    // Saturates: a wait too long to add to now (`for: 1000000000y`) is as good as forever.
+    match now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => sleep_until(now() + Duration::from_secs(100 * 365 * 24 * 3600)),
+    }
 }
 
-pub struct Sleep {
-    deadline: Instant,
-    registered: bool,
+/// A wait on the precise timer, or (in tests) on tokio's clock.
+pub enum Sleep {
+    Precise { deadline: Instant, registered: bool },
+    Tokio(Pin<Box<tokio::time::Sleep>>),
 }
 
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let (deadline, registered) = match self.get_mut() {
+            Sleep::Tokio(sleep) => return sleep.as_mut().poll(cx),
+            Sleep::Precise { deadline, registered } => (*deadline, registered),
+        };
+        if Instant::now() >= deadline {
             return Poll::Ready(());
         }
         // Register once: the task is woken at the deadline and polls again. (A task that
         // moves to another executor in between is not something the proxy does.)
-        if !self.registered {
-            self.registered = true;
+        if !*registered {
+            *registered = true;
             let timer = timer();
             let earliest = {
                 let mut queue = timer.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let earliest = queue.peek().is_none_or(|Reverse(e)| self.deadline < e.deadline);
+                let earliest = queue.peek().is_none_or(|Reverse(e)| deadline < e.deadline);
                 queue.push(Reverse(Entry {
-                    deadline: self.deadline,
+                    deadline,
                     waker: cx.waker().clone(),
                 }));
                 earliest
@@ -145,5 +193,17 @@ mod tests {
         for h in handles {
             h.await.unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_tokio_clock_seam_takes_no_real_time() {
+        let _clock = use_tokio_clock();
+        let (real, virtual_start) = (Instant::now(), now());
+        sleep(Duration::from_secs(3600)).await;
+        assert!(now() - virtual_start >= Duration::from_secs(3600));
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "an hour of fault time, no hour of ours"
+        );
     }
 }

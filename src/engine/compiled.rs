@@ -13,7 +13,7 @@ use super::index::RuleIndex;
 use super::matcher::{HeaderSlots, Matcher};
 use super::timeline::{Clock, Phase, Timeline};
 use crate::draw::Draw;
-use crate::faults::FaultList;
+use crate::faults::{Applies, FaultList, FaultSpec, FaultState};
 use crate::s3::RequestInfo;
 use crate::scenario::{self, ApiRule, Connections, RuleSpec, Safety, ScenarioError, Spec, Trigger};
 
@@ -146,8 +146,9 @@ impl Scenario {
 
     /// Called when this scenario replaces `old`. A new version of the same drill (same name,
     /// no `start_at` of its own) keeps the running drill's clock and each same-named rule's
-    /// counters, so editing a file mid-drill neither restarts the timeline nor resets a
-    /// `limit`. A different scenario starts afresh.
+    /// counters and fault state, so editing a file mid-drill (or adding a rule through the
+    /// admin API) neither restarts the timeline, nor resets a `limit`, nor refills a rate
+    /// limit's token buckets. A different scenario starts afresh.
     pub fn carry_over(&mut self, old: &Scenario) {
         if self.name != old.name {
             return;
@@ -158,6 +159,7 @@ impl Scenario {
         for rule in &mut self.rules {
             if let Some(prev) = old.rules.iter().find(|r| r.name == rule.name) {
                 rule.copy_counters(prev);
+                rule.take_state(prev);
             }
         }
     }
@@ -212,6 +214,9 @@ pub struct Rule {
     matcher: Matcher,
     trigger: Trigger,
     faults: FaultList,
+    /// Each fault's state, for the stateful ones (in the order of `faults`): the engine's,
+    /// carried over to later versions of the rule.
+    states: Vec<Option<FaultState>>,
     /// When the rule applies, in drill time; set by [`Scenario::compile`].
     window: Window,
     /// Requests the match selected (for stats).
@@ -267,6 +272,7 @@ impl Rule {
             name: spec.name,
             matcher: Matcher::compile(spec.matcher),
             trigger: spec.trigger,
+            states: spec.faults.iter().map(FaultSpec::new_state).collect(),
             faults: spec.faults,
             window: Window::ALWAYS,
             matched: AtomicU64::new(0),
@@ -287,15 +293,22 @@ impl Rule {
         &self.faults
     }
 
+    /// Each fault with its state (for the stateful ones).
+    pub fn faults_with_state(&self) -> impl Iterator<Item = (&FaultSpec, Option<&FaultState>)> {
+        self.faults.iter().zip(self.states.iter().map(Option::as_ref))
+    }
+
     /// Whether a value of this rule ramps across its window.
     pub fn ramps(&self) -> bool {
         self.trigger.probability.is_ramp() || self.faults.ramps()
     }
 
     /// Called for a request this rule matched, `at` being the drill time: counts it, then
-    /// applies the time window, `skip`, `every`, the probability and `limit`. Returns the
-    /// request's draw when the rule fires.
-    pub fn roll(&self, seed: u64, index: usize, at: Duration) -> Option<Draw> {
+    /// applies the time window, `skip`, `every`, the probability, what the faults say of this
+    /// request ([`crate::faults::Fault::applies`]: a rate limit under its rate does not fire)
+    /// and `limit`. Returns the request's draw when the rule fires ([`Applies::Fire`]), or
+    /// when its faults only watch the request ([`Applies::Watch`], not counted).
+    pub fn roll(&self, seed: u64, index: usize, at: Duration, req: &RequestInfo<'_>) -> Option<(Draw, Applies)> {
         let t = &self.trigger;
         self.matched.fetch_add(1, Ordering::Relaxed);
         if !self.window.contains(at) {
@@ -316,6 +329,17 @@ impl Rule {
         if p < 1.0 && draw.unit() >= p {
             return None;
         }
+        let mut fires = false;
+        for (fault, state) in self.faults_with_state() {
+            match fault.applies(req, state) {
+                Applies::Skip => return None,
+                Applies::Watch => {}
+                Applies::Fire => fires = true,
+            }
+        }
+        if !fires {
+            return Some((draw, Applies::Watch));
+        }
         match t.limit {
             None => {
                 self.injected.fetch_add(1, Ordering::Relaxed);
@@ -328,7 +352,7 @@ impl Rule {
                     .ok()?;
             }
         }
-        Some(draw)
+        Some((draw, Applies::Fire))
     }
 
     /// Gives back an injection [`Rule::roll`] counted but that did not happen (the request
@@ -337,6 +361,19 @@ impl Rule {
         let _ = self
             .injected
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Takes over `from`'s fault state where the same kind of fault stands: a rule edited
+    /// mid-drill keeps its token buckets and its memory of writes.
+    fn take_state(&mut self, from: &Rule) {
+        for (fault, state) in self.faults.iter().zip(self.states.iter_mut()) {
+            if state.is_none() {
+                continue;
+            }
+            if let Some((_, Some(old))) = from.faults_with_state().find(|(f, _)| f.kind() == fault.kind()) {
+                *state = Some(old.clone());
+            }
+        }
     }
 
     fn copy_counters(&self, from: &Rule) {

@@ -33,38 +33,46 @@ use crate::s3::RequestInfo;
 pub use compiled::{Rule, Scenario};
 use timeline::{Connections, DrillState};
 
-/// The rules that fired for one request, in evaluation order. Holds the scenario it was
-/// decided under, so a reload cannot change a request halfway, and the request's place among
-/// the active faults until it is dropped (keep it alive while the fault acts).
+/// The rules that fired for one request, in evaluation order, and the rules whose faults
+/// only watch it. Holds the scenario it was decided under, so a reload cannot change a
+/// request halfway, and the request's place among the active faults until it is dropped
+/// (keep it alive while the fault acts).
 #[derive(Debug)]
 pub struct Decision {
     scenario: Arc<Scenario>,
-    fired: Vec<(usize, Draw)>,
-    _slot: ActiveSlot,
+    fired: Vec<Fired>,
+    /// `None` when no rule injects (only watchers): such a request is not under a fault.
+    _slot: Option<ActiveSlot>,
+}
+
+#[derive(Debug)]
+struct Fired {
+    rule: usize,
+    draw: Draw,
+    /// The rule's faults only watch this request (`stale_reads` on a write): nothing is
+    /// injected, logged or counted for it.
+    watch: bool,
 }
 
 impl Decision {
-    /// Each fired rule with its draw.
+    /// Each rule that injects into this request, with its draw.
     pub fn fired(&self) -> impl Iterator<Item = (&Rule, Draw)> {
-        self.fired.iter().map(|(i, d)| (&self.scenario.rules()[*i], d.clone()))
+        self.fired
+            .iter()
+            .filter(|f| !f.watch)
+            .map(|f| (&self.scenario.rules()[f.rule], f.draw.clone()))
     }
 
-    /// Whether no rule is left in the decision (all of them let the request be).
-    pub fn is_empty(&self) -> bool {
-        self.fired.is_empty()
+    /// Each rule that acts on the response, injecting or watching, with its draw.
+    pub fn acting(&self) -> impl Iterator<Item = (&Rule, Draw)> {
+        self.fired
+            .iter()
+            .map(|f| (&self.scenario.rules()[f.rule], f.draw.clone()))
     }
 
-    /// Uncounts the rules at these positions of [`Decision::fired`] (ascending), which turned
-    /// out to inject nothing, and takes them out unless they still watch the response
-    /// (`(position, watching)`).
-    pub fn forget(&mut self, positions: &[(usize, bool)]) {
-        for &(position, watching) in positions.iter().rev() {
-            let index = self.fired[position].0;
-            self.scenario.rules()[index].uncount_injection();
-            if !watching {
-                self.fired.remove(position);
-            }
-        }
+    /// Whether any rule injects (rather than only watches).
+    pub fn injects(&self) -> bool {
+        self.fired.iter().any(|f| !f.watch)
     }
 }
 
@@ -277,7 +285,7 @@ impl Engine {
         if phase.rules.is_empty() {
             return None;
         }
-        let mut fired: Vec<(usize, Draw)> = Vec::new();
+        let mut fired: Vec<Fired> = Vec::new();
         {
             let scope = scenario.request_scope(req);
             let header_values = scenario.header_slots().values(req.headers);
@@ -288,9 +296,14 @@ impl Engine {
                 if !rule.matcher().matches(req, &header_values, scope.as_deref()) {
                     continue;
                 }
-                if let Some(draw) = rule.roll(scenario.seed(), index, at) {
-                    fired.push((index, draw));
-                    if rule.faults().is_terminal() {
+                if let Some((draw, applies)) = rule.roll(scenario.seed(), index, at, req) {
+                    let watch = applies == crate::faults::Applies::Watch;
+                    fired.push(Fired {
+                        rule: index,
+                        draw,
+                        watch,
+                    });
+                    if !watch && rule.faults().is_terminal() {
                         break;
                     }
                 }
@@ -299,12 +312,17 @@ impl Engine {
         if fired.is_empty() {
             return None;
         }
-        let Some(slot) = self.take_slot(&scenario) else {
-            for (index, _) in &fired {
-                scenario.rules()[*index].uncount_injection();
-            }
-            self.capped.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let slot = if fired.iter().any(|f| !f.watch) {
+            let Some(slot) = self.take_slot(&scenario) else {
+                for f in fired.iter().filter(|f| !f.watch) {
+                    scenario.rules()[f.rule].uncount_injection();
+                }
+                self.capped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            Some(slot)
+        } else {
+            None
         };
         let decision = Decision {
             scenario: arc_swap::Guard::into_inner(scenario),
@@ -351,7 +369,7 @@ impl Engine {
                 return None;
             }
         };
-        let draw = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO)?;
+        let (draw, applies) = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO, req)?;
         if self.options.dry_run {
             tracing::info!(target: "s3chaos::fault", header = asked, operation = %req.operation, "dry run: would inject the fault the request asked for");
             return None;
@@ -359,8 +377,12 @@ impl Engine {
         tracing::debug!(operation = %req.operation, header = asked, "fault asked for by the request");
         Some(Decision {
             scenario: Arc::new(scenario),
-            fired: vec![(0, draw)],
-            _slot: self.take_slot_unbounded(),
+            fired: vec![Fired {
+                rule: 0,
+                draw,
+                watch: applies == crate::faults::Applies::Watch,
+            }],
+            _slot: Some(self.take_slot_unbounded()),
         })
     }
 
@@ -632,6 +654,58 @@ phases:
         assert_eq!(engine.stats()[1].injected, 2, "counters carried over");
         engine.replace(Scenario::parse(&yaml.replace("same", "other"), "b").unwrap());
         assert_eq!(engine.stats()[1].injected, 0, "a different scenario starts afresh");
+    }
+
+    #[test]
+    fn fault_state_is_carried_over_by_rule_name_and_kind() {
+        let yaml = "name: st\nrules:\n  - {name: stale, fault: {stale_reads: {for: 1m}}}\n  - {name: rate, fault: {rate_limit: {rps: 1, burst: 1}}}\n";
+        let engine = Engine::new(Scenario::parse(yaml, "a").unwrap());
+        let state = |e: &Engine, rule: usize| {
+            e.scenario().rules()[rule]
+                .faults_with_state()
+                .next()
+                .unwrap()
+                .1
+                .cloned()
+                .unwrap()
+        };
+        let (stale, rate) = (state(&engine, 0), state(&engine, 1));
+        // An unrelated rule added (as the admin API does: the same scenario compiled again).
+        engine.replace(Scenario::parse(&format!("{yaml}  - {{name: new, fault: reset}}\n"), "a").unwrap());
+        assert!(Arc::ptr_eq(&stale, &state(&engine, 0)), "stale_reads keeps its memory");
+        assert!(
+            Arc::ptr_eq(&rate, &state(&engine, 1)),
+            "rate_limit keeps its token buckets"
+        );
+        // The rule now holds another kind of fault: fresh state. Another scenario: fresh too.
+        engine.replace(
+            Scenario::parse(
+                &yaml.replace("rate_limit: {rps: 1, burst: 1}", "stale_reads: {for: 1s}"),
+                "a",
+            )
+            .unwrap(),
+        );
+        assert!(!Arc::ptr_eq(&rate, &state(&engine, 1)));
+        engine.replace(Scenario::parse(&yaml.replace("name: st", "name: other"), "b").unwrap());
+        assert!(!Arc::ptr_eq(&stale, &state(&engine, 0)));
+    }
+
+    #[test]
+    fn a_rate_limit_under_its_rate_does_not_fire_and_is_not_counted() {
+        let yaml = "name: r\nrules:\n  - {name: rate, fault: {rate_limit: {rps: 0.01, burst: 2}}}\n";
+        let engine = Engine::new(Scenario::parse(yaml, "r").unwrap());
+        let fired: Vec<bool> = (0..4).map(|_| !fired(&engine).is_empty()).collect();
+        assert_eq!(
+            fired,
+            [false, false, true, true],
+            "the burst passes, then every request fires"
+        );
+        let stats = &engine.stats()[0];
+        assert_eq!(
+            (stats.matched, stats.injected),
+            (4, 2),
+            "decided once: nothing counted and taken back"
+        );
     }
 
     #[test]

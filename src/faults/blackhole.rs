@@ -19,12 +19,12 @@ pub struct Blackhole {
 }
 
 impl Fault for Blackhole {
-    fn kind(&self) -> &'static str {
-        "blackhole"
-    }
+    const KIND: &'static str = "blackhole";
 
-    fn is_terminal(&self) -> bool {
-        true
+    const TERMINAL: bool = true;
+
+    fn bare() -> Option<Self> {
+        Some(Blackhole::default())
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {

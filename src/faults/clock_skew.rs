@@ -32,13 +32,9 @@ impl ClockSkew {
 }
 
 impl Fault for ClockSkew {
-    fn kind(&self) -> &'static str {
-        "clock_skew"
-    }
+    const KIND: &'static str = "clock_skew";
 
-    fn is_terminal(&self) -> bool {
-        true
-    }
+    const TERMINAL: bool = true;
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let server_time = self.server_time();

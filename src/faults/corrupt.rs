@@ -3,18 +3,14 @@
 //! (Content-MD5, ETag, CRC32C, `x-amz-checksum-*`) can catch it, as in the 2008 S3 incident
 //! where a load balancer corrupted single bytes.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use serde::Deserialize;
 
-use super::Fault;
-use crate::body::{BoxError, ProxyBody};
+use super::filter::{self, ChunkFilter, Step};
+use super::{BodyCtx, Fault};
+use crate::body::ProxyBody;
 use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
 use crate::values::ByteSize;
 
 /// When the body's length is unknown (chunked), random positions fall in its first 64 KiB.
@@ -70,22 +66,20 @@ impl TryFrom<CorruptFile> for Corrupt {
 }
 
 impl Fault for Corrupt {
-    fn kind(&self) -> &'static str {
-        "corrupt"
-    }
+    const KIND: &'static str = "corrupt";
 
-    fn is_terminal(&self) -> bool {
-        false
-    }
+    const TERMINAL: bool = false;
 
-    fn on_request_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, draw: Draw) -> ProxyBody {
+    fn on_request_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        let draw = ctx.draw.clone();
         match self.side {
             Side::Request => self.wrap(body, draw),
             Side::Response => body,
         }
     }
 
-    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, draw: Draw) -> ProxyBody {
+    fn on_response_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        let draw = ctx.draw.clone();
         match self.side {
             Side::Response => self.wrap(body, draw),
             Side::Request => body,
@@ -118,57 +112,56 @@ impl Corrupt {
                 picked
             }
         };
-        ProxyBody::new(CorruptBody {
-            inner: body,
-            positions,
-            next: 0,
-            offset: 0,
-        })
+        filter::filtered(
+            body,
+            Flip {
+                positions,
+                next: 0,
+                offset: 0,
+            },
+        )
     }
 }
 
-/// Flips the lowest bit of the bytes at `positions` (ascending). Only a frame that holds one
-/// of them is copied; every other frame passes as is.
-struct CorruptBody {
-    inner: ProxyBody,
+/// Flips the lowest bit of the bytes at `positions` (ascending). Only a chunk that holds one
+/// of them is copied; every other chunk passes as is.
+struct Flip {
     positions: Vec<u64>,
     next: usize,
     offset: u64,
 }
 
-impl Body for CorruptBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            other => return Poll::Ready(other),
-        };
-        let data = match frame.into_data() {
-            Ok(data) => data,
-            Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-        };
-        let start = this.offset;
-        let end = start + data.len() as u64;
-        this.offset = end;
-        if this.positions.get(this.next).is_none_or(|&p| p >= end) {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+impl ChunkFilter for Flip {
+    fn on_chunk(&mut self, chunk: &mut Bytes) -> Step {
+        let start = self.offset;
+        let end = start + chunk.len() as u64;
+        self.offset = end;
+        if self.positions.get(self.next).is_none_or(|&p| p >= end) {
+            return Step::Pass;
         }
-        let mut copy = BytesMut::from(&data[..]);
-        while let Some(&p) = this.positions.get(this.next).filter(|&&p| p < end) {
+        let mut copy = BytesMut::from(&chunk[..]);
+        while let Some(&p) = self.positions.get(self.next).filter(|&&p| p < end) {
             copy[(p - start) as usize] ^= 0x01;
-            this.next += 1;
+            self.next += 1;
         }
-        Poll::Ready(Some(Ok(Frame::data(copy.freeze()))))
+        *chunk = copy.freeze();
+        Step::Pass
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn flips_one_bit_at_each_position_across_chunks() {
+        let flip = Flip {
+            positions: vec![1, 4],
+            next: 0,
+            offset: 0,
+        };
+        let (sent, _) = filter::run(flip, &[b"aaa", b"aaa"]).await;
+        let bytes: Vec<u8> = sent.into_iter().flat_map(|(_, p)| p).collect();
+        assert_eq!(bytes, b"a`aa`a", "bytes 1 and 4 have their lowest bit flipped, the length kept");
     }
 }

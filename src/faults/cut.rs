@@ -1,18 +1,13 @@
-//! A response body cut after N bytes: the shared mechanism of `reset: {after_bytes}` (the
-//! connection ends with an RST) and `truncate` (it ends with a FIN, a clean-looking close).
-//! Either way the framing headers promised more, so the client sees a short body.
+//! A body cut after N bytes: the shared mechanism of `reset: {after_bytes}` (the connection
+//! ends with an RST) and `truncate` (it ends with a FIN, a clean-looking close). Either way
+//! the framing headers promised more, so the client sees a short body.
 
-use std::future::Future as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 
-use crate::body::{BoxError, InjectedFault, ProxyBody};
-use crate::faults::fate::ConnControl;
+use super::fate::ConnControl;
+use super::filter::{ChunkFilter, Step};
 
 /// How the connection ends after the cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,73 +19,86 @@ pub enum Cut {
     Close,
 }
 
-/// How long the bytes before the cut get to reach the wire: closing at once may drop what
-/// hyper has not flushed yet, and an RST discards whatever the kernel has not sent.
-const FLUSH_GRACE: Duration = Duration::from_millis(20);
-
-/// Passes `remaining` body bytes, then ends the connection as `how` says. A body shorter
+/// Passes `remaining` body bytes, then ends the connection as `how` says. A body no longer
 /// than that ends normally.
 pub struct CutAfter {
-    inner: ProxyBody,
     remaining: u64,
     how: Cut,
     conn: Arc<ConnControl>,
-    grace: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl CutAfter {
-    pub fn new(inner: ProxyBody, remaining: u64, how: Cut, conn: Arc<ConnControl>) -> Self {
-        CutAfter {
-            inner,
-            remaining,
-            how,
-            conn,
-            grace: None,
+    pub fn new(remaining: u64, how: Cut, conn: Arc<ConnControl>) -> Self {
+        CutAfter { remaining, how, conn }
+    }
+}
+
+impl ChunkFilter for CutAfter {
+    fn on_chunk(&mut self, chunk: &mut Bytes) -> Step {
+        let len = chunk.len() as u64;
+        if self.remaining == 0 {
+            Step::Cut
+        } else if len > self.remaining {
+            let n = self.remaining as usize;
+            self.remaining = 0;
+            Step::Split(n)
+        } else {
+            self.remaining -= len;
+            Step::Pass
+        }
+    }
+
+    fn on_cut(&mut self) -> &'static str {
+        match self.how {
+            Cut::Reset { connection } => {
+                self.conn.reset(connection);
+                "reset"
+            }
+            Cut::Close => "truncate",
         }
     }
 }
 
-impl Body for CutAfter {
-    type Data = Bytes;
-    type Error = BoxError;
+#[cfg(test)]
+mod tests {
+    use super::super::filter::run;
+    use super::*;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if this.remaining == 0 {
-            let grace = this
-                .grace
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(FLUSH_GRACE)));
-            ready!(grace.as_mut().poll(cx));
-            let what = match this.how {
-                Cut::Reset { connection } => {
-                    this.conn.reset(connection);
-                    "reset"
-                }
-                Cut::Close => "truncate",
-            };
-            // Failing the body makes hyper drop the connection mid-message.
-            return Poll::Ready(Some(Err(Box::new(InjectedFault(what)))));
-        }
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(mut data) => {
-                    if data.len() as u64 >= this.remaining {
-                        data.truncate(this.remaining as usize);
-                        this.remaining = 0;
-                    } else {
-                        this.remaining -= data.len() as u64;
-                    }
-                    Poll::Ready(Some(Ok(Frame::data(data))))
-                }
-                Err(trailers) => Poll::Ready(Some(Ok(trailers))),
-            },
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => Poll::Ready(None),
-        }
+    fn conn() -> Arc<ConnControl> {
+        Arc::new(ConnControl::new(Default::default()))
     }
 
-    fn size_hint(&self) -> SizeHint {
-        // The framing headers still promise the full length: that is the point.
-        self.inner.size_hint()
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn passes_exactly_n_bytes_then_cuts() {
+        let (sent, cut) = run(CutAfter::new(5, Cut::Close, conn()), &[b"abc", b"defgh", b"ij"]).await;
+        let bytes: Vec<u8> = sent.into_iter().flat_map(|(_, p)| p).collect();
+        assert_eq!(bytes, b"abcde");
+        assert!(cut);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_reset_cut_sets_the_connections_fate() {
+        let conn = conn();
+        let (_, cut) = run(
+            CutAfter::new(1, Cut::Reset { connection: false }, conn.clone()),
+            &[b"ab"],
+        )
+        .await;
+        assert!(cut);
+        assert_eq!(conn.fate(), super::super::fate::Fate::Reset);
+        let closed = self::conn();
+        run(CutAfter::new(1, Cut::Close, closed.clone()), &[b"ab"]).await;
+        assert_eq!(
+            closed.fate(),
+            super::super::fate::Fate::Normal,
+            "truncate closes with a FIN"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_shorter_body_is_not_cut() {
+        let (sent, cut) = run(CutAfter::new(10, Cut::Close, conn()), &[b"abc"]).await;
+        assert_eq!(sent.len(), 1);
+        assert!(!cut);
     }
 }

@@ -22,13 +22,9 @@ pub struct ErrorFault {
 }
 
 impl Fault for ErrorFault {
-    fn kind(&self) -> &'static str {
-        "error"
-    }
+    const KIND: &'static str = "error";
 
-    fn is_terminal(&self) -> bool {
-        true
-    }
+    const TERMINAL: bool = true;
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let response = answer(&self.response, ctx.request.method, ctx.request.path);

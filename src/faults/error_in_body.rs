@@ -25,13 +25,9 @@ pub struct ErrorInBody {
 }
 
 impl Fault for ErrorInBody {
-    fn kind(&self) -> &'static str {
-        "error_in_body"
-    }
+    const KIND: &'static str = "error_in_body";
 
-    fn is_terminal(&self) -> bool {
-        true
-    }
+    const TERMINAL: bool = true;
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let ids = RequestIds::generate();
@@ -80,6 +76,7 @@ mod tests {
         let RequestAction::Respond(response) = fault.on_request(&FaultCtx {
             request: &info,
             draw: Draw::new(1, 0, 0),
+            state: None,
         }) else {
             panic!("answers in S3's place");
         };

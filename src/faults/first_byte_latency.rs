@@ -2,20 +2,14 @@
 //! to first byte, distinct from `latency`, which delays the whole response; it exercises
 //! read timeouts that start after the headers (and stalled-stream protection).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use serde::de::{Deserialize, Deserializer};
 
-use super::Fault;
-use crate::body::{BoxError, ProxyBody};
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
+use super::filter::{self, ChunkFilter, Step};
+use super::{BodyCtx, Fault};
+use crate::body::ProxyBody;
 use crate::values::DurationValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,19 +22,12 @@ impl<'de> Deserialize<'de> for FirstByteLatency {
 }
 
 impl Fault for FirstByteLatency {
-    fn kind(&self) -> &'static str {
-        "first_byte_latency"
-    }
+    const KIND: &'static str = "first_byte_latency";
 
-    fn is_terminal(&self) -> bool {
-        false
-    }
+    const TERMINAL: bool = false;
 
-    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        ProxyBody::new(DelayedBody {
-            inner: body,
-            wait: Some(crate::timer::sleep(self.0)),
-        })
+    fn on_response_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
+        filter::filtered(body, FirstByte(Some(self.0)))
     }
 
     fn describe(&self) -> String {
@@ -48,30 +35,29 @@ impl Fault for FirstByteLatency {
     }
 }
 
-/// Holds back the first body frame until the wait is over; after that, a plain pass-through.
-struct DelayedBody {
-    inner: ProxyBody,
-    wait: Option<crate::timer::Sleep>,
+/// Holds back the first chunk for the wait; after that, a pass-through. An empty body (HEAD)
+/// has no first byte to delay.
+struct FirstByte(Option<Duration>);
+
+impl ChunkFilter for FirstByte {
+    fn on_chunk(&mut self, _chunk: &mut Bytes) -> Step {
+        match self.0.take() {
+            Some(wait) => Step::Delay(wait),
+            None => Step::Pass,
+        }
+    }
 }
 
-impl Body for DelayedBody {
-    type Data = Bytes;
-    type Error = BoxError;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(wait) = self.wait.as_mut() {
-            ready!(Pin::new(wait).poll(cx));
-            self.wait = None;
-        }
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        // An empty body (HEAD) has no first byte to delay.
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn only_the_first_byte_waits() {
+        let (sent, _) = filter::run(FirstByte(Some(Duration::from_secs(2))), &[b"ab", b"cd"]).await;
+        let times: Vec<u128> = sent.iter().map(|(t, _)| t.as_millis()).collect();
+        assert_eq!(times, [2000, 2000]);
+        let (sent, _) = filter::run(FirstByte(Some(Duration::from_secs(2))), &[]).await;
+        assert!(sent.is_empty(), "an empty body ends at once");
     }
 }

@@ -58,13 +58,9 @@ impl Latency {
 }
 
 impl Fault for Latency {
-    fn kind(&self) -> &'static str {
-        "latency"
-    }
+    const KIND: &'static str = "latency";
 
-    fn is_terminal(&self) -> bool {
-        false
-    }
+    const TERMINAL: bool = false;
 
     fn ramps(&self) -> bool {
         self.ramp_to.is_some()

@@ -1,75 +1,58 @@
-//! The faults s3chaos injects, one small file per kind, all behind one trait.
+//! The faults s3chaos injects: one small file per kind, one row per kind in the table below.
 //!
 //! # The contract (what a fault may and may not do)
-//! - A fault never decides *whether* it fires: the engine matched the rule, rolled the
-//!   probability and counted skip/limit before any fault runs. A fault gets a [`Draw`]
-//!   (deterministic randomness for this request) when it needs to pick a value, such as a
-//!   latency within a range, so a seeded scenario replays exactly.
-//! - A fault acts in named phases of a request, and implements only the phases it needs:
-//!   [`Fault::on_request`] before the upstream is contacted, [`Fault::on_response_body`]
-//!   while the upstream's answer streams back.
-//! - A fault never buffers a body: body faults wrap the stream and work chunk by chunk.
-//! - A fault that needs something from the connection (a TCP RST, a held socket) asks the
-//!   connection for it through [`ConnControl`]; no other layer special-cases a fault kind.
+//! - **A fault never decides whether its rule fires.** The engine matched the rule, rolled
+//!   its probability and counted skip, every and limit before any fault runs. A fault whose
+//!   firing depends on the request and on what it has seen (`rate_limit`'s token bucket,
+//!   `stale_reads`' memory of recent writes) says so once, at decision time, through
+//!   [`Fault::applies`]: the engine asks it before counting an injection, so nothing is
+//!   counted and then taken back.
+//! - **State is the engine's.** A fault's spec is plain data, parsed from the scenario. A
+//!   fault that keeps state across requests creates it in [`Fault::new_state`]; the engine
+//!   calls that when the scenario compiles and carries the state over, by rule name, to every
+//!   new version of the running drill (a file reload, `PUT /scenario`, a rule added or expired
+//!   through the admin API).
+//! - **Randomness comes from the request's [`Draw`]**, so a seeded scenario replays exactly.
+//! - **A fault acts in named phases** and implements only the ones it needs:
+//!   [`Fault::on_request`] before the upstream is contacted, [`Fault::on_request_body`] on the
+//!   upload's way upstream, [`Fault::on_response`] / [`Fault::on_response_body`] while the
+//!   upstream's answer streams back.
+//! - **A body fault never buffers a body and never blocks.** It works chunk by chunk, as a
+//!   [`filter::ChunkFilter`] (the generic adapter owns pinning, timers, trailers and
+//!   `size_hint`), never holds more than the chunk in front of it, never swallows the end of
+//!   the stream or the trailers, and waits only through [`crate::timer`], whose waits end when
+//!   the body is dropped (the client left): every wait is interruptible.
+//! - **A fault that needs something from the connection** (a TCP RST, a held socket) asks
+//!   the connection for it through [`fate::ConnControl`]; no other layer special-cases a kind.
 //!
-//! Adding a fault kind is one file here, one variant in [`FaultSpec`], and one key in
-//! [`FaultList`]'s parser; the compiler finds every `match` that misses it.
+//! # Adding a fault
+//! One new file that defines the fault's spec type and implements [`Fault`] for it (with its
+//! unit tests beside it), and one row in the `faults!` table below. The table generates the
+//! module list, the [`FaultSpec`] enum, the dispatch, the list of kind names and the
+//! scenario parser's entry. See `CONTRIBUTING.md`, "Adding a fault".
 
-pub mod bandwidth;
-pub mod blackhole;
-pub mod clock_skew;
-pub mod corrupt;
 mod cut;
-pub mod error;
-pub mod error_in_body;
 pub mod fate;
-pub mod first_byte_latency;
-pub mod latency;
-pub mod rate_limit;
-pub mod request_bandwidth;
-pub mod request_timeout;
-pub mod reset;
-pub mod stale_reads;
-pub mod stall;
-pub mod truncate;
+pub mod filter;
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Response;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 
 use crate::body::ProxyBody;
 use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
 use crate::s3::RequestInfo;
-
-pub use bandwidth::Bandwidth;
-pub use blackhole::Blackhole;
-pub use clock_skew::ClockSkew;
-pub use corrupt::Corrupt;
-pub use error::ErrorFault;
-pub use error_in_body::ErrorInBody;
-pub use first_byte_latency::FirstByteLatency;
-pub use latency::Latency;
-pub use rate_limit::RateLimit;
-pub use request_bandwidth::RequestBandwidth;
-pub use request_timeout::RequestTimeout;
-pub use reset::Reset;
-pub use stale_reads::StaleReads;
-pub use stall::Stall;
-pub use truncate::Truncate;
+use fate::ConnControl;
 
 /// What a fault does to a request before the upstream sees it.
 pub enum RequestAction {
     /// Nothing in this phase.
     Continue,
-    /// The fault looked at this request and let it be (a rate limit under its rate): nothing
-    /// happens and nothing is logged as injected.
-    Pass,
-    /// Nothing happens before the upstream, but the fault needs to see the response (it
-    /// watches what passes, as `stale_reads` does). Not logged or counted as an injection.
-    Observe,
     /// Wait this long first (delays add up across faults and rules).
     Delay(Duration),
     /// Answer the client with this response; the upstream is never contacted.
@@ -89,6 +72,18 @@ pub enum RequestAction {
     /// Forward the request and let the upstream do it, then reset the client's connection
     /// (on HTTP/2 the stream, unless `connection`).
     ResetAfterUpstream { connection: bool },
+}
+
+/// Whether a fault applies to one request, decided by the engine when the rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// Inject: the rule fires (the usual answer, and the default).
+    Fire,
+    /// Do not inject, but see this request and its response (`stale_reads` remembers a write
+    /// or a read). Not counted or logged as an injection.
+    Watch,
+    /// Not this request: the rule does not fire (a rate limit under its rate).
+    Skip,
 }
 
 /// When a fault that ends a request acts: before the upstream sees the request (nothing
@@ -121,24 +116,61 @@ impl Target {
     }
 }
 
-/// The request a fault acts on, and its share of randomness.
+/// The state a stateful fault keeps across requests, created by [`Fault::new_state`] and
+/// owned by the engine. Each fault downcasts it to its own type ([`state_of`]).
+pub type FaultState = Arc<dyn Any + Send + Sync>;
+
+/// The fault's own state, as the type it created.
+pub fn state_of<T: Any>(state: Option<&FaultState>) -> Option<&T> {
+    state.and_then(|s| s.downcast_ref::<T>())
+}
+
+/// The request a fault acts on before the upstream, its share of randomness and its state.
 pub struct FaultCtx<'a> {
     pub request: &'a RequestInfo<'a>,
     pub draw: Draw,
+    pub state: Option<&'a FaultState>,
+}
+
+/// What a body or response fault gets: the request's target, its draw, the fault's state and
+/// the connection (for faults that end it).
+pub struct BodyCtx<'a> {
+    pub target: &'a Target,
+    pub draw: Draw,
+    pub state: Option<&'a FaultState>,
+    pub conn: &'a Arc<ConnControl>,
 }
 
 /// One kind of fault. See the module docs for the contract.
-pub trait Fault: Send + Sync + fmt::Debug {
-    /// The kind as written in a scenario (`latency`, `error`, ...), for logs.
-    fn kind(&self) -> &'static str;
+pub trait Fault: fmt::Debug + Clone + Send + Sync + DeserializeOwned + 'static {
+    /// The kind as written in a scenario (`latency`, `error`, ...).
+    const KIND: &'static str;
 
-    /// Whether this fault ends rule evaluation when it fires: error, blackhole and reset do
-    /// (the request is answered or cut), latency does not (later rules may still apply).
-    fn is_terminal(&self) -> bool;
+    /// Whether this fault ends the request when it fires: error, blackhole and reset do (the
+    /// request is answered or cut, and rule evaluation stops), latency does not.
+    const TERMINAL: bool;
+
+    /// The fault written as a bare name (`fault: blackhole`) or with no value
+    /// (`{blackhole: ~}`), for kinds that need no settings. `None`: a value is required.
+    fn bare() -> Option<Self> {
+        None
+    }
 
     /// Whether a value of this fault ramps (`{from, to}`) across the rule's time span.
     fn ramps(&self) -> bool {
         false
+    }
+
+    /// The state this fault keeps across requests, if any; called once per compile, and
+    /// carried over by the engine to later versions of the same rule.
+    fn new_state(&self) -> Option<FaultState> {
+        None
+    }
+
+    /// Asked by the engine, at decision time, for faults whose firing depends on the request
+    /// and their state. The default: always [`Applies::Fire`].
+    fn applies(&self, _request: &RequestInfo<'_>, _state: Option<&FaultState>) -> Applies {
+        Applies::Fire
     }
 
     /// The request phase, before the upstream is contacted. The default does nothing.
@@ -146,74 +178,142 @@ pub trait Fault: Send + Sync + fmt::Debug {
         RequestAction::Continue
     }
 
-    /// The request body phase: wrap the client's upload on its way upstream (with the
-    /// request's draw). The default passes it on.
-    fn on_request_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+    /// The request body phase: wrap the client's upload on its way upstream. The default
+    /// passes it on.
+    fn on_request_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
         body
     }
 
-    /// The response body phase: wrap the upstream's body stream (with the request's draw,
-    /// for faults that pick positions). The default passes it on.
-    fn on_response_body(&self, body: ProxyBody, _conn: &std::sync::Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        body
+    /// The response phase with the whole picture, for faults that need the upstream's status
+    /// and headers (which they may change). The default hands the body to
+    /// [`Fault::on_response_body`].
+    fn on_response(&self, _parts: &mut http::response::Parts, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        self.on_response_body(body, ctx)
     }
 
-    /// The response phase with the whole picture, for faults that need the request's target
-    /// and the upstream's status and headers (which they may change). The default hands the
-    /// body to [`Fault::on_response_body`].
-    fn on_response(
-        &self,
-        _target: &Target,
-        _parts: &mut http::response::Parts,
-        body: ProxyBody,
-        conn: &std::sync::Arc<ConnControl>,
-        draw: Draw,
-    ) -> ProxyBody {
-        self.on_response_body(body, conn, draw)
+    /// The response body phase: wrap the upstream's body stream. The default passes it on.
+    fn on_response_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
+        body
     }
 
     /// A one-line description for logs, e.g. `latency 250ms` or `error SlowDown (503)`.
     fn describe(&self) -> String;
 }
 
-/// Every fault kind a scenario can name.
-#[derive(Debug, Clone)]
-pub enum FaultSpec {
-    Latency(Latency),
-    FirstByteLatency(FirstByteLatency),
-    Error(ErrorFault),
-    ErrorInBody(ErrorInBody),
-    ClockSkew(ClockSkew),
-    Blackhole(Blackhole),
-    Reset(Reset),
-    Truncate(Truncate),
-    Corrupt(Corrupt),
-    Bandwidth(Bandwidth),
-    Stall(Stall),
-    RequestBandwidth(RequestBandwidth),
-    RequestTimeout(RequestTimeout),
-    RateLimit(std::sync::Arc<RateLimit>),
-    StaleReads(std::sync::Arc<StaleReads>),
+/// The fault table: one row per kind, `module::Type`. Generates the `mod` and `pub use`
+/// lines, [`FaultSpec`] (one variant per row), its dispatch to the [`Fault`] methods,
+/// [`FAULT_KINDS`] and the scenario parser's entry for the kind.
+macro_rules! faults {
+    ($($module:ident :: $ty:ident),* $(,)?) => {
+        $(
+            pub mod $module;
+            pub use $module::$ty;
+        )*
+
+        /// Every fault kind a scenario can name, as plain data.
+        #[derive(Debug, Clone)]
+        pub enum FaultSpec {
+            $($ty($ty),)*
+        }
+
+        /// Every kind, as written in a scenario, in table order.
+        pub const FAULT_KINDS: &[&str] = &[$(<$ty as Fault>::KIND,)*];
+
+        impl FaultSpec {
+            pub fn kind(&self) -> &'static str {
+                match self { $(FaultSpec::$ty(_) => <$ty as Fault>::KIND,)* }
+            }
+
+            pub fn is_terminal(&self) -> bool {
+                match self { $(FaultSpec::$ty(_) => <$ty as Fault>::TERMINAL,)* }
+            }
+
+            pub fn ramps(&self) -> bool {
+                match self { $(FaultSpec::$ty(f) => f.ramps(),)* }
+            }
+
+            pub fn new_state(&self) -> Option<FaultState> {
+                match self { $(FaultSpec::$ty(f) => f.new_state(),)* }
+            }
+
+            pub fn applies(&self, request: &RequestInfo<'_>, state: Option<&FaultState>) -> Applies {
+                match self { $(FaultSpec::$ty(f) => f.applies(request, state),)* }
+            }
+
+            pub fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
+                match self { $(FaultSpec::$ty(f) => f.on_request(ctx),)* }
+            }
+
+            pub fn on_request_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+                match self { $(FaultSpec::$ty(f) => f.on_request_body(body, ctx),)* }
+            }
+
+            pub fn on_response(&self, parts: &mut http::response::Parts, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+                match self { $(FaultSpec::$ty(f) => f.on_response(parts, body, ctx),)* }
+            }
+
+            pub fn describe(&self) -> String {
+                match self { $(FaultSpec::$ty(f) => f.describe(),)* }
+            }
+
+            /// The fault named `kind` written bare (`fault: blackhole`).
+            fn bare(kind: &str) -> Option<Result<FaultSpec, String>> {
+                match kind {
+                    $(<$ty as Fault>::KIND => Some(
+                        <$ty as Fault>::bare()
+                            .map(FaultSpec::$ty)
+                            .ok_or_else(|| needs_value(kind)),
+                    ),)*
+                    _ => None,
+                }
+            }
+
+            /// The value of `kind` in a `fault:` map, read from `map`.
+            fn value<'de, A: MapAccess<'de>>(kind: &str, map: &mut A) -> Option<Result<FaultSpec, A::Error>> {
+                match kind {
+                    $(<$ty as Fault>::KIND => Some(
+                        map.next_value::<Value<$ty>>().map(|v| FaultSpec::$ty(v.0)),
+                    ),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl FaultSpec {
-    pub fn as_fault(&self) -> &dyn Fault {
-        match self {
-            FaultSpec::Latency(f) => f,
-            FaultSpec::Error(f) => f,
-            FaultSpec::ErrorInBody(f) => f,
-            FaultSpec::ClockSkew(f) => f,
-            FaultSpec::Blackhole(f) => f,
-            FaultSpec::Reset(f) => f,
-            FaultSpec::FirstByteLatency(f) => f,
-            FaultSpec::Truncate(f) => f,
-            FaultSpec::Corrupt(f) => f,
-            FaultSpec::Bandwidth(f) => f,
-            FaultSpec::Stall(f) => f,
-            FaultSpec::RequestBandwidth(f) => f,
-            FaultSpec::RequestTimeout(f) => f,
-            FaultSpec::RateLimit(f) => f.as_ref(),
-            FaultSpec::StaleReads(f) => f.as_ref(),
+faults! {
+    latency::Latency,
+    first_byte_latency::FirstByteLatency,
+    error::ErrorFault,
+    error_in_body::ErrorInBody,
+    clock_skew::ClockSkew,
+    blackhole::Blackhole,
+    reset::Reset,
+    truncate::Truncate,
+    corrupt::Corrupt,
+    bandwidth::Bandwidth,
+    slicer::Slicer,
+    stall::Stall,
+    request_bandwidth::RequestBandwidth,
+    request_timeout::RequestTimeout,
+    rate_limit::RateLimit,
+    stale_reads::StaleReads,
+}
+
+fn needs_value(kind: &str) -> String {
+    format!("`{kind}` needs a value, e.g. `fault: {{{kind}: ...}}`")
+}
+
+/// A fault's value in a `fault:` map; an empty one (`{blackhole: ~}`) is the bare fault.
+struct Value<T>(T);
+
+impl<'de, T: Fault> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<T>::deserialize(d)? {
+            Some(fault) => Ok(Value(fault)),
+            None => T::bare()
+                .map(Value)
+                .ok_or_else(|| de::Error::custom(needs_value(T::KIND))),
         }
     }
 }
@@ -225,28 +325,31 @@ impl FaultSpec {
 pub struct FaultList(Vec<FaultSpec>);
 
 impl FaultList {
-    pub fn iter(&self) -> impl Iterator<Item = &dyn Fault> {
-        self.0.iter().map(FaultSpec::as_fault)
+    pub fn iter(&self) -> std::slice::Iter<'_, FaultSpec> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn is_terminal(&self) -> bool {
-        self.iter().any(|f| f.is_terminal())
+        self.iter().any(FaultSpec::is_terminal)
     }
 
     pub fn ramps(&self) -> bool {
-        self.iter().any(|f| f.ramps())
+        self.iter().any(FaultSpec::ramps)
     }
 
     fn from_specs(mut specs: Vec<FaultSpec>) -> Result<FaultList, String> {
         if specs.is_empty() {
             return Err(format!("a rule needs at least one fault ({})", FAULT_KINDS.join(", ")));
         }
-        let terminal: Vec<&str> = specs
-            .iter()
-            .map(FaultSpec::as_fault)
-            .filter(|f| f.is_terminal())
-            .map(|f| f.kind())
-            .collect();
+        let terminal: Vec<&str> = specs.iter().filter(|f| f.is_terminal()).map(FaultSpec::kind).collect();
         if terminal.len() > 1 {
             return Err(format!(
                 "a rule can end a request only one way, but this one has {}; split it into rules",
@@ -254,28 +357,10 @@ impl FaultList {
             ));
         }
         // Apply order: delays first, then the fault that ends the request.
-        specs.sort_by_key(|s| s.as_fault().is_terminal());
+        specs.sort_by_key(FaultSpec::is_terminal);
         Ok(FaultList(specs))
     }
 }
-
-const FAULT_KINDS: &[&str] = &[
-    "latency",
-    "first_byte_latency",
-    "error",
-    "error_in_body",
-    "clock_skew",
-    "blackhole",
-    "reset",
-    "truncate",
-    "corrupt",
-    "bandwidth",
-    "stall",
-    "request_bandwidth",
-    "request_timeout",
-    "rate_limit",
-    "stale_reads",
-];
 
 impl<'de> Deserialize<'de> for FaultList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -288,15 +373,9 @@ impl<'de> Deserialize<'de> for FaultList {
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FaultList, E> {
-                let spec = match v {
-                    "blackhole" => FaultSpec::Blackhole(Blackhole::default()),
-                    "request_timeout" => FaultSpec::RequestTimeout(RequestTimeout),
-                    "reset" => FaultSpec::Reset(Reset::default()),
-                    "latency" | "error" | "error_in_body" | "clock_skew" | "first_byte_latency" | "truncate"
-                    | "corrupt" | "bandwidth" | "stall" | "request_bandwidth" | "rate_limit" => {
-                        return Err(E::custom(format!("`{v}` needs a value, e.g. `fault: {{{v}: ...}}`")));
-                    }
-                    other => return Err(E::unknown_variant(other, FAULT_KINDS)),
+                let spec = match FaultSpec::bare(v) {
+                    Some(spec) => spec.map_err(E::custom)?,
+                    None => return Err(E::unknown_variant(v, FAULT_KINDS)),
                 };
                 FaultList::from_specs(vec![spec]).map_err(E::custom)
             }
@@ -304,28 +383,11 @@ impl<'de> Deserialize<'de> for FaultList {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FaultList, A::Error> {
                 let mut specs: Vec<FaultSpec> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    let spec = match key.as_str() {
-                        "latency" => FaultSpec::Latency(map.next_value()?),
-                        "error" => FaultSpec::Error(map.next_value()?),
-                        "clock_skew" => FaultSpec::ClockSkew(map.next_value()?),
-                        "error_in_body" => FaultSpec::ErrorInBody(map.next_value()?),
-                        "blackhole" => FaultSpec::Blackhole(map.next_value::<Option<Blackhole>>()?.unwrap_or_default()),
-                        "reset" => FaultSpec::Reset(map.next_value::<Option<Reset>>()?.unwrap_or_default()),
-                        "first_byte_latency" => FaultSpec::FirstByteLatency(map.next_value()?),
-                        "truncate" => FaultSpec::Truncate(map.next_value()?),
-                        "corrupt" => FaultSpec::Corrupt(map.next_value()?),
-                        "bandwidth" => FaultSpec::Bandwidth(map.next_value()?),
-                        "stall" => FaultSpec::Stall(map.next_value()?),
-                        "request_bandwidth" => FaultSpec::RequestBandwidth(map.next_value()?),
-                        "rate_limit" => FaultSpec::RateLimit(std::sync::Arc::new(map.next_value()?)),
-                        "stale_reads" => FaultSpec::StaleReads(std::sync::Arc::new(map.next_value()?)),
-                        "request_timeout" => {
-                            map.next_value::<de::IgnoredAny>()?;
-                            FaultSpec::RequestTimeout(RequestTimeout)
-                        }
-                        other => return Err(de::Error::unknown_field(other, FAULT_KINDS)),
+                    let spec = match FaultSpec::value(&key, &mut map) {
+                        Some(spec) => spec?,
+                        None => return Err(de::Error::unknown_field(&key, FAULT_KINDS)),
                     };
-                    if specs.iter().any(|s| s.as_fault().kind() == spec.as_fault().kind()) {
+                    if specs.iter().any(|s| s.kind() == spec.kind()) {
                         return Err(de::Error::custom(format!("fault `{key}` is given twice")));
                     }
                     specs.push(spec);

@@ -4,18 +4,22 @@
 //! `s3_defaults: true` uses S3's documented rates per partitioned prefix: 3,500
 //! PUT/COPY/POST/DELETE and 5,500 GET/HEAD requests per second.
 //!
+//! Whether a request is above the rate is decided by the engine when the rule matches
+//! ([`Fault::applies`]): under the rate, the rule does not fire at all. The token buckets are
+//! the engine's state for the rule ([`Fault::new_state`]), so a reload, a rule added through
+//! the admin API or one that expires does not refill them.
+//!
 //! State is per key and bounded: when more than [`MAX_KEYS`] keys are tracked, buckets that
 //! have refilled completely (indistinguishable from new ones) are dropped.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use http::Method;
 use serde::Deserialize;
 
-use super::{ErrorFault, Fault, FaultCtx, RequestAction};
+use super::{Applies, ErrorFault, Fault, FaultCtx, FaultState, RequestAction, state_of};
 use crate::s3::{RequestInfo, S3ErrorResponse};
 
 /// Keys tracked before idle ones are swept.
@@ -56,14 +60,17 @@ enum Limits {
     S3Defaults,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RateLimitFile")]
 pub struct RateLimit {
     limits: Limits,
     per: Per,
     error: S3ErrorResponse,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
+
+/// The engine-owned state: one token bucket per key.
+#[derive(Debug, Default)]
+pub struct Buckets(Mutex<HashMap<String, TokenBucket>>);
 
 impl TryFrom<RateLimitFile> for RateLimit {
     type Error = String;
@@ -91,17 +98,7 @@ impl TryFrom<RateLimitFile> for RateLimit {
             limits,
             per: f.per,
             error,
-            buckets: Mutex::new(HashMap::new()),
         })
-    }
-}
-
-impl fmt::Debug for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("limits", &self.limits)
-            .field("per", &self.per)
-            .finish_non_exhaustive()
     }
 }
 
@@ -125,8 +122,8 @@ impl RateLimit {
         }
     }
 
-    /// Takes a token for this request; false when the bucket is empty.
-    fn admit(&self, req: &RequestInfo<'_>) -> bool {
+    /// Takes a token for this request from `buckets`; false when its bucket is empty.
+    fn admit(&self, buckets: &Buckets, req: &RequestInfo<'_>) -> bool {
         let (rps, burst, class) = match self.limits {
             Limits::Fixed { rps, burst } => (rps, burst, ""),
             Limits::S3Defaults if matches!(*req.method, Method::GET | Method::HEAD) => {
@@ -136,7 +133,7 @@ impl RateLimit {
         };
         let key = self.key(req, class);
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = buckets.0.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(&key) {
             // A bucket that has refilled is the same as a new one: forget those.
             buckets.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rps < burst);
@@ -155,26 +152,32 @@ impl RateLimit {
         }
     }
 
-    #[cfg(test)]
-    fn tracked_keys(&self) -> usize {
-        self.buckets.lock().unwrap().len()
-    }
 }
 
 impl Fault for RateLimit {
-    fn kind(&self) -> &'static str {
-        "rate_limit"
+    const KIND: &'static str = "rate_limit";
+
+    /// It fires only above the rate, and then answers: a request under the rate never sees
+    /// the rule fire, and goes on to later rules and the upstream.
+    const TERMINAL: bool = true;
+
+    fn new_state(&self) -> Option<FaultState> {
+        Some(std::sync::Arc::new(Buckets::default()))
     }
 
-    /// Not terminal: a request under the rate goes on to later rules and the upstream.
-    fn is_terminal(&self) -> bool {
-        false
+    /// Under the rate the request passes and the rule does not fire; above it, it fires.
+    fn applies(&self, request: &RequestInfo<'_>, state: Option<&FaultState>) -> Applies {
+        let Some(buckets) = state_of::<Buckets>(state) else {
+            return Applies::Fire;
+        };
+        if self.admit(buckets, request) {
+            Applies::Skip
+        } else {
+            Applies::Fire
+        }
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        if self.admit(ctx.request) {
-            return RequestAction::Pass;
-        }
         RequestAction::Respond(super::error::answer(&self.error, ctx.request.method, ctx.request.path))
     }
 
@@ -198,21 +201,22 @@ mod tests {
     use super::*;
     use crate::s3::Classifier;
 
-    fn admit(limit: &RateLimit, target: &str) -> bool {
+    fn admit(limit: &RateLimit, buckets: &Buckets, target: &str) -> bool {
         let (method, uri) = (Method::GET, target.parse::<http::Uri>().unwrap());
         let mut headers = http::HeaderMap::new();
         headers.insert("host", "127.0.0.1".parse().unwrap());
-        limit.admit(&Classifier::default().classify(&method, &uri, &headers))
+        limit.admit(buckets, &Classifier::default().classify(&method, &uri, &headers))
     }
 
     #[test]
     fn burst_then_refused_per_prefix() {
         let limit: RateLimit = serde_yaml_ng::from_str("{rps: 1, burst: 3, per: prefix}").unwrap();
-        let hot: Vec<bool> = (0..5).map(|_| admit(&limit, "/bkt/hot/a")).collect();
+        let b = Buckets::default();
+        let hot: Vec<bool> = (0..5).map(|_| admit(&limit, &b, "/bkt/hot/a")).collect();
         assert_eq!(hot, [true, true, true, false, false]);
-        assert!(!admit(&limit, "/bkt/hot/b"), "same prefix as hot/a, same bucket");
-        assert!(admit(&limit, "/bkt/cold/a"), "another prefix has its own bucket");
-        assert!(admit(&limit, "/other/hot/a"), "another bucket too");
+        assert!(!admit(&limit, &b, "/bkt/hot/b"), "same prefix as hot/a, same bucket");
+        assert!(admit(&limit, &b, "/bkt/cold/a"), "another prefix has its own bucket");
+        assert!(admit(&limit, &b, "/other/hot/a"), "another bucket too");
     }
 
     #[test]
@@ -230,11 +234,13 @@ mod tests {
     #[test]
     fn memory_is_bounded() {
         let limit: RateLimit = serde_yaml_ng::from_str("{rps: 1000000, burst: 1, per: prefix}").unwrap();
+        let b = Buckets::default();
         for i in 0..(MAX_KEYS + 10) {
-            admit(&limit, &format!("/bkt/p{i}/k"));
+            admit(&limit, &b, &format!("/bkt/p{i}/k"));
         }
         std::thread::sleep(std::time::Duration::from_millis(5)); // all refill at 1M/s
-        admit(&limit, "/bkt/new/k");
-        assert!(limit.tracked_keys() < MAX_KEYS, "{} keys tracked", limit.tracked_keys());
+        admit(&limit, &b, "/bkt/new/k");
+        let tracked = b.0.lock().unwrap().len();
+        assert!(tracked < MAX_KEYS, "{tracked} keys tracked");
     }
 }

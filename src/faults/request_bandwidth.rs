@@ -2,15 +2,11 @@
 //! buffer it: it simply reads slower, so TCP back-pressure slows the client down for real,
 //! as a congested uplink would.
 
-use std::sync::Arc;
-
 use serde::de::{Deserialize, Deserializer};
 
-use super::Fault;
-use super::bandwidth::Throttled;
+use super::bandwidth::throttled;
+use super::{BodyCtx, Fault};
 use crate::body::ProxyBody;
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
 use crate::values::Rate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +19,12 @@ impl<'de> Deserialize<'de> for RequestBandwidth {
 }
 
 impl Fault for RequestBandwidth {
-    fn kind(&self) -> &'static str {
-        "request_bandwidth"
-    }
+    const KIND: &'static str = "request_bandwidth";
 
-    fn is_terminal(&self) -> bool {
-        false
-    }
+    const TERMINAL: bool = false;
 
-    fn on_request_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        ProxyBody::new(Throttled::new(body, self.0.bytes_per_second))
+    fn on_request_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
+        throttled(body, self.0.bytes_per_second)
     }
 
     fn describe(&self) -> String {

@@ -8,13 +8,20 @@ use crate::s3::S3ErrorResponse;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestTimeout;
 
-impl Fault for RequestTimeout {
-    fn kind(&self) -> &'static str {
-        "request_timeout"
+/// Takes no settings: any value (`{request_timeout: {}}`, `{request_timeout: ~}`) is accepted.
+impl<'de> serde::Deserialize<'de> for RequestTimeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| RequestTimeout)
     }
+}
 
-    fn is_terminal(&self) -> bool {
-        true
+impl Fault for RequestTimeout {
+    const KIND: &'static str = "request_timeout";
+
+    const TERMINAL: bool = true;
+
+    fn bare() -> Option<Self> {
+        Some(RequestTimeout)
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {

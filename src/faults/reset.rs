@@ -5,15 +5,11 @@
 //! On HTTP/2 the request's stream is reset (`RST_STREAM`) and the connection's other streams
 //! carry on, unless the fault says `connection: true`: then the TCP connection gets the RST.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
 use super::cut::{Cut, CutAfter};
-use super::{Fault, FaultCtx, RequestAction, When};
+use super::{BodyCtx, Fault, FaultCtx, RequestAction, When, filter};
 use crate::body::ProxyBody;
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
 use crate::values::ByteSize;
 
 /// Read through [`ResetFile`], which checks that at most one cut point is given.
@@ -64,13 +60,21 @@ impl TryFrom<ResetFile> for Reset {
     }
 }
 
-impl Fault for Reset {
-    fn kind(&self) -> &'static str {
-        "reset"
+impl Reset {
+    fn cut(&self) -> Cut {
+        Cut::Reset {
+            connection: self.connection,
+        }
     }
+}
 
-    fn is_terminal(&self) -> bool {
-        true
+impl Fault for Reset {
+    const KIND: &'static str = "reset";
+
+    const TERMINAL: bool = true;
+
+    fn bare() -> Option<Self> {
+        Some(Reset::default())
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
@@ -85,31 +89,17 @@ impl Fault for Reset {
         }
     }
 
-    fn on_request_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+    fn on_request_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
         match self.after_request_bytes {
             None => body,
-            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(
-                body,
-                n,
-                Cut::Reset {
-                    connection: self.connection,
-                },
-                conn.clone(),
-            )),
+            Some(ByteSize(n)) => filter::filtered(body, CutAfter::new(n, self.cut(), ctx.conn.clone())),
         }
     }
 
-    fn on_response_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
+    fn on_response_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
         match self.after_bytes {
             None => body,
-            Some(ByteSize(n)) => ProxyBody::new(CutAfter::new(
-                body,
-                n,
-                Cut::Reset {
-                    connection: self.connection,
-                },
-                conn.clone(),
-            )),
+            Some(ByteSize(n)) => filter::filtered(body, CutAfter::new(n, self.cut(), ctx.conn.clone())),
         }
     }
 

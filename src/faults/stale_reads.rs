@@ -23,11 +23,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use super::{Fault, FaultCtx, RequestAction, Target};
+use super::{Applies, BodyCtx, Fault, FaultCtx, FaultState, RequestAction, state_of};
 use crate::body::{BoxError, ProxyBody, full};
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
-use crate::s3::{Operation, S3ErrorResponse};
+use crate::s3::{Operation, RequestInfo, S3ErrorResponse};
 use crate::values::{ByteSize, DurationValue};
 
 /// Larger listings (S3 pages hold at most 1,000 keys, far below) end in an error.
@@ -52,14 +50,16 @@ fn default_max_keys() -> usize {
     10_000
 }
 
+#[derive(Clone)]
 pub struct StaleReads {
     window: Duration,
     max_object: u64,
-    memory: Arc<Memory>,
+    max_keys: usize,
 }
 
-/// What the fault has seen, shared with the GET bodies it is recording.
-struct Memory {
+/// What the fault has seen (the engine's state for the rule), shared with the GET bodies it
+/// is recording.
+pub struct Memory {
     max_keys: usize,
     state: Mutex<State>,
 }
@@ -105,10 +105,7 @@ impl<'de> Deserialize<'de> for StaleReads {
         Ok(StaleReads {
             window: f.window.0,
             max_object: f.max_object_size.0,
-            memory: Arc::new(Memory {
-                max_keys: f.max_keys.max(1),
-                state: Mutex::new(State::default()),
-            }),
+            max_keys: f.max_keys.max(1),
         })
     }
 }
@@ -138,9 +135,6 @@ impl Memory {
 }
 
 impl StaleReads {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.memory.lock()
-    }
 
     /// The change of `id` still inside the window, forgetting expired ones on the way.
     fn fresh_change<'s>(&self, state: &'s mut State, id: &(String, String)) -> Option<&'s Change> {
@@ -153,26 +147,56 @@ impl StaleReads {
 }
 
 impl Fault for StaleReads {
-    fn kind(&self) -> &'static str {
-        "stale_reads"
+    const KIND: &'static str = "stale_reads";
+
+    const TERMINAL: bool = false;
+
+    fn new_state(&self) -> Option<FaultState> {
+        Some(Arc::new(Memory {
+            max_keys: self.max_keys,
+            state: Mutex::new(State::default()),
+        }))
     }
 
-    fn is_terminal(&self) -> bool {
-        false
+    /// Fires for a read of a key changed within the window (it is answered with the key's
+    /// previous state); watches writes, other reads and listings (to remember and edit).
+    fn applies(&self, req: &RequestInfo<'_>, state: Option<&FaultState>) -> Applies {
+        let Some(memory) = state_of::<Memory>(state) else {
+            return Applies::Skip;
+        };
+        match req.operation {
+            Operation::GetObject | Operation::HeadObject => {
+                let (Some(bucket), Some(key)) = (req.bucket.as_deref(), req.key.as_deref()) else {
+                    return Applies::Skip;
+                };
+                let id = (bucket.to_owned(), key.to_owned());
+                if self.fresh_change(&mut memory.lock(), &id).is_some() {
+                    Applies::Fire
+                } else {
+                    Applies::Watch
+                }
+            }
+            op if is_write(op) => Applies::Watch,
+            Operation::ListObjects | Operation::ListObjectsV2 => Applies::Watch,
+            _ => Applies::Skip,
+        }
     }
 
+    /// A read the engine decided to fire on: the key's previous state. (Should the change
+    /// expire in the microseconds since the decision, the request goes upstream as usual.)
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let req = ctx.request;
-        if !matches!(req.operation, Operation::GetObject | Operation::HeadObject) {
-            return RequestAction::Observe;
-        }
-        let (Some(bucket), Some(key)) = (req.bucket.as_deref(), req.key.as_deref()) else {
-            return RequestAction::Observe;
+        let (Some(memory), Some(bucket), Some(key)) = (state_of::<Memory>(ctx.state), req.bucket.as_deref(), req.key.as_deref())
+        else {
+            return RequestAction::Continue;
         };
+        if !matches!(req.operation, Operation::GetObject | Operation::HeadObject) {
+            return RequestAction::Continue;
+        }
         let id = (bucket.to_owned(), key.to_owned());
-        let mut state = self.lock();
+        let mut state = memory.lock();
         let Some(change) = self.fresh_change(&mut state, &id) else {
-            return RequestAction::Observe;
+            return RequestAction::Continue;
         };
         let response = match &change.previous {
             None => super::error::answer(&S3ErrorResponse::standard("NoSuchKey"), req.method, req.path),
@@ -190,14 +214,11 @@ impl Fault for StaleReads {
         RequestAction::Respond(response)
     }
 
-    fn on_response(
-        &self,
-        target: &Target,
-        parts: &mut http::response::Parts,
-        body: ProxyBody,
-        _conn: &Arc<ConnControl>,
-        _draw: Draw,
-    ) -> ProxyBody {
+    fn on_response(&self, parts: &mut http::response::Parts, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        let target = ctx.target;
+        let Some(memory) = state_of::<Memory>(ctx.state) else {
+            return body;
+        };
         let Some(bucket) = target.bucket.clone() else {
             return body;
         };
@@ -207,7 +228,7 @@ impl Fault for StaleReads {
         match (target.operation, target.key.clone()) {
             (op, Some(key)) if is_write(op) => {
                 let id = (bucket, key);
-                let mut state = self.lock();
+                let mut state = memory.lock();
                 let previous = state.cache.get(&id).cloned();
                 state.changes.insert(
                     id,
@@ -217,7 +238,7 @@ impl Fault for StaleReads {
                         deleted: op == Operation::DeleteObject,
                     },
                 );
-                if state.changes.len() > self.memory.max_keys.saturating_mul(4) {
+                if state.changes.len() > memory.max_keys.saturating_mul(4) {
                     let window = self.window;
                     state.changes.retain(|_, c| c.at.elapsed() < window);
                 }
@@ -233,13 +254,13 @@ impl Fault for StaleReads {
                     seen: BytesMut::new(),
                     headers: Some(parts.headers.clone()),
                     id: Some((bucket, key)),
-                    memory: self.memory.clone(),
+                    memory: state_of_arc(ctx.state),
                 })
             }
             (Operation::ListObjects | Operation::ListObjectsV2, _) => {
                 let window = self.window;
                 let edits: Vec<(String, Option<Arc<Version>>, bool)> = {
-                    let state = self.lock();
+                    let state = memory.lock();
                     state
                         .changes
                         .iter()
@@ -260,6 +281,14 @@ impl Fault for StaleReads {
     fn describe(&self) -> String {
         format!("stale_reads for {}", humantime::format_duration(self.window))
     }
+}
+
+/// The fault's memory as a shared handle, for a body that outlives the request phase.
+fn state_of_arc(state: Option<&FaultState>) -> Arc<Memory> {
+    state
+        .cloned()
+        .and_then(|s| s.downcast::<Memory>().ok())
+        .expect("stale_reads has its memory when it watches a response")
 }
 
 /// A GET's body on its way to the client, copied into the cache when it ends whole.

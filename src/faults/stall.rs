@@ -3,20 +3,14 @@
 //! protection exist for.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::Fault;
-use crate::body::{BoxError, ProxyBody};
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
+use super::filter::{self, ChunkFilter, Step};
+use super::{BodyCtx, Fault};
+use crate::body::ProxyBody;
 use crate::values::{ByteSize, DurationValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,22 +21,19 @@ pub struct Stall {
 }
 
 impl Fault for Stall {
-    fn kind(&self) -> &'static str {
-        "stall"
-    }
+    const KIND: &'static str = "stall";
 
-    fn is_terminal(&self) -> bool {
-        false
-    }
+    const TERMINAL: bool = false;
 
-    fn on_response_body(&self, body: ProxyBody, _conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        ProxyBody::new(Stalled {
-            inner: body,
-            before: self.after_bytes,
-            pause: self.pause,
-            wait: None,
-            rest: None,
-        })
+    fn on_response_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
+        filter::filtered(
+            body,
+            Stalled {
+                before: Some(self.after_bytes),
+                pause: self.pause,
+                waited: false,
+            },
+        )
     }
 
     fn describe(&self) -> String {
@@ -91,64 +82,68 @@ impl<'de> Deserialize<'de> for Stall {
     }
 }
 
-enum Wait {
-    For(crate::timer::Sleep),
-    Forever,
-}
-
-/// Passes `before` bytes, then waits once, then passes the rest.
+/// Passes `before` bytes, then waits once (or forever), then passes the rest.
 struct Stalled {
-    inner: ProxyBody,
-    before: u64,
+    /// Bytes still to pass before the stall; `None` once it is over.
+    before: Option<u64>,
     pause: Option<Duration>,
-    wait: Option<Wait>,
-    /// The part of the frame that crossed the stall point, sent after the pause.
-    rest: Option<Bytes>,
+    waited: bool,
 }
 
-impl Body for Stalled {
-    type Data = Bytes;
-    type Error = BoxError;
+impl ChunkFilter for Stalled {
+    fn on_chunk(&mut self, chunk: &mut Bytes) -> Step {
+        let Some(before) = self.before else {
+            return Step::Pass;
+        };
+        let len = chunk.len() as u64;
+        if before > 0 {
+            if len <= before {
+                self.before = Some(before - len);
+                return Step::Pass;
+            }
+            self.before = Some(0);
+            return Step::Split(before as usize);
+        }
+        match self.pause {
+            None => Step::Hold,
+            Some(pause) if !self.waited => {
+                self.waited = true;
+                Step::Delay(pause)
+            }
+            Some(_) => {
+                self.before = None; // The stall happens once.
+                Step::Pass
+            }
+        }
+    }
+}
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(wait) = this.wait.as_mut() {
-            match wait {
-                Wait::For(sleep) => ready!(Pin::new(sleep).poll(cx)),
-                Wait::Forever => return Poll::Pending,
-            }
-            this.wait = None;
-            this.before = u64::MAX; // The stall happens once.
-            if let Some(rest) = this.rest.take() {
-                return Poll::Ready(Some(Ok(Frame::data(rest))));
-            }
-        }
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            other => return Poll::Ready(other),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn pauses_once_at_the_byte() {
+        let stall = Stalled {
+            before: Some(3),
+            pause: Some(Duration::from_secs(30)),
+            waited: false,
         };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-        };
-        if this.before != u64::MAX {
-            if (data.len() as u64) < this.before {
-                this.before -= data.len() as u64;
-            } else {
-                let head = data.split_to(this.before as usize);
-                this.rest = (!data.is_empty()).then_some(data);
-                this.before = 0;
-                this.wait = Some(match this.pause {
-                    Some(d) => Wait::For(crate::timer::sleep(d)),
-                    None => Wait::Forever,
-                });
-                return Poll::Ready(Some(Ok(Frame::data(head))));
-            }
-        }
-        Poll::Ready(Some(Ok(Frame::data(data))))
+        let (sent, cut) = filter::run(stall, &[b"ab", b"cdef", b"gh"]).await;
+        assert!(!cut);
+        let got: Vec<(u128, &[u8])> = sent.iter().map(|(t, p)| (t.as_secs() as u128, p.as_slice())).collect();
+        assert_eq!(got, [(0, &b"ab"[..]), (0, b"c"), (30, b"def"), (30, b"gh")]);
     }
 
-    fn size_hint(&self) -> SizeHint {
-        crate::body::hint_plus(self.inner.size_hint(), self.rest.as_ref().map_or(0, |r| r.len() as u64))
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn forever_sends_nothing_more() {
+        let stall = Stalled {
+            before: Some(1),
+            pause: None,
+            waited: false,
+        };
+        let run = filter::run(stall, &[b"abc"]);
+        let outcome = tokio::time::timeout(Duration::from_secs(24 * 3600), run).await;
+        assert!(outcome.is_err(), "a day later, still stalled");
     }
 }

@@ -2,15 +2,11 @@
 //! more, then closes the connection normally (FIN), so only a client that checks the length
 //! notices: the short read an SDK must detect and retry.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::Fault;
 use super::cut::{Cut, CutAfter};
+use super::{BodyCtx, Fault, filter};
 use crate::body::ProxyBody;
-use crate::draw::Draw;
-use crate::faults::fate::ConnControl;
 use crate::values::ByteSize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -21,16 +17,11 @@ pub struct Truncate {
 }
 
 impl Fault for Truncate {
-    fn kind(&self) -> &'static str {
-        "truncate"
-    }
+    const KIND: &'static str = "truncate";
+    const TERMINAL: bool = true;
 
-    fn is_terminal(&self) -> bool {
-        true
-    }
-
-    fn on_response_body(&self, body: ProxyBody, conn: &Arc<ConnControl>, _draw: Draw) -> ProxyBody {
-        ProxyBody::new(CutAfter::new(body, self.after_bytes.0, Cut::Close, conn.clone()))
+    fn on_response_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        filter::filtered(body, CutAfter::new(self.after_bytes.0, Cut::Close, ctx.conn.clone()))
     }
 
     fn describe(&self) -> String {

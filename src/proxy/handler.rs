@@ -13,7 +13,7 @@ use super::{Shared, Upstream};
 use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
 use crate::engine::timeline::DrillState;
-use crate::faults::{FaultCtx, RequestAction, Target};
+use crate::faults::{BodyCtx, FaultCtx, RequestAction, Target};
 use crate::s3::{RequestInfo, S3ErrorResponse};
 use crate::telemetry::{FaultEvent, RequestEvent};
 
@@ -90,13 +90,11 @@ pub(super) async fn handle_for(
         && let Some(d) = shared.engine.decide(&info)
     {
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
-        let mut d = d;
-        (delay, ending) = request_phase(&shared, &mut d, &info);
+        (delay, ending) = request_phase(&shared, &d, &info);
         if let Some(entry) = &mut entry {
             entry.fired(&d);
         }
-        // Every rule let the request be (a rate limit under its rate): it is unfaulted.
-        decision = (!d.is_empty()).then_some(d);
+        decision = Some(d);
     }
     let target = decision.as_ref().map(|_| Target::of(&info));
     let result = respond(
@@ -168,10 +166,16 @@ async fn respond(
     strip_hop_by_hop(&mut parts.headers);
     strip_control_headers(&mut parts.headers, parts.uri.query());
     let mut upload = body::stream(incoming);
-    if let Some(decision) = &decision {
+    if let (Some(decision), Some(target)) = (&decision, &target) {
         for (rule, draw) in decision.fired() {
-            for fault in rule.faults().iter() {
-                upload = fault.on_request_body(upload, conn, draw.clone());
+            for (fault, state) in rule.faults_with_state() {
+                let ctx = BodyCtx {
+                    target,
+                    draw: draw.clone(),
+                    state,
+                    conn,
+                };
+                upload = fault.on_request_body(upload, &ctx);
             }
         }
     }
@@ -182,7 +186,7 @@ async fn respond(
         Ok(_) => shared.metrics.upstream_latency(sent.elapsed()),
         Err(_) => shared.metrics.upstream_unavailable(),
     }
-    if decision.is_none() && shared.engine.watches_upstream() {
+    if !decision.as_ref().is_some_and(Decision::injects) && shared.engine.watches_upstream() {
         // Only what the upstream did on its own counts toward the stop condition.
         let failed = !outcome.as_ref().is_ok_and(|r| !r.status().is_server_error());
         shared.engine.record_upstream(failed);
@@ -216,9 +220,15 @@ async fn respond(
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let (Some(decision), Some(target)) = (decision, target) {
-        for (rule, draw) in decision.fired() {
-            for fault in rule.faults().iter() {
-                body = fault.on_response(&target, &mut parts, body, conn, draw.clone());
+        for (rule, draw) in decision.acting() {
+            for (fault, state) in rule.faults_with_state() {
+                let ctx = BodyCtx {
+                    target: &target,
+                    draw: draw.clone(),
+                    state,
+                    conn,
+                };
+                body = fault.on_response(&mut parts, body, &ctx);
             }
         }
         // The request counts among the active faults until its body is done.
@@ -284,37 +294,16 @@ impl LogEntry {
 
 /// Runs every fired fault's request phase: sums the delays and finds what ends the request
 /// (the first fault that ends it wins; later ones do not run). Logs one line per injected
-/// fault.
-///
-/// A rule all of whose faults let the request be (a rate limit under its rate) did not
-/// inject anything: its injection is uncounted, and it is taken out of the decision unless
-/// one of its faults is watching for the response.
-fn request_phase(shared: &Shared, decision: &mut Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
-    let mut passed = Vec::new();
-    let result = run_request_faults(shared, decision, info, &mut passed);
-    decision.forget(&passed);
-    result
-}
-
-fn run_request_faults(
-    shared: &Shared,
-    decision: &Decision,
-    info: &RequestInfo<'_>,
-    passed: &mut Vec<(usize, bool)>,
-) -> (Duration, Option<Ending>) {
+/// fault. Rules whose faults only watch the request are not run here.
+fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -> (Duration, Option<Ending>) {
     let mut delay = Duration::ZERO;
-    for (position, (rule, draw)) in decision.fired().enumerate() {
-        let (mut acted, mut observing) = (false, false);
-        for fault in rule.faults().iter() {
+    for (rule, draw) in decision.fired() {
+        for (fault, state) in rule.faults_with_state() {
             let ending = match fault.on_request(&FaultCtx {
                 request: info,
                 draw: draw.clone(),
+                state,
             }) {
-                RequestAction::Pass => continue,
-                RequestAction::Observe => {
-                    observing = true;
-                    continue;
-                }
                 RequestAction::Continue => None,
                 RequestAction::Delay(d) => {
                     delay += d;
@@ -362,14 +351,9 @@ fn run_request_faults(
                 request_id: request_id.unwrap_or("").to_owned(),
                 attempt: header(info, "amz-sdk-request").to_owned(),
             });
-            acted = true;
             if ending.is_some() {
                 return (delay, ending);
             }
-        }
-        if !acted {
-            // Uncounted either way; kept for the response phase when a fault is watching.
-            passed.push((position, observing));
         }
     }
     (delay, None)

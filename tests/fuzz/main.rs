@@ -238,6 +238,7 @@ const FAULTS: &[&str] = &[
     "{request_timeout: VALUE}",
     "{consistency: {stale_for: VALUE}}",
     "{cut: {after_bytes: VALUE}}",
+    "{slicer: {average_size: VALUE, size_variation: VALUE, delay: VALUE}}",
 ];
 const TOP_KEYS: &[&str] = &[
     "seed",

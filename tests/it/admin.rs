@@ -285,3 +285,61 @@ async fn a_token_guards_the_api_and_is_required_off_loopback() {
     assert_eq!(h.engine.halted(), None, "an unauthorized call changes nothing");
     assert_eq!(call(admin, "GET", "/status", "", Some("s3cret")).await.0, 200);
 }
+
+/// A rate limit's token bucket is the engine's, not the parsed file's: adding an unrelated
+/// rule through the admin API (a recompile), reloading the same file and a rule expiring do
+/// not refill it. (Before the state moved to the engine, the HEAD after `POST /rules` was a
+/// 200.)
+#[tokio::test]
+async fn a_rate_limit_is_not_refilled_by_rule_changes_or_reloads() {
+    const RATE: &str = "name: rate\nrules:\n  - {name: heads, match: {operation: HeadObject}, fault: {rate_limit: {rps: 0.01, burst: 1}}}\n";
+    let h = Harness::start(RATE).await;
+    seed_object(&h, "bkt", "k", 10).await;
+    let (admin, control) = h.admin(RATE, None).await;
+    let c = h.single_attempt_client(None);
+    let head = || async {
+        c.head_object()
+            .bucket("bkt")
+            .key("k")
+            .send()
+            .await
+            .map(|_| 200)
+            .map_err(|e| e.raw_response().map(|r| r.status().as_u16()))
+    };
+    assert_eq!(head().await, Ok(200), "the burst of one");
+    assert_eq!(head().await, Err(Some(503)), "over the rate");
+
+    let (status, _) = call(
+        admin,
+        "POST",
+        "/rules",
+        r#"{"name": "elsewhere", "match": {"bucket": "other"}, "fault": {"error": "InternalError"}, "ttl": "300ms"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        head().await,
+        Err(Some(503)),
+        "a rule added at run time refilled the bucket"
+    );
+
+    control.apply(RATE, "same file again").unwrap();
+    assert_eq!(
+        head().await,
+        Err(Some(503)),
+        "reloading the same drill refilled the bucket"
+    );
+
+    // The added rule expires (the ttl sweep recompiles the scenario).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    control.expire(std::time::Instant::now());
+    let (_, rules) = get(admin, "/rules").await;
+    assert_eq!(
+        rules["rules"].as_array().unwrap().len(),
+        1,
+        "the api rule expired: {rules}"
+    );
+    assert_eq!(head().await, Err(Some(503)), "an expiring rule refilled the bucket");
+    assert_eq!(h.stats("heads").injected, 4, "each refused HEAD counted once");
+}

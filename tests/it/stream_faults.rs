@@ -253,3 +253,44 @@ async fn stall_forever_holds_the_rest_back() {
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("headers arrived") + 4;
     assert_eq!(got.len() - head_end, 1000, "exactly after_bytes, then nothing");
 }
+
+/// `slicer` (Toxiproxy's toxic): the SDK gets every byte, checksum valid, but the body
+/// arrives in small pieces spread over time.
+#[tokio::test]
+async fn slicer_delivers_every_byte_in_small_pieces_over_time() {
+    let h = Harness::start(
+        "name: slices\nseed: 3\nrules:\n  - match: {operation: GetObject}\n    fault: {slicer: {average_size: 1KiB, size_variation: 512B, delay: 20ms}}\n",
+    )
+    .await;
+    let body = seed(&h, "k", 10 * 1024).await;
+    let seen = fetch_raw(&h, "k", body.len()).await;
+    assert!(seen.body == body, "same bytes, same length");
+    let first = seen.first_body_at.unwrap();
+    let last = seen.timeline.last().unwrap().0;
+    // 10 KiB in pieces of at most 1.5 KiB: at least 6 pieces, so at least 5 pauses of 20 ms.
+    assert!(
+        last - first >= Duration::from_millis(100),
+        "body spread over {:?}",
+        last - first
+    );
+    assert!(
+        seen.timeline.len() >= 6,
+        "{} reads: {:?}",
+        seen.timeline.len(),
+        seen.timeline
+    );
+
+    let out = h
+        .client()
+        .get_object()
+        .bucket("bkt")
+        .key("k")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        out.body.collect().await.unwrap().into_bytes() == body,
+        "the SDK reads it whole, checksum valid"
+    );
+}
