@@ -32,37 +32,3 @@ pub fn full(bytes: Bytes) -> ProxyBody {
 pub fn stream(body: hyper::body::Incoming) -> ProxyBody {
     body.map_err(BoxError::from).boxed()
 }
-
-/// A body that keeps `held` alive until the body is dropped: a faulted request's
-/// [`crate::engine::Decision`] stays counted among the active faults until its response has
-/// been streamed (or abandoned).
-pub struct Holding<T> {
-    inner: ProxyBody,
-    _held: T,
-}
-
-impl<T: Send + Sync + Unpin + 'static> Holding<T> {
-    pub fn wrap(inner: ProxyBody, held: T) -> ProxyBody {
-        ProxyBody::new(Holding { inner, _held: held })
-    }
-}
-
-impl<T: Unpin> http_body::Body for Holding<T> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}

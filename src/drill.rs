@@ -53,8 +53,8 @@ impl Supervisor {
         for name in self.control.expire(now) {
             tracing::info!(target: "s3chaos::drill", rule = %name, "rule removed: its ttl ran out");
         }
-        let scenario = self.engine.scenario();
-        let state = self.engine.state();
+        // One load: the phase number and the phases come from the same version of the scenario.
+        let (scenario, state) = self.engine.scenario_and_state();
         let previous = match &self.last {
             Some((s, st)) if Arc::ptr_eq(s, &scenario) => Some(*st),
             _ => None,

@@ -87,9 +87,10 @@ async fn body(req: Request<Incoming>) -> Result<String, Reply> {
 
 fn status(state: &AdminState) -> Reply {
     let engine = state.control.engine();
-    let scenario = engine.scenario();
+    // One load: the phase number and the phases come from the same version of the scenario.
+    let (scenario, drill_state) = engine.scenario_and_state();
     let timeline = scenario.timeline();
-    let (drill, phase) = match engine.state() {
+    let (drill, phase) = match drill_state {
         DrillState::Pending { starts_in } => (
             json!({"state": "pending", "starts_in_s": starts_in.as_secs_f64()}),
             Value::Null,

@@ -40,6 +40,8 @@ use timeline::{Connections, DrillState};
 #[derive(Debug)]
 pub struct Decision {
     scenario: Arc<Scenario>,
+    /// The phase it was decided in (an index into that scenario's timeline).
+    phase: Option<usize>,
     fired: Vec<Fired>,
     /// `None` when no rule injects (only watchers): such a request is not under a fault.
     _slot: Option<ActiveSlot>,
@@ -73,6 +75,11 @@ impl Decision {
     /// Whether any rule injects (rather than only watches).
     pub fn injects(&self) -> bool {
         self.fired.iter().any(|f| !f.watch)
+    }
+
+    /// The name of the drill phase the request was decided in.
+    pub fn phase_name(&self) -> Option<&str> {
+        self.scenario.timeline().phases().get(self.phase?)?.name()
     }
 }
 
@@ -215,11 +222,34 @@ impl Engine {
     /// Where the running scenario's drill stands now; `Expired` also once `--max-duration`
     /// has passed.
     pub fn state(&self) -> DrillState {
+        self.state_of(&self.current.load())
+    }
+
+    /// Where `scenario`'s drill stands now. Callers that also read the scenario's phases load
+    /// the scenario once and pass it here, so a reload in between cannot pair one version's
+    /// phase number with another version's phases.
+    pub fn state_of(&self, scenario: &Scenario) -> DrillState {
         let now = Instant::now();
         if self.deadline.is_some_and(|d| now >= d) {
             return DrillState::Expired;
         }
-        self.current.load().timeline().state(now)
+        scenario.timeline().state(now)
+    }
+
+    /// The running scenario and where its drill stands, from one load.
+    pub fn scenario_and_state(&self) -> (Arc<Scenario>, DrillState) {
+        let scenario = self.current.load_full();
+        let state = self.state_of(&scenario);
+        (scenario, state)
+    }
+
+    /// The name of the phase running now, if any.
+    pub fn phase_name(&self) -> Option<String> {
+        let (scenario, state) = self.scenario_and_state();
+        match state {
+            DrillState::Running { phase, .. } => scenario.timeline().phases().get(phase)?.name().map(str::to_owned),
+            _ => None,
+        }
     }
 
     /// What the listener should do with connections now: the running phase's
@@ -228,8 +258,13 @@ impl Engine {
         if self.halted.load(Ordering::Relaxed) {
             return Connections::Accept;
         }
-        match self.state() {
-            DrillState::Running { phase, .. } => self.current.load().timeline().phases()[phase].connections(),
+        let (scenario, state) = self.scenario_and_state();
+        match state {
+            DrillState::Running { phase, .. } => scenario
+                .timeline()
+                .phases()
+                .get(phase)
+                .map_or(Connections::Accept, |p| p.connections()),
             _ => Connections::Accept,
         }
     }
@@ -277,11 +312,11 @@ impl Engine {
         if scenario.rules().is_empty() || self.halted.load(Ordering::Relaxed) {
             return None;
         }
-        let (phase, at) = scenario.timeline().locate()?;
+        let (phase_index, at) = scenario.timeline().locate()?;
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        let phase = &scenario.timeline().phases()[phase];
+        let phase = &scenario.timeline().phases()[phase_index];
         if phase.rules.is_empty() {
             return None;
         }
@@ -326,6 +361,7 @@ impl Engine {
         };
         let decision = Decision {
             scenario: arc_swap::Guard::into_inner(scenario),
+            phase: Some(phase_index),
             fired,
             _slot: slot,
         };
@@ -377,6 +413,7 @@ impl Engine {
         tracing::debug!(operation = %req.operation, header = asked, "fault asked for by the request");
         Some(Decision {
             scenario: Arc::new(scenario),
+            phase: None,
             fired: vec![Fired {
                 rule: 0,
                 draw,

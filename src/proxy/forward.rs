@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 
 use super::conn::ConnControl;
 use super::connect_to::ConnectToTable;
+use super::context::ReplyBody;
 use super::handler::{self, Destination};
 use super::tls::{PrivateCa, TlsSetupError};
 use super::{Shared, Upstream};
@@ -183,9 +184,9 @@ pub(super) async fn handle(
     worker: Arc<ForwardWorker>,
     conn: Arc<ConnControl>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, BoxError> {
+) -> Result<Response<ReplyBody>, BoxError> {
     if req.method() == Method::CONNECT {
-        return Ok(connect(worker, conn, req).await);
+        return Ok(connect(worker, conn, req).await.map(ReplyBody::plain));
     }
     // Origin form: the client was given s3chaos as its endpoint. (An h2 request always names
     // its authority, and an h2 client reaches a proxy through CONNECT; a request naming this
@@ -200,7 +201,8 @@ pub(super) async fn handle(
         return Ok(plain(
             StatusCode::BAD_REQUEST,
             "s3chaos: send https:// requests through CONNECT",
-        ));
+        )
+        .map(ReplyBody::plain));
     }
     // `Proxy-Connection` and `Proxy-Authorization` go with the other hop-by-hop headers.
     let destination = Destination {

@@ -8,14 +8,14 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::conn::{ConnControl, Hold};
+use super::context::{CountUpload, ReplyBody, RequestCtx};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::{Shared, Upstream};
 use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
-use crate::engine::timeline::DrillState;
-use crate::faults::{BodyCtx, FaultCtx, RequestAction, Target};
+use crate::faults::{BodyCtx, FaultCtx, RequestAction};
 use crate::s3::{RequestInfo, S3ErrorResponse};
-use crate::telemetry::{FaultEvent, RequestEvent};
+use crate::telemetry::{FaultEvent, Outcome};
 
 /// How the request phase ended, when a fault ended it.
 enum Ending {
@@ -47,7 +47,7 @@ pub(super) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnControl>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, BoxError> {
+) -> Result<Response<ReplyBody>, BoxError> {
     let destination = Destination {
         upstream: shared.upstream.clone(),
         inject: true,
@@ -61,7 +61,7 @@ pub(super) async fn handle_for(
     conn: Arc<ConnControl>,
     destination: Destination,
     mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, BoxError> {
+) -> Result<Response<ReplyBody>, BoxError> {
     let arrived = Instant::now();
     if req.version() == http::Version::HTTP_2 {
         conn.set_multiplexed();
@@ -80,45 +80,29 @@ pub(super) async fn handle_for(
     // Phases 1-3: classify, decide, request faults. Classification is needed for the
     // per-operation counters anyway; deciding is skipped outright with no rules.
     let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
-    let operation = info.operation;
-    let mut entry = shared.telemetry.request_log().map(|_| LogEntry::begin(&info));
-    let mut decision = None;
+    let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived);
     let mut delay = Duration::ZERO;
     let mut ending = None;
     if destination.inject
         && !shared.engine.is_idle()
-        && let Some(d) = shared.engine.decide(&info)
+        && let Some(decision) = shared.engine.decide(&info)
     {
         tracing::trace!(operation = %info.operation, bucket = ?info.bucket, key = ?info.key, "classified");
-        (delay, ending) = request_phase(&shared, &d, &info);
-        if let Some(entry) = &mut entry {
-            entry.fired(&d);
+        (delay, ending) = request_phase(&shared, &decision, &info);
+        ctx.decided(decision, &info);
+    }
+    drop(info);
+    match respond(&shared, &conn, &destination.upstream, req, &mut ctx, delay, ending).await {
+        Ok(response) => {
+            ctx.responded(&response);
+            Ok(response.map(|body| ReplyBody::new(body, ctx)))
         }
-        decision = Some(d);
+        Err(e) => {
+            let by = e.downcast_ref::<InjectedFault>().map_or("fault", |f| f.0);
+            ctx.finish(Outcome::Injected { by });
+            Err(e)
+        }
     }
-    let target = decision.as_ref().map(|_| Target::of(&info));
-    let result = respond(
-        &shared,
-        &conn,
-        &destination.upstream,
-        req,
-        (decision, target),
-        delay,
-        ending,
-    )
-    .await;
-
-    let status = result.as_ref().ok().map(|r| r.status().as_u16());
-    shared.metrics.request(operation, status);
-    if let (Some(log), Some(entry)) = (shared.telemetry.request_log(), entry) {
-        let bytes = result
-            .as_ref()
-            .ok()
-            .and_then(|r| r.headers().get(http::header::CONTENT_LENGTH))
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        log.record(entry.finish(&shared, status, bytes, arrived.elapsed()));
-    }
-    result
 }
 
 /// Phases 3 (the wait and the ending) to 5.
@@ -127,7 +111,7 @@ async fn respond(
     conn: &Arc<ConnControl>,
     upstream: &Upstream,
     req: Request<Incoming>,
-    (decision, target): (Option<Decision>, Option<Target>),
+    ctx: &mut RequestCtx,
     delay: Duration,
     ending: Option<Ending>,
 ) -> Result<Response<ProxyBody>, BoxError> {
@@ -146,9 +130,15 @@ async fn respond(
             return Ok(response);
         }
         Some(Ending::Blackhole { connection }) => {
-            match conn.blackhole(connection, decision.map(|d| Box::new(d) as _)) {
+            let keep = ctx.take_decision().map(|d| Box::new(d) as _);
+            match conn.blackhole(connection, keep) {
                 Hold::Connection => {}
-                Hold::Stream(keep) => conn.hold_stream(keep).await,
+                Hold::Stream(keep) => {
+                    // Held until the client resets the stream or leaves: then this future is
+                    // dropped, and the context records the blackhole.
+                    ctx.if_dropped(Outcome::Injected { by: "blackhole" });
+                    conn.hold_stream(keep).await
+                }
             }
             return Err(Box::new(InjectedFault("blackhole")));
         }
@@ -166,7 +156,10 @@ async fn respond(
     strip_hop_by_hop(&mut parts.headers);
     strip_control_headers(&mut parts.headers, parts.uri.query());
     let mut upload = body::stream(incoming);
-    if let (Some(decision), Some(target)) = (&decision, &target) {
+    if let Some(counter) = ctx.upload_counter() {
+        upload = CountUpload::wrap(upload, counter);
+    }
+    if let (Some(decision), Some(target)) = (ctx.decision(), ctx.target()) {
         for (rule, draw) in decision.fired() {
             for (fault, state) in rule.faults_with_state() {
                 let ctx = BodyCtx {
@@ -186,7 +179,7 @@ async fn respond(
         Ok(_) => shared.metrics.upstream_latency(sent.elapsed()),
         Err(_) => shared.metrics.upstream_unavailable(),
     }
-    if !decision.as_ref().is_some_and(Decision::injects) && shared.engine.watches_upstream() {
+    if !ctx.decision().is_some_and(Decision::injects) && shared.engine.watches_upstream() {
         // Only what the upstream did on its own counts toward the stop condition.
         let failed = !outcome.as_ref().is_ok_and(|r| !r.status().is_server_error());
         shared.engine.record_upstream(failed);
@@ -195,14 +188,17 @@ async fn respond(
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(upstream = %upstream.origin(), error = %error_chain(&e), %method, resource = uri.path(), "upstream unavailable; answering 503 ServiceUnavailable");
+            ctx.upstream_failed();
             return Ok(upstream_unavailable(&method, uri.path()));
         }
     };
     if let Some((answer, connection)) = after_upstream {
         // The upstream has done the request (the object is stored, the key deleted); the
         // client hears otherwise. Its answer is read to the end in the background, so the
-        // upstream connection goes back to the pool.
+        // upstream connection goes back to the pool, and the request counts among the active
+        // faults until then.
         let upstream_body = response.into_body();
+        let decision = ctx.take_decision();
         tokio::spawn(async move {
             let _ = upstream_body.collect().await;
             drop(decision);
@@ -219,11 +215,11 @@ async fn respond(
     // Phase 5: response body faults.
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let (Some(decision), Some(target)) = (decision, target) {
+    if let (Some(decision), Some(target)) = (ctx.decision(), ctx.target()) {
         for (rule, draw) in decision.acting() {
             for (fault, state) in rule.faults_with_state() {
                 let ctx = BodyCtx {
-                    target: &target,
+                    target,
                     draw: draw.clone(),
                     state,
                     conn,
@@ -231,65 +227,8 @@ async fn respond(
                 body = fault.on_response(&mut parts, body, &ctx);
             }
         }
-        // The request counts among the active faults until its body is done.
-        body = body::Holding::wrap(body, decision);
     }
     Ok(Response::from_parts(parts, body))
-}
-
-/// A request's line in the event log, built only when `--events` is on.
-struct LogEntry {
-    time: String,
-    operation: String,
-    bucket: String,
-    key: String,
-    attempt: Option<String>,
-    rules: Vec<String>,
-    faults: Vec<String>,
-}
-
-impl LogEntry {
-    fn begin(info: &RequestInfo<'_>) -> LogEntry {
-        let attempt = header(info, "amz-sdk-request");
-        LogEntry {
-            time: crate::telemetry::events::now_rfc3339(),
-            operation: info.operation.to_string(),
-            bucket: info.bucket.as_deref().unwrap_or("").to_owned(),
-            key: info.key.as_deref().unwrap_or("").to_owned(),
-            attempt: (!attempt.is_empty()).then(|| attempt.to_owned()),
-            rules: Vec::new(),
-            faults: Vec::new(),
-        }
-    }
-
-    fn fired(&mut self, decision: &Decision) {
-        for (rule, _) in decision.fired() {
-            self.rules.push(rule.name().to_owned());
-            self.faults.extend(rule.faults().iter().map(|f| f.describe()));
-        }
-    }
-
-    fn finish(self, shared: &Shared, status: Option<u16>, bytes: Option<u64>, took: Duration) -> RequestEvent {
-        let phase = match shared.engine.state() {
-            DrillState::Running { phase, .. } => shared.engine.scenario().timeline().phases()[phase]
-                .name()
-                .map(str::to_owned),
-            _ => None,
-        };
-        RequestEvent {
-            time: self.time,
-            operation: self.operation,
-            bucket: self.bucket,
-            key: self.key,
-            status,
-            latency_ms: took.as_secs_f64() * 1000.0,
-            bytes,
-            rule: (!self.rules.is_empty()).then(|| self.rules.join(",")),
-            fault: (!self.faults.is_empty()).then(|| self.faults.join(", ")),
-            phase,
-            attempt: self.attempt,
-        }
-    }
 }
 
 /// Runs every fired fault's request phase: sums the delays and finds what ends the request

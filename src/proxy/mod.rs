@@ -15,6 +15,7 @@
 
 pub mod conn;
 pub mod connect_to;
+pub mod context;
 pub mod forward;
 mod handler;
 pub mod headers;

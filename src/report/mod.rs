@@ -108,8 +108,11 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
     Ok(report)
 }
 
+/// A request the client did not get a good answer to: a 5xx, no response at all, or a body
+/// that did not arrive whole (cut by a fault, the client gave up, the upstream broke off).
+/// Logs written before the outcome was recorded are judged by status alone.
 fn is_error(e: &RequestEvent) -> bool {
-    e.status.is_none_or(|s| s >= 500)
+    e.status.is_none_or(|s| s >= 500) || e.outcome.as_deref().is_some_and(|o| o != "complete")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -394,6 +397,10 @@ mod tests {
                 status,
                 latency_ms: ms as f64 % 7.0,
                 bytes: None,
+                outcome: None,
+                promised_bytes: None,
+                upload_bytes: None,
+                duration_ms: None,
                 rule: rule.map(str::to_owned),
                 fault: None,
                 phase: Some(phase.into()),
@@ -439,5 +446,26 @@ mod tests {
         assert_eq!(attempt_number("attempt=2; max=3"), Some(2));
         assert!(r.markdown().contains("| GetObject | 5 | 2 (40.0%)"));
         assert!(r.html().contains("<svg"));
+    }
+
+    #[test]
+    fn cut_bodies_and_clients_that_gave_up_are_failures() {
+        let with = |ms, outcome: &str| {
+            let mut e = event(ms, "GetObject", "a", Some(200), Some("cut"), "p");
+            e.1.outcome = Some(outcome.into());
+            e
+        };
+        let mut events = vec![
+            with(0, "complete"),
+            with(100, "cut"),
+            with(200, "client_gone"),
+            event(300, "GetObject", "a", Some(200), None, "p"),
+        ];
+        let r = build(&mut events);
+        assert_eq!(
+            r.errors, 2,
+            "a 200 whose body was cut, or never arrived, failed the client"
+        );
+        assert_eq!(r.operations[0].errors, 2);
     }
 }

@@ -83,9 +83,23 @@ pub struct RequestEvent {
     pub status: Option<u16>,
     /// Arrival to response head, milliseconds.
     pub latency_ms: f64,
-    /// The response's `Content-Length`, when it had one.
+    /// Response body bytes that went out to the client (for a cut body, fewer than promised).
     #[serde(default)]
     pub bytes: Option<u64>,
+    /// How the request really ended: `complete`, `cut`, `no_response`, `client_gone` or
+    /// `upstream_error` (absent in logs written before s3chaos recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The response's `Content-Length`: what the head promised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised_bytes: Option<u64>,
+    /// Upload bytes forwarded to the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes: Option<u64>,
+    /// Arrival to the end of the request (the last body byte, the cut, the client leaving),
+    /// milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
     /// The rules that fired, comma-separated, and what they injected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
@@ -205,6 +219,10 @@ mod tests {
             status: Some(200),
             latency_ms: 1.5,
             bytes: Some(10),
+            outcome: Some("complete".into()),
+            promised_bytes: Some(10),
+            upload_bytes: None,
+            duration_ms: Some(2.0),
             rule: None,
             fault: None,
             phase: None,

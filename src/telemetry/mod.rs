@@ -16,6 +16,43 @@ use std::time::{Duration, Instant};
 use crate::s3::Operation;
 pub use events::{FaultEvent, RecentFaults, RequestEvent, RequestLog};
 
+/// How one request really ended, as the client saw it: what the event log, the metrics and
+/// the report count (not the status the response head promised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response went out whole (the upstream's, or one a fault made in S3's place).
+    Complete,
+    /// The body stopped short of what its head promised, cut by a fault (`truncate`,
+    /// `reset: {after_bytes}`).
+    Cut { by: &'static str },
+    /// No response at all: a fault ended the request (`blackhole`, `reset`).
+    Injected { by: &'static str },
+    /// The client left before the response was complete (during a delay, a stall, mid-body).
+    ClientGone,
+    /// The upstream failed: unreachable (s3chaos answered 503), or its body broke mid-stream.
+    UpstreamError,
+}
+
+impl Outcome {
+    /// Every outcome's name, in the order of [`Outcome::index`].
+    pub const NAMES: [&'static str; 5] = ["complete", "cut", "no_response", "client_gone", "upstream_error"];
+
+    pub fn index(self) -> usize {
+        match self {
+            Outcome::Complete => 0,
+            Outcome::Cut { .. } => 1,
+            Outcome::Injected { .. } => 2,
+            Outcome::ClientGone => 3,
+            Outcome::UpstreamError => 4,
+        }
+    }
+
+    /// As written in the event log's `outcome` field.
+    pub fn name(self) -> &'static str {
+        Outcome::NAMES[self.index()]
+    }
+}
+
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -35,6 +72,7 @@ pub struct WorkerMetrics {
     upstream_count: AtomicU64,
     upstream_unavailable: AtomicU64,
     open_connections: AtomicI64,
+    outcomes: [AtomicU64; Outcome::NAMES.len()],
 }
 
 impl Default for WorkerMetrics {
@@ -47,14 +85,17 @@ impl Default for WorkerMetrics {
             upstream_count: AtomicU64::new(0),
             upstream_unavailable: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
+            outcomes: Default::default(),
         }
     }
 }
 
 impl WorkerMetrics {
-    /// One request answered with `status` (`None`: no response at all).
+    /// One request ended: answered with `status` (`None`: no response at all), ending as
+    /// `outcome`.
     #[inline]
-    pub fn request(&self, operation: Operation, status: Option<u16>) {
+    pub fn request(&self, operation: Operation, status: Option<u16>, outcome: Outcome) {
+        self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         let status = status.map_or(0, usize::from);
         let class = if (100..600).contains(&status) { status / 100 } else { 0 };
         self.requests[operation as usize][class].fetch_add(1, Ordering::Relaxed);
@@ -101,6 +142,8 @@ pub struct Totals {
     pub upstream_count: u64,
     pub upstream_unavailable: u64,
     pub open_connections: i64,
+    /// Requests by how they ended, in the order of [`Outcome::NAMES`].
+    pub outcomes: [u64; Outcome::NAMES.len()],
 }
 
 impl Totals {
@@ -181,6 +224,9 @@ impl Telemetry {
         t.upstream_count = workers.iter().map(|w| load(&w.upstream_count)).sum();
         t.upstream_unavailable = workers.iter().map(|w| load(&w.upstream_unavailable)).sum();
         t.open_connections = workers.iter().map(|w| w.open_connections.load(Ordering::Relaxed)).sum();
+        for (i, slot) in t.outcomes.iter_mut().enumerate() {
+            *slot = workers.iter().map(|w| load(&w.outcomes[i])).sum();
+        }
         t
     }
 }

@@ -49,6 +49,16 @@ pub fn render(s: &Snapshot<'_>) -> String {
         let _ = writeln!(out, "s3chaos_responses_total{{code=\"{status}\"}} {n}");
     }
 
+    header(
+        &mut out,
+        "s3chaos_request_outcomes_total",
+        "counter",
+        "Requests by how they really ended for the client: complete, cut (a body short of its length), no_response, client_gone, upstream_error.",
+    );
+    for (name, n) in super::Outcome::NAMES.iter().zip(t.outcomes) {
+        let _ = writeln!(out, "s3chaos_request_outcomes_total{{outcome=\"{name}\"}} {n}");
+    }
+
     let scenario = s.engine.scenario();
     header(
         &mut out,

@@ -23,7 +23,7 @@ use s3chaos::engine::Scenario;
 use s3chaos::engine::{Engine, EngineOptions, RuleStats};
 use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
-use s3chaos::telemetry::Telemetry;
+use s3chaos::telemetry::{RequestEvent, RequestLog, Telemetry};
 
 pub const ACCESS_KEY: &str = "AKIAS3CHAOSTEST";
 pub const SECRET_KEY: &str = "s3chaos-test-secret";
@@ -51,10 +51,20 @@ impl Harness {
 
     /// The same, with engine options (time scale, dry run, ...).
     pub async fn start_with(scenario: &str, options: EngineOptions) -> Harness {
+        Harness::start_full(scenario, options, false).await
+    }
+
+    /// Store + proxy writing the event log (`--events`) to [`Harness::events_path`].
+    pub async fn start_logged(scenario: &str) -> Harness {
+        Harness::start_full(scenario, EngineOptions::default(), true).await
+    }
+
+    async fn start_full(scenario: &str, options: EngineOptions, log: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = start_store(dir.path()).await;
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
-        let telemetry = Arc::new(Telemetry::default());
+        let request_log = log.then(|| RequestLog::open(&dir.path().join("events.jsonl"), 1024).unwrap());
+        let telemetry = Arc::new(Telemetry::new(request_log));
         let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone(), options).await;
         Harness {
             store,
@@ -64,6 +74,23 @@ impl Harness {
             handle,
             _dir: dir,
         }
+    }
+
+    pub fn events_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("events.jsonl")
+    }
+
+    /// The event log's lines once at least `n` are written (waits up to 10 s).
+    pub async fn events(&self, n: usize) -> Vec<RequestEvent> {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(self.events_path()).unwrap_or_default();
+            let lines: Vec<RequestEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {n} event lines after 10 s");
     }
 
     pub fn client(&self) -> Client {

@@ -8,6 +8,7 @@ mod faults;
 mod forward;
 mod harness;
 mod isolation;
+mod outcomes;
 mod passthrough;
 mod pool;
 mod property;
