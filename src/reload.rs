@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use crate::control::{Control, ControlError};
-use crate::scenario::ScenarioError;
 
 /// What one look at the file found.
 #[derive(Debug)]
@@ -45,7 +44,7 @@ impl Reloader {
             text: None,
         };
         reloader.stamp = reloader.stamp_now();
-        reloader.text = std::fs::read_to_string(path).ok();
+        reloader.text = crate::scenario::read_file(path).ok();
         reloader
     }
 
@@ -62,15 +61,11 @@ impl Reloader {
         }
         self.stamp = stamp;
         let origin = self.path.display().to_string();
-        let text = match std::fs::read_to_string(&self.path) {
+        // The same bounded reader as at start: a file grown past the limit is refused, not
+        // read whole.
+        let text = match crate::scenario::read_file(&self.path) {
             Ok(text) => text,
-            Err(e) => {
-                return Reload::Refused(ControlError::Invalid(ScenarioError {
-                    origin,
-                    position: None,
-                    message: format!("cannot read the file: {e}"),
-                }));
-            }
+            Err(e) => return Reload::Refused(ControlError::Invalid(e)),
         };
         if self.text.as_deref() == Some(text.as_str()) {
             return Reload::Unchanged;
@@ -162,5 +157,28 @@ mod tests {
             matches!(reloader.check(true), Reload::Unchanged),
             "a bad file is reported once"
         );
+    }
+
+    #[test]
+    fn a_file_grown_past_the_limit_is_refused_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(&path, "name: a\n").unwrap();
+        let engine = Arc::new(Engine::new(Scenario::load(&path).unwrap()));
+        let control = Arc::new(Control::new(
+            engine.clone(),
+            "name: a\n".into(),
+            path.display().to_string(),
+        ));
+        let mut reloader = Reloader::new(&path, control);
+        let mut big = String::from("name: a\ndescription: \"");
+        big.push_str(&"x".repeat(crate::scenario::MAX_SCENARIO_BYTES + 10));
+        big.push_str("\"\n");
+        std::fs::write(&path, big).unwrap();
+        match reloader.check(true) {
+            Reload::Refused(e) => assert!(e.to_string().contains("larger than the limit"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(engine.scenario().name(), "a", "the last good scenario keeps running");
     }
 }

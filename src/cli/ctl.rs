@@ -168,7 +168,7 @@ async fn call(args: &CtlArgs) -> Result<Value, String> {
         ),
         CtlCommand::Resume => (Method::POST, "/resume".to_owned(), None),
         CtlCommand::Apply { file } => {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = s3chaos::scenario::read_file(file).map_err(|e| e.to_string())?;
             (Method::PUT, "/scenario".to_owned(), Some(text))
         }
         CtlCommand::AddRule(add) => (Method::POST, "/rules".to_owned(), Some(add.to_rule()?)),

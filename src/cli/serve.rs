@@ -175,8 +175,14 @@ fn parse_connect_to(s: &str) -> Result<ConnectTo, String> {
 }
 
 pub fn parse_time_scale(s: &str) -> Result<f64, String> {
+    let range = s3chaos::engine::TIME_SCALE;
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) if range.contains(&v) => Ok(v),
+        Ok(v) if v > 0.0 && v.is_finite() => Err(format!(
+            "{v} is outside {:e}..={:e}: drill time would overflow or stand still (0.01 plays an hour in 36 s)",
+            range.start(),
+            range.end()
+        )),
         _ => Err(format!("`{s}` is not a positive number, e.g. 0.01")),
     }
 }
@@ -393,7 +399,7 @@ fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf
         return Ok((text.to_owned(), origin, None));
     }
     let path = PathBuf::from(spec);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = s3chaos::scenario::read_file(&path)?;
     Ok((text, path.display().to_string(), Some(path)))
 }
 

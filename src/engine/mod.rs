@@ -103,6 +103,11 @@ pub struct RuleStats {
     pub injected: u64,
 }
 
+/// The `--time-scale` values s3chaos accepts: from a million times faster (a week-long
+/// drill in 0.6 s) to a million times slower. Outside this, drill time would overflow or
+/// stand still.
+pub const TIME_SCALE: std::ops::RangeInclusive<f64> = 1e-6..=1e6;
+
 /// How the proxy runs the engine, from the command line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineOptions {
@@ -147,7 +152,15 @@ impl Engine {
         Engine::with_options(scenario, EngineOptions::default())
     }
 
-    pub fn with_options(mut scenario: Scenario, options: EngineOptions) -> Engine {
+    pub fn with_options(mut scenario: Scenario, mut options: EngineOptions) -> Engine {
+        // The command line refuses a scale out of range; a library caller gets it clamped.
+        options.time_scale = options.time_scale.map(|s| {
+            if s.is_finite() {
+                s.clamp(*TIME_SCALE.start(), *TIME_SCALE.end())
+            } else {
+                1.0
+            }
+        });
         if let Some(scale) = options.time_scale {
             scenario.set_clock_speed(1.0 / scale);
         }
@@ -691,6 +704,38 @@ phases:
         assert_eq!(engine.stats()[1].injected, 2, "counters carried over");
         engine.replace(Scenario::parse(&yaml.replace("same", "other"), "b").unwrap());
         assert_eq!(engine.stats()[1].injected, 0, "a different scenario starts afresh");
+    }
+
+    /// A reload that changes the number of phases, racing a reader of the running phase:
+    /// before every reader loaded the scenario once, one version's phase number could index
+    /// the other's phases and panic (in the acceptor thread, which then stopped accepting).
+    #[test]
+    fn readers_of_the_phase_never_mix_two_versions() {
+        let many = "name: race\nrepeat: true\nphases:\n  - {name: a, duration: 1ms}\n  - {name: b, duration: 1ms}\n  - {name: c, duration: 1ms}\n  - {name: d, duration: 1ms}\n  - {name: e, duration: 1ms, refuse_connections: true}\n";
+        let one = "name: race\nrepeat: true\nphases:\n  - {name: only, duration: 1h}\n";
+        let engine = Arc::new(Engine::new(Scenario::parse(many, "m").unwrap()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (many, one) = (Scenario::parse(many, "m").unwrap(), Scenario::parse(one, "o").unwrap());
+                let (many, one) = (Arc::new(many), Arc::new(one));
+                for i in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    engine
+                        .current
+                        .store(if i % 2 == 0 { one.clone() } else { many.clone() });
+                }
+            })
+        };
+        for _ in 0..20_000 {
+            let _ = engine.connections();
+            let _ = engine.phase_name();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Clock {
     /// same zero (a drill already under way is rescaled from its anchor).
     pub fn with_speed(mut self, speed: f64) -> Clock {
         let factor = speed / self.speed;
-        self.base_elapsed = self.base_elapsed.mul_f64(factor);
+        self.base_elapsed = scaled(self.base_elapsed, factor);
         self.speed = speed;
         self
     }
@@ -64,9 +64,21 @@ impl Clock {
 
     /// Drill time at `now`, or `None` before the drill starts.
     pub fn elapsed(&self, now: Instant) -> Option<Duration> {
-        now.checked_duration_since(self.base)
-            .map(|d| if self.speed == 1.0 { d } else { d.mul_f64(self.speed) } + self.base_elapsed)
+        now.checked_duration_since(self.base).map(|d| {
+            let d = if self.speed == 1.0 { d } else { scaled(d, self.speed) };
+            d.saturating_add(self.base_elapsed)
+        })
     }
+}
+
+/// `d * factor`, saturating instead of panicking where `Duration::mul_f64` would (a result
+/// beyond `Duration::MAX`, or a factor that is not a positive finite number).
+fn scaled(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(if factor > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// One phase, compiled: its place on the timeline and the rules that apply in it (the
@@ -258,5 +270,13 @@ mod tests {
         assert!(
             matches!(t.state(Instant::now()), DrillState::Running { phase: 1, at } if at >= Duration::from_secs(15))
         );
+    }
+
+    #[test]
+    fn extreme_speeds_saturate_instead_of_panicking() {
+        let clock = Clock::anchored_at(SystemTime::UNIX_EPOCH).with_speed(1e20);
+        assert_eq!(clock.elapsed(Instant::now()), Some(Duration::MAX));
+        let slow = Clock::starting_now().with_speed(1e-20);
+        assert!(slow.elapsed(Instant::now()).unwrap() < Duration::from_millis(1));
     }
 }

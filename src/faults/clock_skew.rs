@@ -12,7 +12,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{Fault, FaultCtx, RequestAction};
 use crate::body::full;
-use crate::s3::S3ErrorResponse;
+use crate::s3::{Code, S3ErrorResponse};
 use crate::s3::error::{RequestIds, SkewFields};
 use crate::values::DurationValue;
 
@@ -50,7 +50,7 @@ impl Fault for ClockSkew {
             server_time: humantime::format_rfc3339_seconds(server_time).to_string(),
             max_allowed_skew_ms: 900_000,
         };
-        let error = S3ErrorResponse::standard("RequestTimeTooSkewed");
+        let error = S3ErrorResponse::standard(Code::RequestTimeTooSkewed);
         let mut response = error.render_skewed(ctx.request.method, &RequestIds::generate(), &skew);
         let date = HeaderValue::from_str(&httpdate::fmt_http_date(server_time)).expect("an HTTP date is ASCII");
         response.headers_mut().insert(http::header::DATE, date);

@@ -20,7 +20,7 @@ use http::Method;
 use serde::Deserialize;
 
 use super::{Applies, ErrorFault, Fault, FaultCtx, FaultState, RequestAction, state_of};
-use crate::s3::{RequestInfo, S3ErrorResponse};
+use crate::s3::{Code, RequestInfo, S3ErrorResponse};
 
 /// Keys tracked before idle ones are swept.
 pub const MAX_KEYS: usize = 100_000;
@@ -92,7 +92,7 @@ impl TryFrom<RateLimitFile> for RateLimit {
         };
         let error = match f.error {
             Some(e) => e.response,
-            None => S3ErrorResponse::standard("SlowDown"),
+            None => S3ErrorResponse::standard(Code::SlowDown),
         };
         Ok(RateLimit {
             limits,

@@ -3,7 +3,7 @@
 //! period."), as S3 does when an upload goes idle. The upstream never sees the request.
 
 use super::{Fault, FaultCtx, RequestAction};
-use crate::s3::S3ErrorResponse;
+use crate::s3::{Code, S3ErrorResponse};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestTimeout;
@@ -25,7 +25,7 @@ impl Fault for RequestTimeout {
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        let error = S3ErrorResponse::standard("RequestTimeout");
+        let error = S3ErrorResponse::standard(Code::RequestTimeout);
         RequestAction::ReadBodyThenRespond(super::error::answer(&error, ctx.request.method, ctx.request.path))
     }
 

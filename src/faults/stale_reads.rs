@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::{Applies, BodyCtx, Fault, FaultCtx, FaultState, RequestAction, state_of};
 use crate::body::{BoxError, ProxyBody, full};
-use crate::s3::{Operation, RequestInfo, S3ErrorResponse};
+use crate::s3::{Code, Operation, RequestInfo, S3ErrorResponse};
 use crate::values::{ByteSize, DurationValue};
 
 /// Larger listings (S3 pages hold at most 1,000 keys, far below) end in an error.
@@ -199,7 +199,7 @@ impl Fault for StaleReads {
             return RequestAction::Continue;
         };
         let response = match &change.previous {
-            None => super::error::answer(&S3ErrorResponse::standard("NoSuchKey"), req.method, req.path),
+            None => super::error::answer(&S3ErrorResponse::standard(Code::NoSuchKey), req.method, req.path),
             Some(version) => {
                 let body = if req.operation == Operation::HeadObject {
                     Bytes::new()

@@ -14,7 +14,7 @@ use super::{Shared, Upstream};
 use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
 use crate::faults::{BodyCtx, FaultCtx, RequestAction};
-use crate::s3::{RequestInfo, S3ErrorResponse};
+use crate::s3::{Code, RequestInfo, S3ErrorResponse};
 use crate::telemetry::{FaultEvent, Outcome};
 
 /// How the request phase ended, when a fault ended it.
@@ -305,7 +305,7 @@ fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
 /// The answer when the upstream is down, refusing or too slow: what S3's own front end says
 /// when it cannot reach a backend.
 fn upstream_unavailable(method: &Method, resource: &str) -> Response<ProxyBody> {
-    crate::faults::error::answer(&S3ErrorResponse::standard("ServiceUnavailable"), method, resource)
+    crate::faults::error::answer(&S3ErrorResponse::standard(Code::ServiceUnavailable), method, resource)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

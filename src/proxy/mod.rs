@@ -387,7 +387,7 @@ async fn accept_loop(
 /// with backoff) and closes it, so other clients are never stalled by the excess.
 async fn refuse_over_limit(socket: tokio::net::TcpStream) {
     let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-        let error = crate::s3::S3ErrorResponse::standard("SlowDown");
+        let error = crate::s3::S3ErrorResponse::standard(crate::s3::Code::SlowDown);
         let response = crate::faults::error::answer(&error, req.method(), req.uri().path());
         Ok::<_, std::convert::Infallible>(response)
     });

@@ -21,48 +21,62 @@ pub struct ErrorCode {
 }
 
 macro_rules! codes {
-    ($($code:literal => $status:literal, $message:literal;)+) => {
+    ($($code:ident => $status:literal, $message:literal;)+) => {
         /// S3 error codes s3chaos knows by name; a scenario may use any other code if it also
         /// gives the status.
-        pub const ERROR_CODES: &[ErrorCode] = &[$(ErrorCode { code: $code, status: $status, message: $message }),+];
+        pub const ERROR_CODES: &[ErrorCode] = &[$(ErrorCode { code: stringify!($code), status: $status, message: $message }),+];
+
+        /// The codes of the table as a type, for the places s3chaos answers with a code of its
+        /// own choosing (a typo is a compile error, not a panic on a request's path).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($code,)+
+        }
     };
 }
 
 codes! {
-    "SlowDown" => 503, "Please reduce your request rate.";
-    "ServiceUnavailable" => 503, "Service is unable to handle request.";
-    "Busy" => 503, "The service is unable to process your request. Please try again.";
-    "InternalError" => 500, "We encountered an internal error. Please try again.";
-    "NotImplemented" => 501, "A header you provided implies functionality that is not implemented.";
-    "RequestTimeout" => 400, "Your socket connection to the server was not read from or written to within the timeout period.";
-    "ExpiredToken" => 400, "The provided token has expired.";
-    "InvalidToken" => 400, "The provided token is malformed or otherwise invalid.";
-    "TokenRefreshRequired" => 400, "The provided token must be refreshed.";
-    "BadDigest" => 400, "The Content-MD5 or checksum value that you specified did not match what the server received.";
-    "InvalidDigest" => 400, "The Content-MD5 you specified is not valid.";
-    "IncompleteBody" => 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.";
-    "EntityTooSmall" => 400, "Your proposed upload is smaller than the minimum allowed object size.";
-    "EntityTooLarge" => 400, "Your proposed upload exceeds the maximum allowed object size.";
-    "InvalidPart" => 400, "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.";
-    "InvalidPartOrder" => 400, "The list of parts was not in ascending order. Parts list must be specified in order by part number.";
-    "KeyTooLongError" => 400, "Your key is too long.";
-    "InvalidArgument" => 400, "Invalid Argument";
-    "InvalidRequest" => 400, "Invalid Request";
-    "MalformedXML" => 400, "The XML you provided was not well-formed or did not validate against our published schema.";
-    "AccessDenied" => 403, "Access Denied";
-    "RequestTimeTooSkewed" => 403, "The difference between the request time and the current time is too large.";
-    "InvalidAccessKeyId" => 403, "The AWS Access Key Id you provided does not exist in our records.";
-    "SignatureDoesNotMatch" => 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method.";
-    "InvalidObjectState" => 403, "The operation is not valid for the object's storage class.";
-    "NoSuchKey" => 404, "The specified key does not exist.";
-    "NoSuchBucket" => 404, "The specified bucket does not exist";
-    "NoSuchUpload" => 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.";
-    "MethodNotAllowed" => 405, "The specified method is not allowed against this resource.";
-    "OperationAborted" => 409, "A conflicting conditional operation is currently in progress against this resource. Please try again.";
-    "ConditionalRequestConflict" => 409, "A conflicting operation occurred. Please retry the request.";
-    "MissingContentLength" => 411, "You must provide the Content-Length HTTP header.";
-    "PreconditionFailed" => 412, "At least one of the preconditions you specified did not hold.";
-    "InvalidRange" => 416, "The requested range is not satisfiable";
+    SlowDown => 503, "Please reduce your request rate.";
+    ServiceUnavailable => 503, "Service is unable to handle request.";
+    Busy => 503, "The service is unable to process your request. Please try again.";
+    InternalError => 500, "We encountered an internal error. Please try again.";
+    NotImplemented => 501, "A header you provided implies functionality that is not implemented.";
+    RequestTimeout => 400, "Your socket connection to the server was not read from or written to within the timeout period.";
+    ExpiredToken => 400, "The provided token has expired.";
+    InvalidToken => 400, "The provided token is malformed or otherwise invalid.";
+    TokenRefreshRequired => 400, "The provided token must be refreshed.";
+    BadDigest => 400, "The Content-MD5 or checksum value that you specified did not match what the server received.";
+    InvalidDigest => 400, "The Content-MD5 you specified is not valid.";
+    IncompleteBody => 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.";
+    EntityTooSmall => 400, "Your proposed upload is smaller than the minimum allowed object size.";
+    EntityTooLarge => 400, "Your proposed upload exceeds the maximum allowed object size.";
+    InvalidPart => 400, "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.";
+    InvalidPartOrder => 400, "The list of parts was not in ascending order. Parts list must be specified in order by part number.";
+    KeyTooLongError => 400, "Your key is too long.";
+    InvalidArgument => 400, "Invalid Argument";
+    InvalidRequest => 400, "Invalid Request";
+    MalformedXML => 400, "The XML you provided was not well-formed or did not validate against our published schema.";
+    AccessDenied => 403, "Access Denied";
+    RequestTimeTooSkewed => 403, "The difference between the request time and the current time is too large.";
+    InvalidAccessKeyId => 403, "The AWS Access Key Id you provided does not exist in our records.";
+    SignatureDoesNotMatch => 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method.";
+    InvalidObjectState => 403, "The operation is not valid for the object's storage class.";
+    NoSuchKey => 404, "The specified key does not exist.";
+    NoSuchBucket => 404, "The specified bucket does not exist";
+    NoSuchUpload => 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.";
+    MethodNotAllowed => 405, "The specified method is not allowed against this resource.";
+    OperationAborted => 409, "A conflicting conditional operation is currently in progress against this resource. Please try again.";
+    ConditionalRequestConflict => 409, "A conflicting operation occurred. Please retry the request.";
+    MissingContentLength => 411, "You must provide the Content-Length HTTP header.";
+    PreconditionFailed => 412, "At least one of the preconditions you specified did not hold.";
+    InvalidRange => 416, "The requested range is not satisfiable";
+}
+
+impl Code {
+    /// The table's row for this code.
+    pub fn info(self) -> ErrorCode {
+        ERROR_CODES[self as usize]
+    }
 }
 
 impl ErrorCode {
@@ -133,8 +147,8 @@ impl RequestIds {
 
 impl S3ErrorResponse {
     /// The error for a code from the table above, written as a literal by s3chaos itself.
-    pub fn standard(code: &str) -> S3ErrorResponse {
-        S3ErrorResponse::from_code(ErrorCode::lookup(code).expect("s3chaos names only codes from its table"))
+    pub fn standard(code: Code) -> S3ErrorResponse {
+        S3ErrorResponse::from_code(code.info())
     }
 
     pub fn from_code(code: ErrorCode) -> S3ErrorResponse {
@@ -268,5 +282,12 @@ mod tests {
                 .unwrap()
                 .contains("<Code>InternalError</Code>")
         );
+    }
+
+    #[test]
+    fn typed_codes_are_the_tables_rows() {
+        assert_eq!(Code::SlowDown.info().code, "SlowDown");
+        assert_eq!(Code::InvalidRange.info().status, 416);
+        assert_eq!(S3ErrorResponse::standard(Code::NoSuchKey).status, 404);
     }
 }

@@ -7,7 +7,7 @@ pub mod error;
 pub mod operation;
 
 pub use classify::{Classifier, RequestInfo};
-pub use error::{ErrorCode, S3ErrorResponse};
+pub use error::{Code, ErrorCode, S3ErrorResponse};
 pub use operation::Operation;
 
 /// Headers a test sends to s3chaos itself inside its S3 requests: its isolation scope, and

@@ -62,6 +62,33 @@ fn run_refuses_a_bad_scenario() {
     assert!(stderr.contains("probability must be between 0 and 1"), "{stderr}");
 }
 
+/// `--time-scale 1e-20` made a worker thread panic (`cannot convert float seconds to
+/// Duration`); now it is refused at start with the range, before anything runs.
+#[test]
+fn run_refuses_a_time_scale_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("escalating.yaml");
+    std::fs::write(&scenario, s3chaos::library::text("escalating-errors").unwrap()).unwrap();
+    for scale in ["1e-20", "1e300", "0", "fast"] {
+        let out = Command::new(BIN)
+            .args(["run", "--listen", "127.0.0.1:0", "--time-scale", scale, "--scenario"])
+            .arg(&scenario)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{scale}: a usage error: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("--time-scale"), "{scale}: {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["run", "--time-scale", "1e-20"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside 1e-6..=1e6"));
+}
+
 /// A running `s3chaos run`, with its log lines as they come.
 pub(crate) struct Running {
     child: std::process::Child,
