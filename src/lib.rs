@@ -34,6 +34,7 @@ pub mod drill;
 pub mod embedded;
 pub mod engine;
 pub mod faults;
+pub mod frontend;
 pub mod library;
 pub mod proxy;
 pub mod reload;

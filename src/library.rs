@@ -3,7 +3,7 @@
 //! `s3chaos scenarios show NAME` prints one to start your own from.
 
 use crate::engine::Scenario;
-use crate::scenario::ScenarioError;
+use crate::scenario::{ScenarioError, Source};
 
 /// (name, file text), in name order. A test checks this against `scenarios/`.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -54,6 +54,15 @@ pub fn resolve(spec: &str) -> Option<Result<(&'static str, String), String>> {
         let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
         format!("no built-in scenario `{name}`; there are: {}", names.join(", "))
     }))
+}
+
+/// The source a `--scenario` argument names: `builtin:NAME` (an unknown name is an error that
+/// lists the known ones), or a file path.
+pub fn source(spec: &str) -> Result<Source, String> {
+    match resolve(spec) {
+        Some(builtin) => builtin.map(|(text, origin)| Source::text(text, origin)),
+        None => Ok(Source::File(spec.into())),
+    }
 }
 
 /// Each built-in scenario, loaded (they are validated by the test suite, so this cannot fail

@@ -9,17 +9,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use s3chaos::admin::{Admin, AdminState};
-use s3chaos::control::Control;
-use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{Credentials, EmbeddedStore};
-use s3chaos::engine::Scenario;
 use s3chaos::engine::{Engine, EngineOptions};
+use s3chaos::frontend::{Frontend, Running};
 use s3chaos::proxy::connect_to::{ConnectTo, ConnectToTable};
 use s3chaos::proxy::forward::Forward;
 use s3chaos::proxy::tls::PrivateCa;
-use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, UpstreamOptions};
-use s3chaos::reload::Reloader;
+use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
+use s3chaos::scenario::Source;
 use s3chaos::telemetry::{RequestLog, Telemetry};
 use tokio::task::JoinHandle;
 
@@ -224,10 +222,9 @@ pub struct Started {
     pub telemetry: Arc<Telemetry>,
     /// Whether the upstream is the embedded store (any key whose secret is the same works).
     pub embedded: bool,
-    handle: ProxyHandle,
-    /// The `--route` front ends, with their addresses.
-    pub routes: Vec<(SocketAddr, ProxyHandle)>,
-    reload_now: Option<Arc<tokio::sync::Notify>>,
+    main: Running,
+    /// The `--route` front ends.
+    pub routes: Vec<Running>,
     tasks: Vec<JoinHandle<()>>,
     _store: Option<EmbeddedStore>,
 }
@@ -237,9 +234,11 @@ impl Started {
     /// flight to finish; returns how many were still open.
     pub fn drain(&self, grace: Duration) -> usize {
         let deadline = std::time::Instant::now() + grace;
-        let mut left = self.handle.drain(grace);
-        for (_, route) in &self.routes {
-            left += route.drain(deadline.saturating_duration_since(std::time::Instant::now()));
+        let mut left = self.main.proxy.drain(grace);
+        for route in &self.routes {
+            left += route
+                .proxy
+                .drain(deadline.saturating_duration_since(std::time::Instant::now()));
         }
         left
     }
@@ -248,11 +247,17 @@ impl Started {
         for task in &self.tasks {
             task.abort();
         }
-        self.handle.shutdown();
-        for (_, route) in self.routes {
-            route.shutdown();
+        let Started {
+            main,
+            routes,
+            telemetry,
+            ..
+        } = self;
+        main.stop();
+        for route in routes {
+            route.stop();
         }
-        if let Some(log) = self.telemetry.request_log() {
+        if let Some(log) = telemetry.request_log() {
             log.close();
         }
     }
@@ -264,15 +269,6 @@ fn engine_options(args: &RunArgs) -> EngineOptions {
         max_duration: args.max_duration,
         time_scale: args.time_scale,
         allow_header_faults: args.allow_header_faults,
-    }
-}
-
-/// The scenario `source` holds (text, origin), compiled; passthrough without one. The error
-/// already reads `file:line:column: problem`.
-fn compile(source: Option<&(String, String, Option<PathBuf>)>) -> anyhow::Result<Scenario> {
-    match source {
-        Some((text, origin, _)) => Scenario::parse(text, origin).map_err(|e| anyhow::anyhow!("{e}")),
-        None => Ok(Scenario::empty()),
     }
 }
 
@@ -391,26 +387,13 @@ fn check_not_production(url: &str, allowed: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `--scenario`: a file, or `builtin:NAME`. Returns the text, its origin for error
-/// messages, and the file to watch (none for a built-in one).
-fn scenario_source(spec: &str) -> anyhow::Result<(String, String, Option<PathBuf>)> {
-    if let Some(builtin) = s3chaos::library::resolve(spec) {
-        let (text, origin) = builtin.map_err(anyhow::Error::msg)?;
-        return Ok((text.to_owned(), origin, None));
-    }
-    let path = PathBuf::from(spec);
-    let text = s3chaos::scenario::read_file(&path)?;
-    Ok((text, path.display().to_string(), Some(path)))
-}
-
 pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let ca = private_ca(args)?;
     let tls = tls_config(args, ca.as_deref())?;
     let connect_to = ConnectToTable::new(args.connect_to.clone());
     let forward = forward_config(args, ca, connect_to.clone())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let source = args.scenario.as_deref().map(scenario_source).transpose()?;
-    let scenario = compile(source.as_ref())?;
+    let source = scenario_source(args.scenario.as_deref())?;
     let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
         "off" => None,
         addr => Some(
@@ -455,28 +438,22 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let upstream = Upstream::new(&upstream_url, &options)?;
     let upstream_idle = upstream.idle_connections();
 
-    let rules = scenario.rules().len();
-    let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
-    let engine = Arc::new(Engine::with_options(scenario, engine_options(args)));
-    let shared = Shared::new(
-        engine.clone(),
-        upstream,
-        Classifier::new(&args.domains),
-        telemetry.clone(),
-    );
-    let proxy = Proxy::bind(args.listen, shared).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = proxy.local_addr();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let handle = proxy
-        .start_with(workers, serve_options(args, tls.clone(), forward.clone()))
-        .context("starting proxy workers")?;
-    let watched = source.as_ref().and_then(|(_, _, path)| path.clone());
-    let control = Arc::new(match source {
-        Some((text, origin, _)) => Control::new(engine.clone(), text, origin),
-        None => Control::passthrough(engine.clone()),
-    });
+    let watched = source.path().map(|p| p.to_owned());
+    let main = Frontend::builder(args.listen, upstream, source)
+        .engine_options(engine_options(args))
+        .classifier(Classifier::new(&args.domains))
+        .telemetry(telemetry.clone())
+        .workers(workers)
+        .serve_options(serve_options(args, tls.clone(), forward.clone()))
+        .reload_poll(Some(args.reload_poll))
+        .start()?;
+    let (addr, engine, control) = (main.addr, main.engine.clone(), main.control.clone());
+    let scenario = engine.scenario();
+    let rules = scenario.rules().len();
+    let (name, seed, seed_given) = (scenario.name().to_owned(), scenario.seed(), scenario.seed_given());
     let mut tasks = Vec::new();
     let mut admin_bound = None;
     if let Some(addr) = admin_addr {
@@ -485,7 +462,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
             AdminState {
                 control: control.clone(),
                 telemetry: telemetry.clone(),
-                blackholed: handle.blackholed_counter(),
+                blackholed: main.proxy.blackholed_counter(),
                 upstream_idle,
                 token: args.admin_token.clone().filter(|t| !t.is_empty()),
             },
@@ -539,20 +516,12 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
             1.0 / scale
         );
     }
-    tasks.push(Supervisor::new(control.clone()).spawn());
-    let mut reload_now = None;
     if let Some(path) = watched {
-        let (now, task) = Reloader::new(&path, control.clone()).spawn(args.reload_poll);
         tracing::info!(file = %path.display(), "watching the scenario file; a valid change applies live (SIGHUP reloads now)");
-        reload_now = Some(now);
-        tasks.push(task);
     }
     let mut routes = Vec::new();
     for route in &args.routes {
-        let (route_addr, route_handle, route_tasks) =
-            start_route(args, route, &upstream_url, &options, tls.clone()).await?;
-        routes.push((route_addr, route_handle));
-        tasks.extend(route_tasks);
+        routes.push(start_route(args, route, &upstream_url, &options, tls.clone())?);
     }
     Ok(Started {
         addr,
@@ -560,9 +529,8 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         engine,
         telemetry,
         embedded: store.is_some(),
-        handle,
+        main,
         routes,
-        reload_now,
         tasks,
         _store: store,
     })
@@ -570,53 +538,47 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
 
 /// Starts one `--route`: its own engine (same options), upstream, counters, drill supervisor
 /// and, for a file, live reload. The admin API drives the main listener only.
-async fn start_route(
+fn start_route(
     args: &RunArgs,
     route: &Route,
     main_upstream: &str,
     options: &UpstreamOptions,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> anyhow::Result<(SocketAddr, ProxyHandle, Vec<JoinHandle<()>>)> {
-    let source = route.scenario.as_deref().map(scenario_source).transpose()?;
-    let scenario = compile(source.as_ref())?;
-    let name = scenario.name().to_owned();
-    let engine = Arc::new(Engine::with_options(scenario, engine_options(args)));
+) -> anyhow::Result<Running> {
+    let source = scenario_source(route.scenario.as_deref())?;
     let upstream_url = route.upstream.as_deref().unwrap_or(main_upstream);
     check_not_production(upstream_url, args.i_know_this_is_production)?;
     let upstream = Upstream::new(upstream_url, options)?;
-    let shared = Shared::new(
-        engine.clone(),
-        upstream,
-        Classifier::new(&args.domains),
-        Arc::new(Telemetry::default()),
-    );
-    let proxy =
-        Proxy::bind(route.listen, shared).with_context(|| format!("route: cannot listen on {}", route.listen))?;
-    let addr = proxy.local_addr();
-    let workers = args.workers.unwrap_or(1).max(1);
-    let handle = proxy
-        .start_with(workers, serve_options(args, tls, None))
-        .context("starting a route's workers")?;
-    let control = Arc::new(match &source {
-        Some((text, origin, _)) => Control::new(engine.clone(), text.clone(), origin.clone()),
-        None => Control::passthrough(engine.clone()),
-    });
-    let mut tasks = vec![Supervisor::new(control.clone()).spawn()];
-    if let Some((_, _, Some(path))) = &source {
-        tasks.push(Reloader::new(path, control).spawn(args.reload_poll).1);
-    }
+    let running = Frontend::builder(route.listen, upstream, source)
+        .engine_options(engine_options(args))
+        .classifier(Classifier::new(&args.domains))
+        .workers(args.workers.unwrap_or(1))
+        .serve_options(serve_options(args, tls, None))
+        .reload_poll(Some(args.reload_poll))
+        .start()
+        .context("starting a route")?;
     let scheme = if args.tls_cert.is_some() || args.tls_self_signed {
         "https"
     } else {
         "http"
     };
-    tracing::info!(upstream = %upstream_url, scenario = %name, "route listening on {scheme}://{addr}");
-    Ok((addr, handle, tasks))
+    let name = running.engine.scenario().name().to_owned();
+    tracing::info!(upstream = %upstream_url, scenario = %name, "route listening on {scheme}://{}", running.addr);
+    Ok(running)
+}
+
+/// The scenario a `--scenario` argument names (`builtin:NAME` or a file); passthrough
+/// without one.
+fn scenario_source(spec: Option<&str>) -> anyhow::Result<Source> {
+    match spec {
+        None => Ok(Source::None),
+        Some(spec) => s3chaos::library::source(spec).map_err(anyhow::Error::msg),
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = start(&args).await?;
-    serve_signals(&started.engine, started.reload_now.clone()).await?;
+    serve_signals(&started.engine, started.main.reload_now.clone()).await?;
     let grace = args.shutdown_grace;
     tracing::info!(
         "no longer accepting; letting requests in flight finish (up to {})",

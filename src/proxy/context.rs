@@ -310,8 +310,13 @@ impl Body for ReplyBody {
 impl Drop for ReplyBody {
     fn drop(&mut self) {
         // Dropped without an end: complete if nothing was left to send (hyper need not poll
-        // an empty body), else the client went away mid-body.
-        let outcome = if self.inner.is_end_stream() {
+        // an empty body; a client may close as soon as it has every promised byte, before
+        // the body's own end is polled), else the client went away mid-body.
+        let delivered = self
+            .ctx
+            .as_ref()
+            .is_some_and(|c| c.promised.is_some_and(|p| c.sent >= p));
+        let outcome = if delivered || self.inner.is_end_stream() {
             Outcome::Complete
         } else {
             Outcome::ClientGone

@@ -108,11 +108,13 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
     Ok(report)
 }
 
-/// A request the client did not get a good answer to: a 5xx, no response at all, or a body
-/// that did not arrive whole (cut by a fault, the client gave up, the upstream broke off).
-/// Logs written before the outcome was recorded are judged by status alone.
+/// A request the client did not get a good answer to: a 5xx, no response at all (a
+/// blackhole, a reset, a client that gave up waiting for the head), or a body that did not
+/// arrive whole because a fault cut it or the upstream broke off. A client that had its
+/// answer's head and then stopped reading (an SDK that drops a body it does not need) is not
+/// a failure. Logs written before the outcome was recorded are judged by status alone.
 fn is_error(e: &RequestEvent) -> bool {
-    e.status.is_none_or(|s| s >= 500) || e.outcome.as_deref().is_some_and(|o| o != "complete")
+    e.status.is_none_or(|s| s >= 500) || matches!(e.outcome.as_deref(), Some("cut" | "upstream_error"))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -449,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn cut_bodies_and_clients_that_gave_up_are_failures() {
+    fn cut_bodies_and_answers_never_given_are_failures() {
         let with = |ms, outcome: &str| {
             let mut e = event(ms, "GetObject", "a", Some(200), Some("cut"), "p");
             e.1.outcome = Some(outcome.into());
@@ -461,10 +463,14 @@ mod tests {
             with(200, "client_gone"),
             event(300, "GetObject", "a", Some(200), None, "p"),
         ];
+        events[2].1.status = None; // The client gave up before the head.
+        let mut late = with(400, "client_gone"); // ... or stopped reading after a 200 head.
+        late.1.rule = None;
+        events.push(late);
         let r = build(&mut events);
         assert_eq!(
             r.errors, 2,
-            "a 200 whose body was cut, or never arrived, failed the client"
+            "a cut body and an answer never given failed the client; a body left unread did not"
         );
         assert_eq!(r.operations[0].errors, 2);
     }

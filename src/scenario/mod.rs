@@ -17,7 +17,7 @@ pub use limits::{MAX_FLOW_DEPTH, MAX_SCENARIO_BYTES};
 
 use std::fmt;
 use std::num::{NonZeroU64, NonZeroUsize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Method};
@@ -169,6 +169,45 @@ impl Spec {
             },
             rules: Vec::new(),
             phases: Vec::new(),
+        }
+    }
+}
+
+/// Where a running scenario comes from. Every source is read through the same bounded reader
+/// ([`read_file`]) or checked against the same limits when parsed.
+#[derive(Debug, Clone, Default)]
+pub enum Source {
+    /// No scenario: pure passthrough.
+    #[default]
+    None,
+    /// Text with a name for errors (a built-in scenario, a test's YAML, the admin API's body).
+    Text { text: String, origin: String },
+    /// A file, read at start and watched for changes.
+    File(PathBuf),
+}
+
+impl Source {
+    pub fn text(text: impl Into<String>, origin: impl Into<String>) -> Source {
+        Source::Text {
+            text: text.into(),
+            origin: origin.into(),
+        }
+    }
+
+    /// The text and its origin; `None` for passthrough.
+    pub fn read(&self) -> Result<Option<(String, String)>, ScenarioError> {
+        match self {
+            Source::None => Ok(None),
+            Source::Text { text, origin } => Ok(Some((text.clone(), origin.clone()))),
+            Source::File(path) => Ok(Some((read_file(path)?, path.display().to_string()))),
+        }
+    }
+
+    /// The file to watch, if the source is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Source::File(path) => Some(path),
+            _ => None,
         }
     }
 }

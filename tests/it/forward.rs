@@ -15,10 +15,12 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use http::Version;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3chaos::frontend::{Frontend, Running};
 use s3chaos::proxy::connect_to::ConnectToTable;
 use s3chaos::proxy::forward::Forward;
 use s3chaos::proxy::tls::PrivateCa;
-use s3chaos::proxy::{Proxy, ProxyHandle, ServeOptions, Shared, Upstream, UpstreamOptions};
+use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
+use s3chaos::scenario::Source;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
@@ -89,7 +91,7 @@ pub(crate) async fn start_aws_like_store(http2: bool) -> AwsLikeStore {
 }
 
 struct ForwardProxy {
-    handle: ProxyHandle,
+    handle: Running,
     engine: Arc<s3chaos::engine::Engine>,
     ca_pem: String,
     _ca_file: tempfile::NamedTempFile,
@@ -121,20 +123,21 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
         http2,
     )
     .unwrap();
-    let scenario = s3chaos::engine::Scenario::parse(scenario, "forward.yaml").unwrap();
-    let engine = Arc::new(s3chaos::engine::Engine::new(scenario));
-    let shared = Shared::new(engine.clone(), upstream, Default::default(), Arc::default());
-    let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
-        .unwrap()
-        .start_with(
-            2,
-            ServeOptions {
-                forward: Some(Arc::new(forward)),
-                http2,
-                ..ServeOptions::default()
-            },
-        )
-        .unwrap();
+    let running = Frontend::builder(
+        "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        Source::text(scenario, "forward.yaml"),
+    )
+    .workers(2)
+    .serve_options(ServeOptions {
+        forward: Some(Arc::new(forward)),
+        http2,
+        ..ServeOptions::default()
+    })
+    .start()
+    .unwrap();
+    let engine = running.engine.clone();
+    let handle = running;
     ForwardProxy {
         handle,
         engine,
@@ -193,7 +196,7 @@ rules:
 async fn forward_mode_drill(http2: bool) {
     let store = start_aws_like_store(true).await;
     let proxy = start_forward_proxy(&store, SCENARIO, http2);
-    let app = app_client(proxy.handle.local_addr(), &proxy.ca_pem, None);
+    let app = app_client(proxy.handle.addr, &proxy.ca_pem, None);
 
     crate::harness::round_trip(&app, "fwd", 2 * 1024 * 1024 + 3, 41).await;
 
@@ -219,7 +222,7 @@ async fn forward_mode_drill(http2: bool) {
     assert!(versions.iter().all(|v| *v == expected), "{versions:?}");
 
     // An app that trusts only the store's own CA: s3chaos's minted certificate is refused.
-    let untrusting = app_client(proxy.handle.local_addr(), &store.ca_pem, None);
+    let untrusting = app_client(proxy.handle.addr, &store.ca_pem, None);
     let err = untrusting.list_buckets().send().await.unwrap_err();
     assert!(matches!(err, SdkError::DispatchFailure(_)), "not trusted: {err:?}");
     assert!(app.list_buckets().send().await.is_ok(), "the trusting app goes on");
@@ -242,7 +245,7 @@ async fn forward_mode_intercepts_aws_hosts_over_http1() {
 async fn other_hosts_are_tunnelled_untouched_and_plain_http_is_proxied() {
     let store = start_aws_like_store(true).await;
     let proxy = start_forward_proxy(&store, SCENARIO, true);
-    let addr = proxy.handle.local_addr();
+    let addr = proxy.handle.addr;
 
     let direct = app_client(
         addr,
@@ -384,7 +387,7 @@ phases:
         .replace(s3chaos::engine::Scenario::parse(PHASES, "p").unwrap());
 
     // The app's side of a tunnel: CONNECT, then TLS trusting s3chaos's CA.
-    let mut tcp = tokio::net::TcpStream::connect(proxy.handle.local_addr()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(proxy.handle.addr).await.unwrap();
     tcp.write_all(format!("CONNECT {AWS_HOST}:443 HTTP/1.1\r\nHost: {AWS_HOST}:443\r\n\r\n").as_bytes())
         .await
         .unwrap();

@@ -19,10 +19,10 @@ use s3chaos::admin::{Admin, AdminState};
 use s3chaos::control::Control;
 use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{self, EmbeddedStore};
-use s3chaos::engine::Scenario;
 use s3chaos::engine::{Engine, EngineOptions, RuleStats};
-use s3chaos::proxy::{Proxy, ProxyHandle, Shared, Upstream, UpstreamOptions};
-use s3chaos::s3::Classifier;
+use s3chaos::frontend::{Frontend, Running};
+use s3chaos::proxy::{Upstream, UpstreamOptions};
+use s3chaos::scenario::Source;
 use s3chaos::telemetry::{RequestEvent, RequestLog, Telemetry};
 
 pub const ACCESS_KEY: &str = "AKIAS3CHAOSTEST";
@@ -33,7 +33,7 @@ pub struct Harness {
     pub proxy: SocketAddr,
     pub engine: Arc<Engine>,
     pub telemetry: Arc<Telemetry>,
-    handle: ProxyHandle,
+    handle: Running,
     _dir: tempfile::TempDir,
 }
 
@@ -110,7 +110,7 @@ impl Harness {
 
     /// Connections this harness's proxy holds open for blackholes.
     pub fn blackholed(&self) -> usize {
-        self.handle.blackholed_connections()
+        self.handle.proxy.blackholed_connections()
     }
 
     /// The admin API for this harness's proxy, on a loopback port, with the drill supervisor
@@ -122,7 +122,7 @@ impl Harness {
             AdminState {
                 control: control.clone(),
                 telemetry: self.telemetry.clone(),
-                blackholed: self.handle.blackholed_counter(),
+                blackholed: self.handle.proxy.blackholed_counter(),
                 upstream_idle: Default::default(),
                 token: token.map(str::to_owned),
             },
@@ -163,25 +163,29 @@ pub async fn start_store(dir: &std::path::Path) -> EmbeddedStore {
     .unwrap()
 }
 
-pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
+pub async fn start_proxy(upstream: Arc<Upstream>, scenario: &str) -> (SocketAddr, Arc<Engine>, Running) {
     start_proxy_with(upstream, scenario, Arc::default(), EngineOptions::default()).await
 }
 
+/// s3chaos in front of `upstream`, started as `s3chaos run` starts it (the library's builder).
 pub async fn start_proxy_with(
     upstream: Arc<Upstream>,
     scenario: &str,
     telemetry: Arc<Telemetry>,
     options: EngineOptions,
-) -> (SocketAddr, Arc<Engine>, ProxyHandle) {
-    let scenario = Scenario::parse(scenario, "test.yaml").unwrap();
-    let engine = Arc::new(Engine::with_options(scenario, options));
-    let shared = Shared::new(engine.clone(), upstream, Classifier::default(), telemetry);
+) -> (SocketAddr, Arc<Engine>, Running) {
+    let running = Frontend::builder(
+        "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        Source::text(scenario, "test.yaml"),
+    )
+    .engine_options(options)
+    .telemetry(telemetry)
     // Two workers, as on a 2-core machine.
-    let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
-        .unwrap()
-        .start(2)
-        .unwrap();
-    (handle.local_addr(), engine, handle)
+    .workers(2)
+    .start()
+    .unwrap();
+    (running.addr, running.engine.clone(), running)
 }
 
 /// An SDK client as an app would configure it: path-style against an IP endpoint, standard

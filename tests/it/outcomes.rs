@@ -132,3 +132,29 @@ async fn h2_blackholed_and_reset_streams_are_logged() {
     assert_eq!(by_key("ok").outcome.as_deref(), Some("complete"));
     assert_eq!(by_key("ok").status, Some(403));
 }
+
+/// A client that closes as soon as it has every promised byte (an SDK dropping a body it
+/// read to its length) got the whole answer: complete, not "client gone".
+#[tokio::test]
+async fn a_client_that_closes_after_the_last_byte_got_it_all() {
+    let h = Harness::start_logged("name: none\n").await;
+    put(&h, "k", 200_000).await;
+    let (target, host) = presigned_get(&h, "bkt", "k").await;
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        got.extend_from_slice(&buf[..n]);
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n");
+        if n == 0 || head_end.is_some_and(|e| got.len() - (e + 4) >= 200_000) {
+            break;
+        }
+    }
+    drop(s);
+    let events = h.events(1).await;
+    assert_eq!(events[0].outcome.as_deref(), Some("complete"), "{:?}", events[0]);
+    assert_eq!(events[0].bytes, Some(200_000));
+}

@@ -2,7 +2,6 @@
 //! s3chaos with `--upstream-ca` (here `UpstreamOptions::ca_file`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use hyper::server::conn::http1;
@@ -145,30 +144,25 @@ pub fn https_client_with_keys(addr: SocketAddr, ca_pem: &[u8], key: &str, secret
 /// handshake, and the others go on unaffected.
 #[tokio::test]
 async fn the_tls_listener_serves_clients_that_trust_its_generated_ca() {
-    use s3chaos::proxy::{Proxy, ServeOptions, Shared, Upstream, UpstreamOptions};
+    use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
     let dir = tempfile::tempdir().unwrap();
     let store = crate::harness::start_store(&dir.path().join("data")).await;
     let ca_path = dir.path().join("ca.pem");
     let tls = s3chaos::proxy::tls::self_signed(&["127.0.0.1".to_owned(), "localhost".to_owned()], &ca_path).unwrap();
-    let scenario = s3chaos::engine::Scenario::parse(
+    let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
+    let scenario = s3chaos::scenario::Source::text(
         "name: tls\nrules:\n  - {name: throttle, match: {key: throttled}, fault: {error: SlowDown}}\n  - {name: cut, match: {key: reset}, fault: reset}\n",
         "tls.yaml",
-    )
-    .unwrap();
-    let engine = Arc::new(s3chaos::engine::Engine::new(scenario));
-    let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
-    let shared = Shared::new(engine, upstream, Default::default(), Arc::default());
-    let handle = Proxy::bind("127.0.0.1:0".parse().unwrap(), shared)
-        .unwrap()
-        .start_with(
-            2,
-            ServeOptions {
-                tls: Some(tls),
-                ..ServeOptions::default()
-            },
-        )
+    );
+    let handle = s3chaos::frontend::Frontend::builder("127.0.0.1:0".parse().unwrap(), upstream, scenario)
+        .workers(2)
+        .serve_options(ServeOptions {
+            tls: Some(tls),
+            ..ServeOptions::default()
+        })
+        .start()
         .unwrap();
-    let addr = handle.local_addr();
+    let addr = handle.addr;
     let ca = std::fs::read(&ca_path).unwrap();
     assert!(String::from_utf8_lossy(&ca).starts_with("-----BEGIN CERTIFICATE-----"));
 

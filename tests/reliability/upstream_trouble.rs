@@ -108,7 +108,7 @@ impl Front {
 struct Setup {
     front: Front,
     proxy: SocketAddr,
-    handle: ProxyHandle,
+    handle: s3chaos::frontend::Running,
     store: EmbeddedStore,
     _dir: tempfile::TempDir,
 }
@@ -218,7 +218,7 @@ async fn upstream_refusing_resetting_hanging_and_restarting_is_contained() {
         .unwrap();
     drop(c);
     all_served(s.proxy, 10, &body, "warm-up").await;
-    let (fds_before, tasks_before) = settled_counts(&s.handle).await;
+    let (fds_before, tasks_before) = settled_counts(&s.handle.proxy).await;
 
     // Refused: nothing listens at the upstream address.
     s.front.stop_listening().await;
@@ -278,7 +278,7 @@ async fn upstream_refusing_resetting_hanging_and_restarting_is_contained() {
 
     // Back to normal, and nothing left behind.
     all_served(s.proxy, 10, &body, "after the restart").await;
-    let (fds_after, tasks_after) = settled_counts(&s.handle).await;
+    let (fds_after, tasks_after) = settled_counts(&s.handle.proxy).await;
     // Slack for pooled upstream connections (each one socket and one task) that a different
     // interleaving keeps idle.
     assert!(
