@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, Ending, RequestAction};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,9 +28,9 @@ impl Fault for Blackhole {
     }
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
-        RequestAction::Blackhole {
+        RequestAction::End(Ending::Blackhole {
             connection: self.connection,
-        }
+        })
     }
 
     fn describe(&self) -> String {
@@ -39,5 +39,24 @@ impl Fault for Blackhole {
         } else {
             "blackhole".into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_the_stream_or_the_connection() {
+        let parse = |y: &str| serde_yaml_ng::from_str::<Blackhole>(y).unwrap();
+        for (yaml, whole) in [("{}", false), ("{connection: true}", true)] {
+            let RequestAction::End(Ending::Blackhole { connection }) = super::super::request_phase(&parse(yaml), "GET", "/b/k")
+            else {
+                panic!("a blackhole ends the request unanswered");
+            };
+            assert_eq!(connection, whole, "{yaml}");
+        }
+        assert!(serde_yaml_ng::from_str::<Blackhole>("{forever: true}").is_err());
+        assert_eq!(parse("{connection: true}").describe(), "blackhole (connection)");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, Ending, RequestAction};
 use crate::body::full;
 use crate::s3::{Code, S3ErrorResponse};
 use crate::s3::error::{RequestIds, SkewFields};
@@ -54,7 +54,7 @@ impl Fault for ClockSkew {
         let mut response = error.render_skewed(ctx.request.method, &RequestIds::generate(), &skew);
         let date = HeaderValue::from_str(&httpdate::fmt_http_date(server_time)).expect("an HTTP date is ASCII");
         response.headers_mut().insert(http::header::DATE, date);
-        RequestAction::Respond(response.map(full))
+        RequestAction::End(Ending::Respond(response.map(full)))
     }
 
     fn describe(&self) -> String {

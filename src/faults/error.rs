@@ -6,7 +6,7 @@ use std::fmt;
 use http::StatusCode;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::{Fault, FaultCtx, RequestAction, When};
+use super::{Fault, FaultCtx, Ending, RequestAction, When};
 use http::{Method, Response};
 
 use crate::body::{ProxyBody, full};
@@ -29,8 +29,11 @@ impl Fault for ErrorFault {
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let response = answer(&self.response, ctx.request.method, ctx.request.path);
         match self.when {
-            When::BeforeUpstream => RequestAction::Respond(response),
-            When::AfterUpstream => RequestAction::RespondAfterUpstream(response),
+            When::BeforeUpstream => RequestAction::End(Ending::Respond(response)),
+            When::AfterUpstream => RequestAction::End(Ending::AfterUpstream {
+                answer: Some(response),
+                connection: false,
+            }),
         }
     }
 

@@ -10,7 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde::de::{Deserialize, Deserializer};
 
 use super::error::ErrorFault;
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, Ending, RequestAction};
 use crate::body::full;
 use crate::s3::S3ErrorResponse;
 use crate::s3::error::RequestIds;
@@ -43,7 +43,7 @@ impl Fault for ErrorInBody {
         headers.insert("x-amz-request-id", HeaderValue::from_str(&ids.request_id).expect("hex"));
         headers.insert("x-amz-id-2", HeaderValue::from_str(&ids.host_id).expect("base64"));
         headers.insert(http::header::SERVER, HeaderValue::from_static("AmazonS3"));
-        RequestAction::Respond(response)
+        RequestAction::End(Ending::Respond(response))
     }
 
     fn describe(&self) -> String {
@@ -73,7 +73,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("host", "127.0.0.1".parse().unwrap());
         let info = Classifier::default().classify(&method, &uri, &headers);
-        let RequestAction::Respond(response) = fault.on_request(&FaultCtx {
+        let RequestAction::End(Ending::Respond(response)) = fault.on_request(&FaultCtx {
             request: &info,
             draw: Draw::new(1, 0, 0),
             state: None,

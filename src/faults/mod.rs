@@ -55,23 +55,42 @@ pub enum RequestAction {
     Continue,
     /// Wait this long first (delays add up across faults and rules).
     Delay(Duration),
+    /// End the request this way (the first fault that ends it wins; later ones do not run).
+    End(Ending),
+}
+
+/// How a fault ends a request: the one type the proxy acts on, whatever the fault.
+pub enum Ending {
     /// Answer the client with this response; the upstream is never contacted.
     Respond(Response<ProxyBody>),
+    /// Read the client's whole upload (discarding it), then answer with this response; the
+    /// upstream is never contacted.
+    ReadBodyThenRespond(Response<ProxyBody>),
     /// Never answer; hold the connection (on HTTP/2 the stream, unless `connection`) until
     /// the client gives up.
     Blackhole { connection: bool },
     /// Abort the connection with a TCP RST before any response byte (on HTTP/2 reset the
     /// stream, unless `connection`).
     Reset { connection: bool },
-    /// Read the client's whole upload (discarding it), then answer with this response; the
-    /// upstream is never contacted.
-    ReadBodyThenRespond(Response<ProxyBody>),
     /// Forward the request and let the upstream do it (store the object, delete the key),
-    /// then answer the client with this response instead: the ambiguous outcome.
-    RespondAfterUpstream(Response<ProxyBody>),
-    /// Forward the request and let the upstream do it, then reset the client's connection
-    /// (on HTTP/2 the stream, unless `connection`).
-    ResetAfterUpstream { connection: bool },
+    /// then answer the client with `answer` instead, or with none reset its connection (on
+    /// HTTP/2 the stream, unless `connection`): the ambiguous outcome.
+    AfterUpstream {
+        answer: Option<Response<ProxyBody>>,
+        connection: bool,
+    },
+}
+
+impl Ending {
+    /// The response a fault answers with, if it answers.
+    pub fn response(&self) -> Option<&Response<ProxyBody>> {
+        match self {
+            Ending::Respond(r) | Ending::ReadBodyThenRespond(r) | Ending::AfterUpstream { answer: Some(r), .. } => {
+                Some(r)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Whether a fault applies to one request, decided by the engine when the rule matched.
@@ -397,6 +416,29 @@ impl<'de> Deserialize<'de> for FaultList {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Test support for the fault files: runs `f` with a classified request.
+#[cfg(test)]
+pub(crate) fn with_request<R>(method: &str, target: &str, f: impl FnOnce(&RequestInfo<'_>) -> R) -> R {
+    let method: http::Method = method.parse().unwrap();
+    let uri: http::Uri = target.parse().unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "127.0.0.1:9080".parse().unwrap());
+    f(&crate::s3::Classifier::default().classify(&method, &uri, &headers))
+}
+
+/// Test support: the fault's request phase for a request, with its own state.
+#[cfg(test)]
+pub(crate) fn request_phase<F: Fault>(fault: &F, method: &str, target: &str) -> RequestAction {
+    let state = fault.new_state();
+    with_request(method, target, |request| {
+        fault.on_request(&FaultCtx {
+            request,
+            draw: Draw::new(1, 0, 0),
+            state: state.as_ref(),
+        })
+    })
 }
 
 #[cfg(test)]

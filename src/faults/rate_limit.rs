@@ -19,7 +19,7 @@ use std::time::Instant;
 use http::Method;
 use serde::Deserialize;
 
-use super::{Applies, ErrorFault, Fault, FaultCtx, FaultState, RequestAction, state_of};
+use super::{Applies, ErrorFault, Fault, FaultCtx, FaultState, Ending, RequestAction, state_of};
 use crate::s3::{Code, RequestInfo, S3ErrorResponse};
 
 /// Keys tracked before idle ones are swept.
@@ -178,7 +178,11 @@ impl Fault for RateLimit {
     }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
-        RequestAction::Respond(super::error::answer(&self.error, ctx.request.method, ctx.request.path))
+        RequestAction::End(Ending::Respond(super::error::answer(
+            &self.error,
+            ctx.request.method,
+            ctx.request.path,
+        )))
     }
 
     fn describe(&self) -> String {

@@ -34,3 +34,19 @@ impl Fault for RequestBandwidth {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::bandwidth::Throttle;
+    use super::super::filter;
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_upload_is_read_at_the_rate() {
+        // 40 B/s: 2-byte pieces every 50 ms; 8 bytes take 150 ms.
+        let (sent, _) = filter::run(Throttle::new(40), &[b"abcdefgh"]).await;
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent.last().unwrap().0.as_millis(), 150);
+        let fault: super::RequestBandwidth = serde_yaml_ng::from_str("1KiB/s").unwrap();
+        assert_eq!(super::Fault::describe(&fault), "request_bandwidth 1.0 KiB/s");
+    }
+}

@@ -2,7 +2,7 @@
 //! socket connection to the server was not read from or written to within the timeout
 //! period."), as S3 does when an upload goes idle. The upstream never sees the request.
 
-use super::{Fault, FaultCtx, RequestAction};
+use super::{Fault, FaultCtx, Ending, RequestAction};
 use crate::s3::{Code, S3ErrorResponse};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,10 +26,30 @@ impl Fault for RequestTimeout {
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let error = S3ErrorResponse::standard(Code::RequestTimeout);
-        RequestAction::ReadBodyThenRespond(super::error::answer(&error, ctx.request.method, ctx.request.path))
+        RequestAction::End(Ending::ReadBodyThenRespond(super::error::answer(
+            &error,
+            ctx.request.method,
+            ctx.request.path,
+        )))
     }
 
     fn describe(&self) -> String {
         "request_timeout".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_upload_then_answers_400_request_timeout() {
+        let RequestAction::End(Ending::ReadBodyThenRespond(response)) =
+            super::super::request_phase(&RequestTimeout, "PUT", "/b/k")
+        else {
+            panic!("request_timeout reads the body, then answers");
+        };
+        assert_eq!(response.status(), 400);
+        assert!(serde_yaml_ng::from_str::<RequestTimeout>("{}").is_ok(), "takes any value");
     }
 }

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use super::cut::{Cut, CutAfter};
-use super::{BodyCtx, Fault, FaultCtx, RequestAction, When, filter};
+use super::{BodyCtx, Fault, FaultCtx, Ending, RequestAction, When, filter};
 use crate::body::ProxyBody;
 use crate::values::ByteSize;
 
@@ -79,12 +79,13 @@ impl Fault for Reset {
 
     fn on_request(&self, _ctx: &FaultCtx<'_>) -> RequestAction {
         match (self.after_bytes, self.after_request_bytes, self.when) {
-            (None, None, When::BeforeUpstream) => RequestAction::Reset {
+            (None, None, When::BeforeUpstream) => RequestAction::End(Ending::Reset {
                 connection: self.connection,
-            },
-            (None, None, When::AfterUpstream) => RequestAction::ResetAfterUpstream {
+            }),
+            (None, None, When::AfterUpstream) => RequestAction::End(Ending::AfterUpstream {
+                answer: None,
                 connection: self.connection,
-            },
+            }),
             _ => RequestAction::Continue,
         }
     }
@@ -114,6 +115,55 @@ impl Fault for Reset {
             format!("{described} (connection)")
         } else {
             described
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reset(yaml: &str) -> Reset {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn before_the_response_after_the_upstream_or_in_the_body() {
+        let phase = |r: &Reset| super::super::request_phase(r, "GET", "/b/k");
+        assert!(matches!(
+            phase(&reset("{}")),
+            RequestAction::End(Ending::Reset { connection: false })
+        ));
+        assert!(matches!(
+            phase(&reset("{connection: true}")),
+            RequestAction::End(Ending::Reset { connection: true })
+        ));
+        assert!(matches!(
+            phase(&reset("{when: after_upstream}")),
+            RequestAction::End(Ending::AfterUpstream { answer: None, .. })
+        ));
+        // A cut in the body lets the request go on; the body phase does the cut.
+        assert!(matches!(phase(&reset("{after_bytes: 10}")), RequestAction::Continue));
+        assert!(matches!(phase(&reset("{after_request_bytes: 10}")), RequestAction::Continue));
+        assert!(serde_yaml_ng::from_str::<Reset>("{after_bytes: 1, when: after_upstream}").is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_cut_in_the_body_resets_after_n_bytes() {
+        let conn = std::sync::Arc::new(super::super::fate::ConnControl::new(Default::default()));
+        let (sent, cut) = filter::run(CutAfter::new(3, reset("{after_bytes: 3}").cut(), conn.clone()), &[b"abcdef"]).await;
+        assert_eq!(sent.concat_bytes(), b"abc");
+        assert!(cut);
+        assert_eq!(conn.fate(), super::super::fate::Fate::Reset, "an RST, not a FIN");
+    }
+
+    trait Concat {
+        fn concat_bytes(&self) -> Vec<u8>;
+    }
+
+    impl Concat for Vec<(std::time::Duration, Vec<u8>)> {
+        fn concat_bytes(&self) -> Vec<u8> {
+            self.iter().flat_map(|(_, p)| p.clone()).collect()
         }
     }
 }

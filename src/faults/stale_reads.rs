@@ -23,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use super::{Applies, BodyCtx, Fault, FaultCtx, FaultState, RequestAction, state_of};
+use super::{Applies, BodyCtx, Fault, FaultCtx, FaultState, Ending, RequestAction, state_of};
 use crate::body::{BoxError, ProxyBody, full};
 use crate::s3::{Code, Operation, RequestInfo, S3ErrorResponse};
 use crate::values::{ByteSize, DurationValue};
@@ -211,7 +211,7 @@ impl Fault for StaleReads {
                 response
             }
         };
-        RequestAction::Respond(response)
+        RequestAction::End(Ending::Respond(response))
     }
 
     fn on_response(&self, parts: &mut http::response::Parts, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
@@ -441,4 +441,64 @@ fn between(s: &str, open: &str, close: &str) -> Option<String> {
     let start = s.find(open)? + open.len();
     let end = s[start..].find(close)? + start;
     Some(s[start..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::{Target, fate::ConnControl, with_request};
+
+    fn stale() -> StaleReads {
+        serde_yaml_ng::from_str("{for: 1h}").unwrap()
+    }
+
+    /// The response phase of a successful request of `operation` on `key`.
+    fn answered(fault: &StaleReads, state: &FaultState, operation: Operation, key: &str) {
+        let target = Target {
+            operation,
+            bucket: Some("b".into()),
+            key: Some(key.into()),
+        };
+        let conn = Arc::new(ConnControl::new(Default::default()));
+        let ctx = BodyCtx {
+            target: &target,
+            draw: crate::draw::Draw::new(1, 0, 0),
+            state: Some(state),
+            conn: &conn,
+        };
+        let (mut parts, _) = Response::new(()).into_parts();
+        let _ = fault.on_response(&mut parts, full(Bytes::new()), &ctx);
+    }
+
+    #[test]
+    fn watches_writes_then_fires_on_reads_of_the_changed_key() {
+        let fault = stale();
+        let state = fault.new_state().unwrap();
+        let applies = |method: &str, target: &str| with_request(method, target, |r| fault.applies(r, Some(&state)));
+        assert_eq!(applies("GET", "/b/new"), Applies::Watch, "nothing changed yet: watch (to cache it)");
+        assert_eq!(applies("PUT", "/b/new"), Applies::Watch);
+        assert_eq!(applies("POST", "/b?delete"), Applies::Skip, "not a write it tracks");
+        answered(&fault, &state, Operation::PutObject, "new");
+        assert_eq!(applies("GET", "/b/new"), Applies::Fire, "a read within the window is stale");
+        assert_eq!(applies("GET", "/b/other"), Applies::Watch);
+        let phase = with_request("GET", "/b/new", |request| {
+            fault.on_request(&FaultCtx {
+                request,
+                draw: crate::draw::Draw::new(1, 0, 0),
+                state: Some(&state),
+            })
+        });
+        let RequestAction::End(Ending::Respond(response)) = phase else {
+            panic!("a stale read is answered in S3's place");
+        };
+        assert_eq!(response.status(), 404, "the key did not exist before its write: NoSuchKey");
+    }
+
+    #[test]
+    fn a_listing_omits_a_key_written_within_the_window() {
+        let xml = "<ListBucketResult><KeyCount>2</KeyCount><Contents><Key>a</Key></Contents><Contents><Key>new</Key></Contents></ListBucketResult>";
+        let edited = edit_listing(xml, &[("new".into(), None, false)]);
+        assert!(!edited.contains("<Key>new</Key>"), "{edited}");
+        assert!(edited.contains("<Key>a</Key>") && edited.contains("<KeyCount>1</KeyCount>"), "{edited}");
+    }
 }

@@ -28,3 +28,20 @@ impl Fault for Truncate {
         format!("truncate after {} response bytes", self.after_bytes.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn closes_cleanly_after_n_bytes() {
+        let t: Truncate = serde_yaml_ng::from_str("{after_bytes: 4}").unwrap();
+        let conn = std::sync::Arc::new(super::super::fate::ConnControl::new(Default::default()));
+        let (sent, cut) = filter::run(CutAfter::new(t.after_bytes.0, Cut::Close, conn.clone()), &[b"ab", b"cdef"]).await;
+        let bytes: Vec<u8> = sent.into_iter().flat_map(|(_, p)| p).collect();
+        assert_eq!(bytes, b"abcd");
+        assert!(cut, "the body ends short of its length");
+        assert_eq!(conn.fate(), super::super::fate::Fate::Normal, "a FIN: no RST asked for");
+        assert!(serde_yaml_ng::from_str::<Truncate>("{}").is_err(), "after_bytes is required");
+    }
+}

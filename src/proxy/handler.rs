@@ -13,26 +13,9 @@ use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::{Shared, Upstream};
 use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
-use crate::faults::{BodyCtx, FaultCtx, RequestAction};
+use crate::faults::{BodyCtx, Ending, FaultCtx, RequestAction};
 use crate::s3::{Code, RequestInfo, S3ErrorResponse};
 use crate::telemetry::{FaultEvent, Outcome};
-
-/// How the request phase ended, when a fault ended it.
-enum Ending {
-    Respond(Response<ProxyBody>),
-    ReadBodyThenRespond(Response<ProxyBody>),
-    Blackhole {
-        connection: bool,
-    },
-    Reset {
-        connection: bool,
-    },
-    /// The request still goes upstream; the client then gets this response or a reset.
-    AfterUpstream {
-        answer: Option<Response<ProxyBody>>,
-        connection: bool,
-    },
-}
 
 /// Where a request goes, and whether the scenario applies to it.
 pub(super) struct Destination {
@@ -248,25 +231,13 @@ fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -
                     delay += d;
                     None
                 }
-                RequestAction::Respond(r) => Some(Ending::Respond(r)),
-                RequestAction::ReadBodyThenRespond(r) => Some(Ending::ReadBodyThenRespond(r)),
-                RequestAction::Blackhole { connection } => Some(Ending::Blackhole { connection }),
-                RequestAction::Reset { connection } => Some(Ending::Reset { connection }),
-                RequestAction::RespondAfterUpstream(r) => Some(Ending::AfterUpstream {
-                    answer: Some(r),
-                    connection: false,
-                }),
-                RequestAction::ResetAfterUpstream { connection } => Some(Ending::AfterUpstream {
-                    answer: None,
-                    connection,
-                }),
+                RequestAction::End(ending) => Some(ending),
             };
-            let request_id = match &ending {
-                Some(
-                    Ending::Respond(r) | Ending::ReadBodyThenRespond(r) | Ending::AfterUpstream { answer: Some(r), .. },
-                ) => r.headers().get("x-amz-request-id").and_then(|v| v.to_str().ok()),
-                _ => None,
-            };
+            let request_id = ending
+                .as_ref()
+                .and_then(Ending::response)
+                .and_then(|r| r.headers().get("x-amz-request-id"))
+                .and_then(|v| v.to_str().ok());
             tracing::info!(
                 target: "s3chaos::fault",
                 rule = rule.name(),
