@@ -4,27 +4,25 @@
 //! a game-day drill at it instead of S3; it forwards every request unchanged and, following a
 //! YAML scenario, injects the faults real S3 outages produce.
 //!
-//! ## Layout
-//! - [`scenario`] — the YAML model, its validation (with file:line:column errors) and the
-//!   compiled [`scenario::Scenario`] shared read-only by every request.
-//! - [`s3`] — S3 knowledge: the request classifier (operation, bucket, key) and S3's error
-//!   codes and XML error bodies.
-//! - [`engine`] — matching and decisions: which rules fire for a request, decided once, with
-//!   seeded counter-based randomness; the kill switch and the cap on active faults.
-//! - [`drill`] — the supervisor beside the proxy: logs the timeline's phases, enforces the
-//!   stop condition.
-//! - [`reload`] — live reload of the scenario file (polling, and SIGHUP).
-//! - [`control`] — the one door to the running scenario, for reloads and the admin API
-//!   (rules added at run time live here).
-//! - [`admin`] — the admin API (JSON over HTTP) and its client, used by `s3chaos ctl`.
-//! - [`telemetry`] — per-worker counters, Prometheus text, recent faults, the event log.
-//! - [`report`] — an event log turned into a drill report (HTML with an SVG timeline, or
-//!   Markdown).
-//! - [`faults`] — one small file per fault kind behind the [`faults::Fault`] trait.
-//! - [`proxy`] — listener, request phases, upstream client, body streaming, connection fates.
-//! - [`library`] — the scenario library of `scenarios/`, built into the binary.
-//! - [`embedded`] — the built-in S3 store (s3s-fs) used when no upstream is given.
-//! - [`timer`] — a sub-millisecond timer for latency faults.
+//! ## Layout, in layers (each module uses only its own layer or those below; the
+//! `layering` test checks it)
+//! - leaves: [`s3`] (the request classifier, S3's typed error table and XML bodies),
+//!   [`values`] (durations, sizes, rates, globs, ramps as a scenario writes them), [`draw`]
+//!   (seeded per-request randomness), [`body`] (the body type), [`timer`] (the one clock
+//!   faults wait on: sub-millisecond in production, tokio's in tests).
+//! - [`faults`]: one small file per fault kind and one row in its table; body faults are
+//!   chunk filters; [`faults::fate`] is what a fault asks of the connection.
+//! - [`scenario`]: YAML → validated plain data ([`scenario::Spec`]), errors with
+//!   file:line:column; [`scenario::Source`] and the one bounded reader.
+//! - [`engine`]: compiles a spec ([`engine::Scenario`]: matchers, per-phase index, timeline,
+//!   fault state carried across reloads) and decides once per request.
+//! - services: [`control`] (the one door to the running scenario), [`drill`] (phase logs,
+//!   stop condition), [`reload`] (live reload), [`telemetry`] (per-worker counters,
+//!   Prometheus text, recent faults, the event log), [`library`] (the built-in scenarios).
+//! - [`proxy`]: listener and workers, the request pipeline and its per-request context
+//!   ([`proxy::context`]), the upstream pool, TLS, forward mode.
+//! - front: [`admin`] (admin API), [`report`] (drill reports), [`embedded`] (the built-in
+//!   S3 store), [`frontend`] (the builder `run`, `exec`, `--route` and the tests start from).
 
 pub mod admin;
 pub mod body;

@@ -59,16 +59,19 @@ struct Fired {
 impl Decision {
     /// Each rule that injects into this request, with its draw.
     pub fn fired(&self) -> impl Iterator<Item = (&Rule, Draw)> {
-        self.fired
-            .iter()
-            .filter(|f| !f.watch)
-            .map(|f| (&self.scenario.rules()[f.rule], f.draw.clone()))
+        self.rules(false)
     }
 
     /// Each rule that acts on the response, injecting or watching, with its draw.
     pub fn acting(&self) -> impl Iterator<Item = (&Rule, Draw)> {
+        self.rules(true)
+    }
+
+    /// The injecting rules, and with `watchers` the watching ones too, with their draws.
+    pub fn rules(&self, watchers: bool) -> impl Iterator<Item = (&Rule, Draw)> {
         self.fired
             .iter()
+            .filter(move |f| watchers || !f.watch)
             .map(|f| (&self.scenario.rules()[f.rule], f.draw.clone()))
     }
 

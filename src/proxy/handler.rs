@@ -13,7 +13,7 @@ use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::{Shared, Upstream};
 use crate::body::{self, BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
-use crate::faults::{BodyCtx, Ending, FaultCtx, RequestAction};
+use crate::faults::{BodyCtx, Ending, FaultCtx, FaultSpec, RequestAction};
 use crate::s3::{Code, RequestInfo, S3ErrorResponse};
 use crate::telemetry::{FaultEvent, Outcome};
 
@@ -142,19 +142,9 @@ async fn respond(
     if let Some(counter) = ctx.upload_counter() {
         upload = CountUpload::wrap(upload, counter);
     }
-    if let (Some(decision), Some(target)) = (ctx.decision(), ctx.target()) {
-        for (rule, draw) in decision.fired() {
-            for (fault, state) in rule.faults_with_state() {
-                let ctx = BodyCtx {
-                    target,
-                    draw: draw.clone(),
-                    state,
-                    conn,
-                };
-                upload = fault.on_request_body(upload, &ctx);
-            }
-        }
-    }
+    upload = through_faults(ctx, conn, false, upload, |fault, body, ctx| {
+        fault.on_request_body(body, ctx)
+    });
     let upstream_req = Request::from_parts(parts, upload);
     let sent = Instant::now();
     let outcome = upstream.send(upstream_req).await;
@@ -198,20 +188,36 @@ async fn respond(
     // Phase 5: response body faults.
     let (mut parts, mut body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let (Some(decision), Some(target)) = (ctx.decision(), ctx.target()) {
-        for (rule, draw) in decision.acting() {
-            for (fault, state) in rule.faults_with_state() {
-                let ctx = BodyCtx {
-                    target,
-                    draw: draw.clone(),
-                    state,
-                    conn,
-                };
-                body = fault.on_response(&mut parts, body, &ctx);
-            }
+    body = through_faults(ctx, conn, true, body, |fault, body, ctx| {
+        fault.on_response(&mut parts, body, ctx)
+    });
+    Ok(Response::from_parts(parts, body))
+}
+
+/// `body` wrapped by each fault of the decision in turn (with `watchers`, also the rules
+/// that only watch the request).
+fn through_faults(
+    ctx: &RequestCtx,
+    conn: &Arc<ConnControl>,
+    watchers: bool,
+    mut body: ProxyBody,
+    mut wrap: impl FnMut(&FaultSpec, ProxyBody, &BodyCtx<'_>) -> ProxyBody,
+) -> ProxyBody {
+    let (Some(decision), Some(target)) = (ctx.decision(), ctx.target()) else {
+        return body;
+    };
+    for (rule, draw) in decision.rules(watchers) {
+        for (fault, state) in rule.faults_with_state() {
+            let fault_ctx = BodyCtx {
+                target,
+                draw: draw.clone(),
+                state,
+                conn,
+            };
+            body = wrap(fault, body, &fault_ctx);
         }
     }
-    Ok(Response::from_parts(parts, body))
+    body
 }
 
 /// Runs every fired fault's request phase: sums the delays and finds what ends the request

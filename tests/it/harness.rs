@@ -294,6 +294,18 @@ pub async fn raw(method: &str, url: &str) -> RawResponse {
 
 /// The request line target and `Host` of a presigned GET, for raw-socket checks against the
 /// signature-checking upstream.
+/// A raw socket to the proxy that has sent a presigned GET of `bucket/key` (HTTP/1.1), for
+/// tests that read the wire themselves.
+pub async fn send_raw_get(h: &Harness, bucket: &str, key: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let (target, host) = presigned_get(h, bucket, key).await;
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
 pub async fn presigned_get(h: &Harness, bucket: &str, key: &str) -> (String, String) {
     let presigned = h
         .client()

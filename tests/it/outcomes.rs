@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
-use crate::harness::{Harness, presigned_get, random_bytes};
+use crate::harness::{Harness, random_bytes, send_raw_get};
 
 async fn put(h: &Harness, key: &str, len: usize) {
     let d = h.direct();
@@ -30,11 +30,7 @@ async fn a_cut_body_is_logged_with_the_bytes_that_went_out() {
     )
     .await;
     put(&h, "k", 100_000).await;
-    let (target, host) = presigned_get(&h, "bkt", "k").await;
-    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
-    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = send_raw_get(&h, "bkt", "k").await;
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -139,11 +135,7 @@ async fn h2_blackholed_and_reset_streams_are_logged() {
 async fn a_client_that_closes_after_the_last_byte_got_it_all() {
     let h = Harness::start_logged("name: none\n").await;
     put(&h, "k", 200_000).await;
-    let (target, host) = presigned_get(&h, "bkt", "k").await;
-    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
-    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = send_raw_get(&h, "bkt", "k").await;
     let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
     loop {
         let n = s.read(&mut buf).await.unwrap();

@@ -6,7 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Harness, presigned_get, random_bytes};
+use crate::harness::{Harness, presigned_get, random_bytes, send_raw_get};
 
 async fn seed(h: &Harness, key: &str, len: usize) -> Vec<u8> {
     let body = random_bytes(len, 5);
@@ -234,11 +234,7 @@ async fn stall_forever_holds_the_rest_back() {
     )
     .await;
     seed(&h, "k", 100_000).await;
-    let (target, host) = presigned_get(&h, "bkt", "k").await;
-    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
-    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = send_raw_get(&h, "bkt", "k").await;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     // Read until nothing more comes for 500 ms (bounded: 100 reads at most).
