@@ -160,11 +160,6 @@ impl Frontend {
 }
 
 impl Running {
-    /// Whether a scenario file is watched for changes.
-    pub fn watches_a_file(&self) -> bool {
-        self.reload_now.is_some()
-    }
-
     /// Stops the background tasks and the workers.
     pub fn stop(self) {
         drop(self);

@@ -62,11 +62,6 @@ impl Decision {
         self.rules(false)
     }
 
-    /// Each rule that acts on the response, injecting or watching, with its draw.
-    pub fn acting(&self) -> impl Iterator<Item = (&Rule, Draw)> {
-        self.rules(true)
-    }
-
     /// The injecting rules, and with `watchers` the watching ones too, with their draws.
     pub fn rules(&self, watchers: bool) -> impl Iterator<Item = (&Rule, Draw)> {
         self.fired

@@ -348,14 +348,6 @@ impl FaultList {
         self.0.iter()
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn is_terminal(&self) -> bool {
         self.iter().any(FaultSpec::is_terminal)
     }
