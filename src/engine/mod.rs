@@ -121,8 +121,13 @@ pub struct EngineOptions {
     pub allow_header_faults: bool,
 }
 
+/// Distinct `x-s3chaos-fault` values whose compiled rule (and fault state) is kept.
+const HEADER_FAULTS_KEPT: usize = 256;
+
 pub struct Engine {
     current: ArcSwap<Scenario>,
+    /// Header-asked faults, compiled once per distinct value ([`Engine::header_scenario`]).
+    header_faults: Mutex<std::collections::HashMap<String, Arc<Scenario>>>,
     options: EngineOptions,
     /// `started + max_duration`, when there is one.
     deadline: Option<Instant>,
@@ -165,6 +170,7 @@ impl Engine {
         let watch = scenario.safety().stop_if.is_some();
         Engine {
             current: ArcSwap::from_pointee(scenario),
+            header_faults: Mutex::default(),
             options,
             deadline: options.max_duration.map(|d| Instant::now() + d),
             halted: AtomicBool::new(false),
@@ -404,8 +410,7 @@ impl Engine {
         } else {
             asked.to_owned()
         };
-        let text = format!("name: x-s3chaos-fault\nrules:\n  - name: x-s3chaos-fault\n    fault: {fault}\n");
-        let scenario = match Scenario::parse(&text, "x-s3chaos-fault header") {
+        let scenario = match self.header_scenario(asked, &fault) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(
@@ -417,21 +422,35 @@ impl Engine {
             }
         };
         let (draw, applies) = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO, req)?;
+        let watch = applies == crate::faults::Applies::Watch;
         if self.options.dry_run {
             tracing::info!(target: "s3chaos::fault", header = asked, operation = %req.operation, "dry run: would inject the fault the request asked for");
             return None;
         }
         tracing::debug!(operation = %req.operation, header = asked, "fault asked for by the request");
         Some(Decision {
-            scenario: Arc::new(scenario),
+            scenario,
             phase: None,
-            fired: vec![Fired {
-                rule: 0,
-                draw,
-                watch: applies == crate::faults::Applies::Watch,
-            }],
-            _slot: Some(self.take_slot_unbounded()),
+            fired: vec![Fired { rule: 0, draw, watch }],
+            _slot: (!watch).then(|| self.take_slot_unbounded()),
         })
+    }
+
+    /// The one-rule scenario a header asks for, compiled once per distinct header value and
+    /// kept (at most [`HEADER_FAULTS_KEPT`]), so its fault state lives across requests: a
+    /// header-asked `rate_limit` keeps its token bucket, `stale_reads` its memory.
+    fn header_scenario(&self, asked: &str, fault: &str) -> Result<Arc<Scenario>, crate::scenario::ScenarioError> {
+        let mut kept = self.header_faults.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(scenario) = kept.get(asked) {
+            return Ok(scenario.clone());
+        }
+        let text = format!("name: x-s3chaos-fault\nrules:\n  - name: x-s3chaos-fault\n    fault: {fault}\n");
+        let scenario = Arc::new(Scenario::parse(&text, "x-s3chaos-fault header")?);
+        if kept.len() >= HEADER_FAULTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(asked.to_owned(), scenario.clone());
+        Ok(scenario)
     }
 
     fn take_slot_unbounded(&self) -> ActiveSlot {
@@ -466,7 +485,7 @@ mod tests {
     use super::*;
     use crate::s3::Classifier;
 
-    fn fired(engine: &Engine, method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<String> {
+    pub(super) fn fired(engine: &Engine, method: &str, target: &str, headers: &[(&str, &str)]) -> Vec<String> {
         let method: http::Method = method.parse().unwrap();
         let uri: http::Uri = target.parse().unwrap();
         let mut map = http::HeaderMap::new();
@@ -734,6 +753,25 @@ phases:
         }
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
+    }
+
+    /// A rate limit asked for in `x-s3chaos-fault` was compiled afresh per request, so its
+    /// bucket was always full and it never throttled.
+    #[test]
+    fn a_header_asked_rate_limit_keeps_its_bucket() {
+        let engine = Engine::with_options(
+            Scenario::empty(),
+            EngineOptions {
+                allow_header_faults: true,
+                ..EngineOptions::default()
+            },
+        );
+        let asked = [("x-s3chaos-fault", "{rate_limit: {rps: 0.01, burst: 1}}")];
+        let fired: Vec<bool> = (0..3)
+            .map(|_| !super::tests::fired(&engine, "GET", "/b/k", &asked).is_empty())
+            .collect();
+        assert_eq!(fired, [false, true, true], "the burst of one, then throttled");
+        assert_eq!(engine.active_faults(), 0);
     }
 
     #[test]
