@@ -216,7 +216,8 @@ impl Fault for StaleReads {
 
     fn on_response(&self, parts: &mut http::response::Parts, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
         let target = ctx.target;
-        let Some(memory) = state_of::<Memory>(ctx.state) else {
+        // A shared handle: a recorded GET body outlives the response phase.
+        let Some(memory) = ctx.state.cloned().and_then(|s| s.downcast::<Memory>().ok()) else {
             return body;
         };
         let Some(bucket) = target.bucket.clone() else {
@@ -254,7 +255,7 @@ impl Fault for StaleReads {
                     seen: BytesMut::new(),
                     headers: Some(parts.headers.clone()),
                     id: Some((bucket, key)),
-                    memory: state_of_arc(ctx.state),
+                    memory: memory.clone(),
                 })
             }
             (Operation::ListObjects | Operation::ListObjectsV2, _) => {
@@ -281,14 +282,6 @@ impl Fault for StaleReads {
     fn describe(&self) -> String {
         format!("stale_reads for {}", humantime::format_duration(self.window))
     }
-}
-
-/// The fault's memory as a shared handle, for a body that outlives the request phase.
-fn state_of_arc(state: Option<&FaultState>) -> Arc<Memory> {
-    state
-        .cloned()
-        .and_then(|s| s.downcast::<Memory>().ok())
-        .expect("stale_reads has its memory when it watches a response")
 }
 
 /// A GET's body on its way to the client, copied into the cache when it ends whole.
