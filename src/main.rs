@@ -67,7 +67,8 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = "s3chaos-data")]
         data_dir: PathBuf,
-        /// Accept unsigned requests only (no SigV4), for plain HTTP load generators.
+        /// No longer needed (the store accepts unsigned requests and any credentials); kept so
+        /// old scripts still run.
         #[arg(long)]
         anonymous: bool,
     },
@@ -114,11 +115,9 @@ fn main() -> ExitCode {
             anonymous,
         } => {
             init_logging(false);
-            let credentials = if anonymous {
-                Credentials::Anonymous
-            } else {
-                Credentials::SecretEqualsKey
-            };
+            // Any credentials, and unsigned requests too: `--anonymous` is kept for old scripts.
+            let _ = anonymous;
+            let credentials = Credentials::Any;
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
             runtime.block_on(async {
                 match EmbeddedStore::start_on(listen, &data_dir, credentials, &[]).await {

@@ -69,8 +69,8 @@ pub struct RunArgs {
     /// Where the embedded store keeps its data (only without --upstream).
     #[arg(long, default_value = "s3chaos-data")]
     pub data_dir: PathBuf,
-    /// Embedded store: the only access key accepted (with --secret-key). Default: any access
-    /// key whose secret key is the same string.
+    /// Embedded store: the only access key accepted (with --secret-key; signatures are then
+    /// checked). Default: any credentials, any region, signed or not.
     #[arg(long, requires = "secret_key")]
     pub access_key: Option<String>,
     /// Embedded store: the secret key for --access-key.
@@ -420,7 +420,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
                     access_key: a.clone(),
                     secret_key: s.clone(),
                 },
-                _ => Credentials::SecretEqualsKey,
+                _ => Credentials::Any,
             };
             let store = EmbeddedStore::start(&args.data_dir, credentials, &args.domains)
                 .await
@@ -480,7 +480,7 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     match &store {
         Some(store) => tracing::info!(
             data_dir = %store.data_dir.display(),
-            "upstream: embedded S3 store; any access key works when the secret key is the same string{}",
+            "upstream: embedded S3 store; any credentials work{}",
             if args.access_key.is_some() { " (overridden: only --access-key/--secret-key)" } else { "" }
         ),
         None => tracing::info!(upstream = %upstream_url, "forwarding to upstream"),

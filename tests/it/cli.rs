@@ -227,7 +227,15 @@ async fn run_without_upstream_serves_an_embedded_store() {
         .unwrap();
     let got = c.get_object().bucket("first").key("hello.txt").send().await.unwrap();
     assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"hi");
-    assert!(dir.path().join("data/first").exists(), "data is stored in --data-dir");
+    assert!(
+        dir.path().join("data/s3chaos-store").exists(),
+        "the store lives in --data-dir"
+    );
+    assert!(
+        dir.path().join("data/meta.sqlite").exists(),
+        "its metadata database too"
+    );
+    assert!(!dir.path().join("data/first").exists(), "a bucket is not a folder");
 }
 
 /// A game day at the command line: the file is edited live (a bad edit is refused with its
@@ -242,14 +250,15 @@ async fn live_reload_and_the_kill_switch_from_the_shell() {
         &["--reload-poll", "100ms"],
     );
     let scenario = dir.path().join("scenario.yaml");
-    // Unsigned requests: the store answers 403; the fault answers 503 before the store sees it.
+    // Unsigned requests to a bucket that does not exist: the store (any credentials, unsigned
+    // too) answers 404 NoSuchBucket; the fault answers 503 before the store sees it.
     let url = format!("http://{}/drill", running.addr);
     let status = || async { crate::harness::raw("HEAD", &url).await.status };
     assert_eq!(status().await, 503);
 
     running.signal("USR1");
     running.wait_for("HALTED by SIGUSR1");
-    assert_eq!(status().await, 403, "halted: traffic passes untouched");
+    assert_eq!(status().await, 404, "halted: traffic passes untouched");
     running.signal("USR2");
     running.wait_for("resumed by SIGUSR2");
     assert_eq!(status().await, 503);
@@ -268,7 +277,7 @@ async fn live_reload_and_the_kill_switch_from_the_shell() {
     std::fs::write(&scenario, "name: drill\nrules: []\n").unwrap();
     running.signal("HUP");
     running.wait_for("scenario reloaded");
-    assert_eq!(status().await, 403);
+    assert_eq!(status().await, 404);
 
     running.signal("TERM");
     running.wait_for("SIGTERM; shutting down");
@@ -292,7 +301,7 @@ async fn the_log_narrates_the_drill_and_dry_run_injects_nothing() {
     let url = format!("http://{}/drill", running.addr);
     assert_eq!(
         crate::harness::raw("HEAD", &url).await.status,
-        403,
+        404,
         "dry run: not injected"
     );
     let would = running.wait_for("dry run: would inject");
@@ -349,7 +358,7 @@ async fn ctl_scripts_a_running_proxy() {
 
     let (ok, out, _) = ctl(&["halt", "--reason", "ci"]);
     assert!(ok && out.contains("halted"), "{out}");
-    assert_eq!(status().await, 403);
+    assert_eq!(status().await, 404);
     let (_, out, _) = ctl(&["status"]);
     assert!(out.contains("HALTED (admin API: ci)"), "{out}");
     let (ok, _, _) = ctl(&["resume"]);
@@ -367,7 +376,7 @@ async fn ctl_scripts_a_running_proxy() {
 
     let (ok, _, _) = ctl(&["rm-rule", "api/rule-1"]);
     assert!(ok);
-    assert_eq!(status().await, 403);
+    assert_eq!(status().await, 404);
     let (ok, _, err) = ctl(&["rm-rule", "api/rule-1"]);
     assert!(!ok, "removing it twice fails");
     assert!(err.contains("no rule added at run time is named"), "{err}");
@@ -783,7 +792,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     let mut answer = vec![0u8; 1024];
     let n = in_flight.read(&mut answer).await.unwrap();
     assert!(
-        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 403"),
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 404"),
         "the request in flight got the store's answer: {}",
         String::from_utf8_lossy(&answer[..n])
     );
@@ -823,7 +832,7 @@ async fn connection_limits_protect_the_other_clients() {
     let mut slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     slow.write_all(b"GET /slo").await.unwrap();
     let mut first = tokio::net::TcpStream::connect(running.addr).await.unwrap();
-    assert!(ask(&mut first).await.starts_with("HTTP/1.1 403"), "served");
+    assert!(ask(&mut first).await.starts_with("HTTP/1.1 404"), "served");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut over = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     let refused = ask(&mut over).await;
@@ -840,7 +849,7 @@ async fn connection_limits_protect_the_other_clients() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut next = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     assert!(
-        ask(&mut next).await.starts_with("HTTP/1.1 403"),
+        ask(&mut next).await.starts_with("HTTP/1.1 404"),
         "its place is free again"
     );
     // A keep-alive connection idle longer than the timeout is closed too, as S3 closes idle
