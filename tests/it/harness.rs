@@ -1,4 +1,4 @@
-//! A real S3 server (s3s-fs, SigV4 checked) on loopback, s3chaos in front of it, and real
+//! A real S3 server (the embedded store, SigV4 checked) on loopback, s3chaos in front of it, and real
 //! aws-sdk-s3 clients for either.
 
 use std::net::SocketAddr;

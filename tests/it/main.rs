@@ -15,6 +15,7 @@ mod property;
 mod scenarios;
 mod secrets;
 mod signed;
+mod store;
 mod stream_faults;
 mod tls;
 mod upload_faults;
