@@ -741,3 +741,83 @@ async fn checksums_are_verified_stored_and_returned() {
     assert_eq!(code(&err.into_service_error()), "BadDigest");
     assert!(c.head_object().bucket("sums").key("bad").send().await.is_err());
 }
+
+/// `kill -9` of the store in the middle of an upload: after a restart the object is not there
+/// (no partial object), and the half-written file is gone (no leak).
+#[test]
+fn a_crash_mid_upload_leaves_no_partial_object_and_no_file() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_s3chaos"))
+            .args(["store", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let connect = || {
+        for _ in 0..200 {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the store did not start");
+    };
+    let status_of = |request: &str| {
+        let mut s = connect();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    let mut store = start();
+    connect();
+    assert_eq!(
+        status_of("PUT /crash HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
+        "200"
+    );
+    // Ten MiB promised, two sent; the store is writing them to a temp file.
+    let mut upload = connect();
+    upload
+        .write_all(b"PUT /crash/half HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10485760\r\n\r\n")
+        .unwrap();
+    upload.write_all(&vec![b'x'; 2 << 20]).unwrap();
+    let tmp = data.join("tmp");
+    let mut written = false;
+    for _ in 0..200 {
+        written = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().map_or(false, |m| m.len() > 0));
+        if written {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(written, "the upload was under way when the store died");
+    store.kill().unwrap(); // SIGKILL
+    store.wait().unwrap();
+    drop(upload);
+
+    let mut store = start();
+    connect();
+    assert_eq!(status_of("HEAD /crash/half HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), "404");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the partial upload's file was swept"
+    );
+    let blobs: Vec<String> = walk(&data.join("blobs"));
+    assert!(blobs.iter().all(|n| n.len() == 2), "no object file left: {blobs:?}");
+    store.kill().unwrap();
+    store.wait().unwrap();
+}
