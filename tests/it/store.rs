@@ -797,7 +797,7 @@ fn a_crash_mid_upload_leaves_no_partial_object_and_no_file() {
         written = std::fs::read_dir(&tmp)
             .unwrap()
             .flatten()
-            .any(|e| e.metadata().map_or(false, |m| m.len() > 0));
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0));
         if written {
             break;
         }
