@@ -112,7 +112,7 @@ impl Wanted {
         }
     }
 
-    fn hasher(self) -> ChecksumHasher {
+    pub fn hasher(self) -> ChecksumHasher {
         use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
         ChecksumHasher {
             crc32: self.crc32.then(Crc32::new),

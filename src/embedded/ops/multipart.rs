@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response};
 
 use super::common::*;
-use super::objects::{Trailers, copy_bytes, copy_source, wanted_for};
+use super::objects::{Trailers, copy_bytes, copy_source, declared_with_trailers, wanted_for};
 use crate::embedded::db::{self, NewVersion, PartRow, Segment, UploadRow};
 use crate::embedded::error::{StoreError, StoreResult, refuse};
 use crate::embedded::meta::{Checksums, UploadMeta};
@@ -137,15 +137,7 @@ pub async fn upload_part(store: &Store, req: S3Request<UploadPartInput>) -> Stor
     let wanted = wanted_for(&declared_headers, algorithm.as_deref(), &headers)?;
     let received = upload::receive(&store.blobs, input.body, input.content_length, wanted).await?;
     upload::check_content_md5(&received, input.content_md5.as_deref())?;
-    let mut declared_all = declared_headers;
-    if let Some(t) = trailers.take() {
-        let more = upload::checksums_in(&t);
-        declared_all.crc32 = declared_all.crc32.or(more.crc32);
-        declared_all.crc32c = declared_all.crc32c.or(more.crc32c);
-        declared_all.sha1 = declared_all.sha1.or(more.sha1);
-        declared_all.sha256 = declared_all.sha256.or(more.sha256);
-        declared_all.crc64nvme = declared_all.crc64nvme.or(more.crc64nvme);
-    }
+    let declared_all = declared_with_trailers(declared_headers, trailers.take().as_ref());
     upload::check_checksums(&received.checksums, &declared_all)?;
     let etag_value = received.md5_hex();
     let size = received.size;

@@ -41,7 +41,7 @@ impl Trailers {
 }
 
 /// Merges what headers declared with what trailers declared.
-fn declared_with_trailers(mut declared: Checksums, trailers: Option<&http::HeaderMap>) -> Checksums {
+pub fn declared_with_trailers(mut declared: Checksums, trailers: Option<&http::HeaderMap>) -> Checksums {
     if let Some(t) = trailers {
         let more = upload::checksums_in(t);
         declared.crc32 = declared.crc32.or(more.crc32);
@@ -646,7 +646,7 @@ pub fn copy_bytes(
     let mut body =
         blobs::open_range(&store.blobs, segments, range).map_err(StoreError::io("opening an object file"))?;
     let mut md5 = s3s::crypto::Md5::new();
-    let mut sums = wanted_hasher(wanted);
+    let mut sums = wanted.hasher();
     let mut size = 0u64;
     while let Some(chunk) = body.next_blocking().map_err(StoreError::io("reading an object file"))? {
         md5.update(&chunk);
@@ -667,17 +667,6 @@ pub fn copy_bytes(
         )
     };
     Ok((blob, size, upload::hex(&digest), Checksums::from_dto(&sums.finalize())))
-}
-
-fn wanted_hasher(w: Wanted) -> s3s::checksum::ChecksumHasher {
-    use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
-    s3s::checksum::ChecksumHasher {
-        crc32: w.crc32.then(Crc32::new),
-        crc32c: w.crc32c.then(Crc32c::new),
-        sha1: w.sha1.then(Sha1::new),
-        sha256: w.sha256.then(Sha256::new),
-        crc64nvme: w.crc64nvme.then(Crc64Nvme::new),
-    }
 }
 
 pub fn copy_source(source: &CopySource) -> StoreResult<(String, String, Option<String>)> {
