@@ -71,6 +71,9 @@ enum Command {
         /// old scripts still run.
         #[arg(long)]
         anonymous: bool,
+        /// fsync each object file and metadata commit before answering (see `run --fsync`).
+        #[arg(long)]
+        fsync: bool,
     },
 }
 
@@ -113,14 +116,19 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             anonymous,
+            fsync,
         } => {
             init_logging(false);
             // Any credentials, and unsigned requests too: `--anonymous` is kept for old scripts.
             let _ = anonymous;
-            let credentials = Credentials::Any;
+            let options = s3chaos::embedded::StoreOptions {
+                credentials: Credentials::Any,
+                domains: Vec::new(),
+                durability: serve::durability(fsync),
+            };
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
             runtime.block_on(async {
-                match EmbeddedStore::start_on(listen, &data_dir, credentials, &[]).await {
+                match EmbeddedStore::start_with(listen, &data_dir, options).await {
                     Ok(store) => {
                         tracing::info!(data_dir = %store.data_dir.display(), "embedded S3 store listening on {}", store.url());
                         let _ = store.task.await;

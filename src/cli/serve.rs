@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use s3chaos::admin::{Admin, AdminState};
-use s3chaos::embedded::{Credentials, EmbeddedStore};
+use s3chaos::embedded::{Credentials, Durability, EmbeddedStore, StoreOptions};
 use s3chaos::engine::{Engine, EngineOptions};
 use s3chaos::frontend::{Frontend, Running};
 use s3chaos::proxy::connect_to::{ConnectTo, ConnectToTable};
@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// Embedded store: the secret key for --access-key.
     #[arg(long, requires = "access_key")]
     pub secret_key: Option<String>,
+    /// Embedded store: fsync each object file and each metadata commit before answering, so
+    /// an acknowledged write survives a power loss. Default: it survives a crash or `kill -9`
+    /// of s3chaos, not of the machine (the OS writes it back).
+    #[arg(long)]
+    pub fsync: bool,
     /// Time allowed to connect to the upstream.
     #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub connect_timeout: Duration,
@@ -422,7 +427,13 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
                 },
                 _ => Credentials::Any,
             };
-            let store = EmbeddedStore::start(&args.data_dir, credentials, &args.domains)
+            let options = StoreOptions {
+                credentials,
+                domains: args.domains.clone(),
+                durability: durability(args.fsync),
+            };
+            let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let store = EmbeddedStore::start_with(loopback, &args.data_dir, options)
                 .await
                 .context("starting the embedded S3 store")?;
             (store.url(), Some(store))
@@ -637,4 +648,13 @@ pub async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::
 /// `--shutdown-grace` or `--max-duration` would overflow deadline arithmetic).
 fn duration_arg(s: &str) -> Result<Duration, String> {
     s.parse::<s3chaos::values::DurationValue>().map(|d| d.0)
+}
+
+/// The store's durability for `--fsync`.
+pub fn durability(fsync: bool) -> Durability {
+    if fsync {
+        Durability::PowerLoss
+    } else {
+        Durability::ProcessCrash
+    }
 }

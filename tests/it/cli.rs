@@ -142,7 +142,7 @@ impl Running {
 
     /// `s3chaos run` with its data under `dir`, the scenario `yaml` (if any) written to
     /// `dir/scenario.yaml`, and `extra` arguments.
-    fn in_dir(dir: &tempfile::TempDir, yaml: Option<&str>, extra: &[&str]) -> Running {
+    pub(crate) fn in_dir(dir: &tempfile::TempDir, yaml: Option<&str>, extra: &[&str]) -> Running {
         let data = dir.path().join("data");
         let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data.as_os_str()];
         let scenario = yaml.map(|y| write(dir, "scenario.yaml", y));

@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod clients;
 mod containers;
 mod drill;
 mod faults;
