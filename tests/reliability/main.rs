@@ -6,6 +6,7 @@
 #[path = "../it/harness.rs"]
 mod harness;
 
+mod descriptors;
 #[path = "../../benches/soak.rs"]
 mod soak;
 mod soak_test;
