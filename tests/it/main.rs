@@ -17,6 +17,7 @@ mod scenarios;
 mod secrets;
 mod signed;
 mod store;
+mod store_listing;
 mod stream_faults;
 mod tls;
 mod upload_faults;
