@@ -63,7 +63,19 @@ CREATE TABLE IF NOT EXISTS parts (
     checksums TEXT NOT NULL,
     PRIMARY KEY (upload_id, number)
 );
+CREATE TABLE IF NOT EXISTS completed (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    version_id TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    checksums TEXT NOT NULL,
+    completed_ns INTEGER NOT NULL
+);
 ";
+
+/// How long a completed upload's answer is kept for a repeated CompleteMultipartUpload.
+const COMPLETED_KEPT_NS: i64 = 24 * 3600 * 1_000_000_000;
 
 /// How hard commits are pushed to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -300,20 +312,33 @@ pub fn create_bucket(tx: &Transaction<'_>, name: &str, now: SystemTime) -> Store
 }
 
 /// Whether the bucket holds any version (delete markers count, as in S3) or upload.
+/// No object, version or delete marker: S3's condition for DeleteBucket. (Multipart
+/// uploads in progress do not count; [`delete_bucket`] aborts them.)
 pub fn bucket_is_empty(conn: &Connection, name: &str) -> StoreResult<bool> {
     let any: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM versions WHERE bucket = ?1 UNION ALL SELECT 1 FROM uploads WHERE bucket = ?1 LIMIT 1",
-        )?
+        .prepare_cached("SELECT 1 FROM versions WHERE bucket = ?1 LIMIT 1")?
         .query_row([name], |r| r.get(0))
         .optional()?;
     Ok(any.is_none())
 }
 
-pub fn delete_bucket(tx: &Transaction<'_>, name: &str) -> StoreResult<()> {
+/// Forgets a bucket and aborts its multipart uploads in progress, as S3 does (ceph's
+/// s3-tests, which run against AWS, delete buckets with uploads left open); returns the
+/// part blobs to delete.
+pub fn delete_bucket(tx: &Transaction<'_>, name: &str) -> StoreResult<Vec<String>> {
+    let ids: Vec<String> = tx
+        .prepare_cached("SELECT upload_id FROM uploads WHERE bucket = ?1")?
+        .query_map([name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut retired = Vec::new();
+    for id in ids {
+        retired.extend(end_upload(tx, &id, &std::collections::HashSet::new())?);
+    }
+    tx.prepare_cached("DELETE FROM completed WHERE bucket = ?1")?
+        .execute([name])?;
     tx.prepare_cached("DELETE FROM buckets WHERE name = ?1")?
         .execute([name])?;
-    Ok(())
+    Ok(retired)
 }
 
 pub fn set_versioning(tx: &Transaction<'_>, name: &str, v: Versioning) -> StoreResult<()> {
@@ -592,6 +617,53 @@ pub fn end_upload(
         .filter_map(|p| p.blob)
         .filter(|b| !keep.contains(b))
         .collect())
+}
+
+/// What a CompleteMultipartUpload answered, kept a day so that a client retrying it (its
+/// first answer lost, as an `ambiguous` fault makes it) hears the same success, as from S3.
+#[derive(Debug, Clone)]
+pub struct CompletedRow {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub etag: String,
+    pub checksums: super::meta::Checksums,
+}
+
+pub fn record_completed(tx: &Transaction<'_>, upload_id: &str, row: &CompletedRow, now: SystemTime) -> StoreResult<()> {
+    let now = to_ns(now);
+    tx.prepare_cached("DELETE FROM completed WHERE completed_ns < ?1")?
+        .execute([now - COMPLETED_KEPT_NS])?;
+    let checksums = serde_json::to_string(&row.checksums).expect("plain data serializes");
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO completed (upload_id, bucket, key, version_id, etag, checksums, completed_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        upload_id,
+        row.bucket,
+        row.key.as_bytes(),
+        row.version_id,
+        row.etag,
+        checksums,
+        now
+    ])?;
+    Ok(())
+}
+
+pub fn completed(conn: &Connection, upload_id: &str) -> StoreResult<Option<CompletedRow>> {
+    Ok(conn
+        .prepare_cached("SELECT bucket, key, version_id, etag, checksums FROM completed WHERE upload_id = ?1")?
+        .query_row([upload_id], |r| {
+            Ok(CompletedRow {
+                bucket: r.get(0)?,
+                key: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                version_id: r.get(2)?,
+                etag: r.get(3)?,
+                checksums: serde_json::from_str(&r.get::<_, String>(4)?).map_err(bad_json)?,
+            })
+        })
+        .optional()?)
 }
 
 /// A fresh id: 32 characters of S3's version-id alphabet.

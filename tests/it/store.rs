@@ -821,3 +821,140 @@ fn a_crash_mid_upload_leaves_no_partial_object_and_no_file() {
     store.kill().unwrap();
     store.wait().unwrap();
 }
+
+/// DeleteBucket: refused while an object is in the bucket; a multipart upload left open does
+/// not keep the bucket (S3 aborts it with the bucket; ceph's s3-tests clean up that way, and
+/// every later test's set-up failed on BucketNotEmpty until this), and its part files go.
+#[tokio::test]
+async fn deleting_a_bucket_aborts_its_open_uploads_but_not_past_an_object() {
+    let (dir, store) = any_store().await;
+    let c = client(&store, "test", "test", "us-east-1");
+    c.create_bucket().bucket("leftover").send().await.unwrap();
+    put(&c, "leftover", "object", b"x").await;
+    let open = c
+        .create_multipart_upload()
+        .bucket("leftover")
+        .key("never-completed")
+        .send()
+        .await
+        .unwrap();
+    c.upload_part()
+        .bucket("leftover")
+        .key("never-completed")
+        .upload_id(open.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    let refused = c.delete_bucket().bucket("leftover").send().await.unwrap_err();
+    assert_eq!(code(refused.as_service_error().unwrap()), "BucketNotEmpty");
+
+    c.delete_object().bucket("leftover").key("object").send().await.unwrap();
+    c.delete_bucket()
+        .bucket("leftover")
+        .send()
+        .await
+        .expect("an open upload does not keep the bucket");
+    c.create_bucket().bucket("leftover").send().await.unwrap();
+    let uploads = c.list_multipart_uploads().bucket("leftover").send().await.unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "the upload went with the bucket: {uploads:?}"
+    );
+    // The part's file is deleted too (retired files go once no reader holds them).
+    let mut files = Vec::new();
+    for _ in 0..50 {
+        files = walk(&dir.path().join("blobs"));
+        if files.iter().all(|n| n.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(files.iter().all(|n| n.len() == 2), "part files left: {files:?}");
+}
+
+/// CompleteMultipartUpload sent again after it succeeded (its answer lost on the way, as an
+/// `ambiguous` fault or a dropped connection makes it; the SDKs retry it) is answered with
+/// the same success, as S3 does, not NoSuchUpload. Aborted uploads stay unknown.
+#[tokio::test]
+async fn a_repeated_complete_gets_the_same_answer() {
+    let (_dir, store) = any_store().await;
+    let c = client(&store, "test", "test", "us-east-1");
+    c.create_bucket().bucket("again").send().await.unwrap();
+    let open = c
+        .create_multipart_upload()
+        .bucket("again")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let id = open.upload_id().unwrap();
+    let part = c
+        .upload_part()
+        .bucket("again")
+        .key("k")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"only part"))
+        .send()
+        .await
+        .unwrap();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        )
+        .build();
+    let complete = || {
+        c.complete_multipart_upload()
+            .bucket("again")
+            .key("k")
+            .upload_id(id)
+            .multipart_upload(parts.clone())
+            .send()
+    };
+    let first = complete().await.unwrap();
+    let second = complete().await.expect("a repeated Complete succeeds");
+    assert_eq!(first.e_tag(), second.e_tag());
+    assert_eq!(get(&c, "again", "k").await, b"only part");
+    // Another key with the same upload id is still no upload.
+    let other = c
+        .complete_multipart_upload()
+        .bucket("again")
+        .key("other")
+        .upload_id(id)
+        .multipart_upload(parts.clone())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(other.as_service_error().unwrap()), "NoSuchUpload");
+
+    let aborted = c
+        .create_multipart_upload()
+        .bucket("again")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
+    let aid = aborted.upload_id().unwrap();
+    c.abort_multipart_upload()
+        .bucket("again")
+        .key("a")
+        .upload_id(aid)
+        .send()
+        .await
+        .unwrap();
+    let gone = c
+        .complete_multipart_upload()
+        .bucket("again")
+        .key("a")
+        .upload_id(aid)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(gone.as_service_error().unwrap()), "NoSuchUpload");
+}

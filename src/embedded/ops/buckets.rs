@@ -35,7 +35,7 @@ pub async fn delete_bucket(
     req: S3Request<DeleteBucketInput>,
 ) -> StoreResult<S3Response<DeleteBucketOutput>> {
     let name = req.input.bucket;
-    store
+    let retired = store
         .write(move |tx| {
             need_bucket(tx, &name)?;
             if !db::bucket_is_empty(tx, &name)? {
@@ -47,6 +47,7 @@ pub async fn delete_bucket(
             db::delete_bucket(tx, &name)
         })
         .await?;
+    store.blobs.retire(retired);
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 

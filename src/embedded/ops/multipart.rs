@@ -327,6 +327,14 @@ pub async fn complete_multipart_upload(
     let (version_id, b, etag_value, checksums, retired) = store
         .write(move |tx| {
             let b = need_bucket(tx, &bucket)?;
+            if db::upload(tx, &upload_id)?.is_none()
+                && let Some(done) = db::completed(tx, &upload_id)?
+                && done.bucket == bucket
+                && done.key == key
+            {
+                // A retry of a Complete that succeeded: the same answer.
+                return Ok((done.version_id, b, done.etag, done.checksums, Vec::new()));
+            }
             let up = need_upload(tx, &bucket, &key, &upload_id)?;
             let stored = db::parts(tx, &upload_id, 0, 10_001)?;
             let mut chosen = Vec::with_capacity(asked.len());
@@ -400,6 +408,14 @@ pub async fn complete_multipart_upload(
             };
             let (version_id, mut retired) = db::insert_version(tx, &b, &key, false, &new, now)?;
             retired.extend(db::end_upload(tx, &upload_id, &keep)?);
+            let done = db::CompletedRow {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: version_id.clone(),
+                etag: etag_value.clone(),
+                checksums: checksums.clone(),
+            };
+            db::record_completed(tx, &upload_id, &done, now)?;
             Ok((version_id, b, etag_value, checksums, retired))
         })
         .await?;
