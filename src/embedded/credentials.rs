@@ -77,12 +77,22 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|pair| pair.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
 }
 
-/// S3's answer to a presigned URL used after `X-Amz-Date + X-Amz-Expires`.
+/// The longest a SigV4 presigned URL may live: a week.
+const MAX_PRESIGN_SECS: u64 = 604_800;
+
+/// S3's answer to a presigned URL used after `X-Amz-Date + X-Amz-Expires`, or whose
+/// `X-Amz-Expires` is not 0 to a week.
 fn check_not_expired(query: &str, now: std::time::SystemTime) -> Result<(), S3Error> {
     let expired = || S3Error::with_message(S3ErrorCode::AccessDenied, "Request has expired");
     if let (Some(date), Some(expires)) = (query_value(query, "X-Amz-Date"), query_value(query, "X-Amz-Expires")) {
-        let Ok(expires) = expires.parse::<u64>() else {
-            return Ok(());
+        // SigV4 presigned URLs live at most a week; S3 refuses other values outright.
+        let Some(expires) = expires.parse::<u64>().ok().filter(|e| *e <= MAX_PRESIGN_SECS) else {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+            );
+            e.set_status_code(http::StatusCode::FORBIDDEN);
+            return Err(e);
         };
         if let Some(signed) = parse_amz_date(date)
             && signed + std::time::Duration::from_secs(expires) < now
@@ -313,6 +323,11 @@ mod tests {
         );
         let live = "X-Amz-Date=20261202T075959Z&X-Amz-Expires=60&X-Amz-Signature=00";
         assert!(check_not_expired(live, now).is_ok());
+        for out_of_range in ["609901", "-7", "soon"] {
+            let q = format!("X-Amz-Date=20261202T075959Z&X-Amz-Expires={out_of_range}&X-Amz-Signature=00");
+            let e = check_not_expired(&q, now).unwrap_err();
+            assert_eq!(e.status_code(), Some(http::StatusCode::FORBIDDEN), "{out_of_range}");
+        }
         let mut req = Request::builder()
             .uri(format!("/b/k?versionId=3&{live}&X-Amz-Credential=a%2Fb"))
             .body(s3s::Body::empty())

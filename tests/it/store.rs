@@ -635,6 +635,11 @@ async fn versions_are_listed_with_or_without_versioning() {
     assert_eq!(deleted.delete_marker(), Some(true));
     let err = c.get_object().bucket("vers").key("doc").send().await.unwrap_err();
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    // A HEAD has no body: the headers say the current version is a delete marker, and which.
+    let err = c.head_object().bucket("vers").key("doc").send().await.unwrap_err();
+    let headers = err.raw_response().unwrap().headers();
+    assert_eq!(headers.get("x-amz-delete-marker"), Some("true"));
+    assert_eq!(headers.get("x-amz-version-id"), deleted.version_id());
     let old = c
         .get_object()
         .bucket("vers")

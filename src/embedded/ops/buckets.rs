@@ -15,11 +15,21 @@ pub async fn create_bucket(
     store: &Store,
     req: S3Request<CreateBucketInput>,
 ) -> StoreResult<S3Response<CreateBucketOutput>> {
+    // The region the request asks for; none means us-east-1, the store's.
+    let asked_region = req
+        .input
+        .create_bucket_configuration
+        .as_ref()
+        .and_then(|c| c.location_constraint.as_ref())
+        .map(|l| l.as_str().to_owned())
+        .filter(|l| !l.is_empty());
     let name = req.input.bucket;
     let now = SystemTime::now();
     let location = format!("/{name}");
     let created = store.write(move |tx| db::create_bucket(tx, &name, now)).await?;
-    if !created {
+    // S3 in us-east-1 answers 200 to re-creating your own bucket, for legacy compatibility
+    // (its contents stay); every other region answers BucketAlreadyOwnedByYou.
+    if !created && asked_region.is_some_and(|r| r != REGION) {
         return Err(refuse(
             S3ErrorCode::BucketAlreadyOwnedByYou,
             "Your previous request to create the named bucket succeeded and you already own it.",

@@ -7,7 +7,7 @@ use s3s::S3ErrorCode;
 use s3s::dto::{ETag, ETagCondition, Timestamp, TimestampFormat};
 
 use crate::embedded::db::{self, BucketRow, VersionRow};
-use crate::embedded::error::{StoreResult, refuse};
+use crate::embedded::error::{StoreError, StoreResult, refuse};
 use crate::embedded::meta::{Checksums, ObjectMeta};
 use crate::embedded::store::Store;
 
@@ -44,12 +44,16 @@ pub fn find_version(
     match version_id {
         None => match db::latest(conn, bucket, key)? {
             Some(v) if !v.delete_marker => Ok(v),
-            _ => Err(no_such_key()),
+            Some(marker) => Err(with_delete_marker(no_such_key(), &marker.version_id)),
+            None => Err(no_such_key()),
         },
         Some(id) => match db::version(conn, bucket, key, id)? {
-            Some(v) if v.delete_marker => Err(refuse(
-                S3ErrorCode::MethodNotAllowed,
-                "The specified method is not allowed against this resource.",
+            Some(v) if v.delete_marker => Err(with_delete_marker(
+                refuse(
+                    S3ErrorCode::MethodNotAllowed,
+                    "The specified method is not allowed against this resource.",
+                ),
+                id,
             )),
             Some(v) => Ok(v),
             None => Err(refuse(
@@ -58,6 +62,19 @@ pub fn find_version(
             )),
         },
     }
+}
+
+/// S3 marks an answer about a delete marker: `x-amz-delete-marker: true` and the marker's
+/// `x-amz-version-id` (HEAD has no body, so clients read the headers).
+fn with_delete_marker(e: StoreError, version_id: &str) -> StoreError {
+    let StoreError::Refused(mut e) = e else { return e };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        headers.insert("x-amz-version-id", v);
+    }
+    e.set_headers(headers);
+    StoreError::Refused(e)
 }
 
 pub fn etag(value: &str) -> ETag {
@@ -112,11 +129,7 @@ impl ReadConditions {
             }
         }
         let not_modified = || {
-            if for_copy {
-                failed()
-            } else {
-                refuse(S3ErrorCode::NotModified, "Not Modified")
-            }
+            if for_copy { failed() } else { not_modified_for(v) }
         };
         match &self.if_none_match {
             Some(c) if matches(c, &v.etag) => return Err(not_modified()),
@@ -131,6 +144,23 @@ impl ReadConditions {
         }
         Ok(())
     }
+}
+
+/// 304 Not Modified with the object's ETag and Last-Modified, as S3 sends them (a cache
+/// revalidating needs both).
+fn not_modified_for(v: &VersionRow) -> StoreError {
+    let mut e = s3s::S3Error::with_message(S3ErrorCode::NotModified, "Not Modified");
+    let mut headers = http::HeaderMap::new();
+    let etag = http::HeaderValue::from_str(&format!("\"{}\"", v.etag));
+    let modified = http_date(&timestamp(v.modified)).and_then(|d| http::HeaderValue::from_str(&d).ok());
+    if let Ok(etag) = etag {
+        headers.insert(http::header::ETAG, etag);
+    }
+    if let Some(modified) = modified {
+        headers.insert(http::header::LAST_MODIFIED, modified);
+    }
+    e.set_headers(headers);
+    StoreError::Refused(e)
 }
 
 /// A write's conditions (`If-Match`, `If-None-Match: *` on PUT and CompleteMultipartUpload),
@@ -222,6 +252,17 @@ pub fn check_tags(tags: &[(String, String)]) -> StoreResult<()> {
     Ok(())
 }
 
+/// A Content-Encoding without `aws-chunked`, which only frames the upload: S3 stores
+/// `gzip, aws-chunked` as `gzip`, and `aws-chunked` alone as none.
+pub fn without_aws_chunked(encoding: &str) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 /// The content headers and user metadata a PUT, CreateMultipartUpload or copy sets.
 #[allow(clippy::too_many_arguments)]
 pub fn object_meta(
@@ -237,7 +278,7 @@ pub fn object_meta(
 ) -> ObjectMeta {
     ObjectMeta {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_disposition,
         content_language,
         cache_control,
@@ -272,8 +313,16 @@ pub fn declared(
 }
 
 /// The version id a response names: none when the bucket never had versioning.
+/// The `x-amz-version-id` to answer with: none in a bucket that never had versioning, nor for
+/// the `null` version a write makes while versioning is suspended (as S3; ceph's s3-tests
+/// check both).
 pub fn shown_version(bucket: &BucketRow, version_id: &str) -> Option<String> {
-    (bucket.versioning != db::Versioning::Off).then(|| version_id.to_owned())
+    let shown = match bucket.versioning {
+        db::Versioning::Off => false,
+        db::Versioning::Enabled => true,
+        db::Versioning::Suspended => version_id != "null",
+    };
+    shown.then(|| version_id.to_owned())
 }
 
 /// Encodes a listing's names for `encoding-type=url`: every byte but unreserved characters
@@ -291,4 +340,17 @@ pub fn url_encode(s: &str) -> String {
 /// The name as a listing shows it.
 pub fn shown(s: &str, url: bool) -> String {
     if url { url_encode(s) } else { s.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_aws_chunked;
+
+    #[test]
+    fn aws_chunked_is_framing_not_a_stored_encoding() {
+        assert_eq!(without_aws_chunked("gzip, aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(without_aws_chunked("aws-chunked,gzip").as_deref(), Some("gzip"));
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(without_aws_chunked("gzip, br").as_deref(), Some("gzip, br"));
+    }
 }

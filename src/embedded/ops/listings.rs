@@ -194,7 +194,7 @@ pub async fn list_objects_v2(
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(shown(&prefix, url)),
-        delimiter: input.delimiter.map(|d| shown(&d, url)),
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(|d| shown(&d, url)),
         max_keys: Some(max as i32),
         key_count: Some(key_count),
         is_truncated: Some(listed.truncated),
@@ -237,7 +237,7 @@ pub async fn list_objects(
         name: Some(input.bucket),
         prefix: Some(shown(&prefix, url)),
         marker: Some(input.marker.map(|m| shown(&m, url)).unwrap_or_default()),
-        delimiter: input.delimiter.map(|d| shown(&d, url)),
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(|d| shown(&d, url)),
         max_keys: Some(max as i32),
         is_truncated: Some(listed.truncated),
         next_marker,
@@ -373,7 +373,7 @@ pub async fn list_object_versions(
     Ok(S3Response::new(ListObjectVersionsOutput {
         name: Some(input.bucket),
         prefix: Some(shown_prefix),
-        delimiter: input.delimiter.map(|d| shown(&d, url)),
+        delimiter: input.delimiter.filter(|d| !d.is_empty()).map(|d| shown(&d, url)),
         key_marker: Some(input.key_marker.map(|k| shown(&k, url)).unwrap_or_default()),
         version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
         max_keys: Some(max as i32),
