@@ -1,7 +1,7 @@
 //! `s3chaos-bench`: the proxy benchmark (`bash benches/run.sh`).
 //!
 //! Starts, on this machine and in separate processes: a static HTTP upstream (nginx serving
-//! files with sendfile) and an S3 upstream (the embedded s3s-fs store); in front of each,
+//! files with sendfile) and an S3 upstream (s3chaos's embedded store, `s3chaos store`); in front of each,
 //! s3chaos in several configurations, nginx and HAProxy as keep-alive reverse proxies with as
 //! many workers as s3chaos has worker threads; then drives them with wrk and curl and prints
 //! one table. Every loop is bounded; every process it starts is stopped when it ends.
@@ -148,7 +148,7 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     procs.spawn(
         "s3-upstream",
         Command::new(bin)
-            .args(["store", "--anonymous", "--listen"])
+            .args(["store", "--listen"])
             .arg(s3_up.to_string())
             .arg("--data-dir")
             .arg(&s3_root),
@@ -243,6 +243,28 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     }
     let small: BTreeMap<_, Load> = small.into_iter().map(|(k, v)| (k, median(v))).collect();
 
+    // --- 4 KiB PUTs into the embedded store (each one a file and a metadata commit), one key
+    // per target overwritten again and again, rounds interleaved as for the GETs.
+    let put_script = write(
+        work,
+        "put4k.lua",
+        "wrk.method = \"PUT\"\nwrk.body = string.rep(\"x\", 4096)\n",
+    )?;
+    let mut small_put: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
+    for round in 0..s.rounds {
+        for target in TARGETS {
+            eprintln!("round {}/{}: 4 KiB PUT via {target} (s3 upstream)", round + 1, s.rounds);
+            let load = wrk_with(
+                ports[&("s3", *target)],
+                &format!("/bkt/small-{target}"),
+                s.wrk_seconds,
+                Some(&put_script),
+            )?;
+            small_put.entry(target).or_default().push(load);
+        }
+    }
+    let small_put: BTreeMap<&str, Load> = small_put.into_iter().map(|(k, v)| (k, median(v))).collect();
+
     eprintln!("latency accuracy: 50 ms on every request ...");
     let accuracy = wrk(latency_port, "/bkt/4k.bin", s.wrk_seconds.max(3))?;
 
@@ -299,6 +321,7 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     Ok(render(
         s,
         &small,
+        &small_put,
         accuracy,
         &get_static,
         &get_s3,
@@ -315,6 +338,7 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
 fn render(
     s: &Settings,
     small: &BTreeMap<(&str, &str), Load>,
+    small_put: &BTreeMap<&str, Load>,
     accuracy: Load,
     get_static: &BTreeMap<&str, f64>,
     get_s3: &BTreeMap<&str, f64>,
@@ -342,7 +366,7 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "4 KiB GETs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed, median of {}\n",
+        "4 KiB GETs and PUTs: wrk, {CONNECTIONS} connections, {} s x {} rounds interleaved (median); 1 GiB: curl, streamed, median of {}\n",
         s.wrk_seconds, s.rounds, s.transfers
     );
     let _ = write!(out, "{:<34}", "");
@@ -384,6 +408,13 @@ fn render(
             2,
         );
     }
+    row(&mut out, "4 KiB PUT s3 req/s", &|t| small_put.get(t).map(|l| l.rps), 0);
+    row(
+        &mut out,
+        "4 KiB PUT s3 p99 ms",
+        &|t| small_put.get(t).map(|l| l.p99_ms),
+        2,
+    );
     row(&mut out, "1 GiB GET static MiB/s", &|t| get_static.get(t).copied(), 0);
     row(&mut out, "1 GiB GET s3 MiB/s", &|t| get_s3.get(t).copied(), 0);
     row(&mut out, "1 GiB PUT s3 MiB/s", &|t| put_s3.get(t).copied(), 0);
@@ -420,6 +451,7 @@ fn render(
     ratios(&mut out, "4 KiB GET s3 req/s", &|t| {
         small.get(&("s3", t)).map(|l| l.rps)
     });
+    ratios(&mut out, "4 KiB PUT s3 req/s", &|t| small_put.get(t).map(|l| l.rps));
     ratios(&mut out, "1 GiB GET static MiB/s", &|t| get_static.get(t).copied());
     ratios(&mut out, "1 GiB GET s3 MiB/s", &|t| get_s3.get(t).copied());
     ratios(&mut out, "1 GiB PUT s3 MiB/s", &|t| put_s3.get(t).copied());
@@ -493,14 +525,23 @@ fn render(
 // ---------------------------------------------------------------- measurements
 
 fn wrk(addr: SocketAddr, path: &str, seconds: u32) -> Result<Load> {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            &format!("http://{addr}{path}"),
-        ])
+    wrk_with(addr, path, seconds, None)
+}
+
+/// wrk, with a Lua `script` (for PUTs) if given.
+fn wrk_with(addr: SocketAddr, path: &str, seconds: u32, script: Option<&Path>) -> Result<Load> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
+    let out = cmd
+        .arg(format!("http://{addr}{path}"))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);

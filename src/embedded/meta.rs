@@ -51,6 +51,44 @@ impl Checksums {
     pub fn is_empty(&self) -> bool {
         self.algorithm().is_none()
     }
+
+    /// The value kept for `algorithm` (`CRC32`, `CRC32C`, `SHA1`, `SHA256`, `CRC64NVME`).
+    pub fn get(&self, algorithm: &str) -> Option<&str> {
+        self.slot(algorithm).and_then(|v| v.as_deref())
+    }
+
+    /// Keeps `value` for `algorithm`; false for an algorithm S3 does not have.
+    pub fn set(&mut self, algorithm: &str, value: String) -> bool {
+        match self.slot_mut(algorithm) {
+            Some(slot) => {
+                *slot = Some(value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn slot(&self, algorithm: &str) -> Option<&Option<String>> {
+        match algorithm {
+            "CRC32" => Some(&self.crc32),
+            "CRC32C" => Some(&self.crc32c),
+            "SHA1" => Some(&self.sha1),
+            "SHA256" => Some(&self.sha256),
+            "CRC64NVME" => Some(&self.crc64nvme),
+            _ => None,
+        }
+    }
+
+    fn slot_mut(&mut self, algorithm: &str) -> Option<&mut Option<String>> {
+        match algorithm {
+            "CRC32" => Some(&mut self.crc32),
+            "CRC32C" => Some(&mut self.crc32c),
+            "SHA1" => Some(&mut self.sha1),
+            "SHA256" => Some(&mut self.sha256),
+            "CRC64NVME" => Some(&mut self.crc64nvme),
+            _ => None,
+        }
+    }
 }
 
 /// Content headers, user metadata, tags and the like: everything a GET or HEAD echoes.

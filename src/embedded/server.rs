@@ -139,32 +139,66 @@ struct FrontDoor {
 impl FrontDoor {
     async fn call(&self, req: http::Request<hyper::body::Incoming>) -> Result<s3s::HttpResponse, s3s::HttpError> {
         let mut req = req.map(s3s::Body::from);
+        let ids = crate::s3::error::RequestIds::generate();
         match &self.credentials {
             Credentials::Any => {
                 if let Err(e) = credentials::accept_any(&mut req, std::time::SystemTime::now()) {
-                    return Ok(render(&req, &e));
+                    return Ok(render(&req, &e, &ids));
                 }
             }
             Credentials::Fixed { .. } => {
                 if let Some(region) = credentials::signed_region(req.headers())
                     && region != REGION
                 {
-                    return Ok(credentials::wrong_region_response(&region));
+                    return Ok(stamped(credentials::wrong_region_response(&region), &ids));
                 }
             }
         }
-        self.service.call(req).await
+        Ok(stamped(self.service.call(req).await?, &ids))
     }
 }
 
+/// Every answer carries S3's request ids (`x-amz-request-id`, `x-amz-id-2`), and an error's
+/// XML has them as `<RequestId>` and `<HostId>`: SDKs put them in their errors and logs, and
+/// a support ticket quotes them. (s3s leaves both out.) Error bodies are small and whole.
+fn stamped(mut resp: s3s::HttpResponse, ids: &crate::s3::error::RequestIds) -> s3s::HttpResponse {
+    let headers = resp.headers_mut();
+    for (name, value) in [("x-amz-request-id", &ids.request_id), ("x-amz-id-2", &ids.host_id)] {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+    if resp.status().as_u16() >= 300
+        && let Some(xml) = resp.body().bytes()
+        && let Some(with_ids) = with_request_ids(&xml, ids)
+    {
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+        *resp.body_mut() = s3s::Body::from(with_ids);
+    }
+    resp
+}
+
+/// `…</Error>` with `<RequestId>` and `<HostId>` added, unless it has them or is no error.
+fn with_request_ids(xml: &[u8], ids: &crate::s3::error::RequestIds) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(xml).ok()?;
+    let end = text.rfind("</Error>")?;
+    if text.contains("<RequestId>") {
+        return None;
+    }
+    let (head, tail) = text.split_at(end);
+    Some(bytes::Bytes::from(format!(
+        "{head}<RequestId>{}</RequestId><HostId>{}</HostId>{tail}",
+        ids.request_id, ids.host_id
+    )))
+}
+
 /// An S3 error answered before s3s saw the request.
-fn render(req: &http::Request<s3s::Body>, e: &s3s::S3Error) -> s3s::HttpResponse {
+fn render(req: &http::Request<s3s::Body>, e: &s3s::S3Error, ids: &crate::s3::error::RequestIds) -> s3s::HttpResponse {
     let answer = crate::s3::S3ErrorResponse {
         status: e.code().status_code().unwrap_or(http::StatusCode::BAD_REQUEST),
         code: e.code().as_str().to_owned(),
         message: e.message().unwrap_or("").to_owned(),
         retry_after: None,
     };
-    let ids = crate::s3::error::RequestIds::generate();
-    answer.render(req.method(), req.uri().path(), &ids).map(s3s::Body::from)
+    answer.render(req.method(), req.uri().path(), ids).map(s3s::Body::from)
 }

@@ -963,3 +963,25 @@ async fn a_repeated_complete_gets_the_same_answer() {
         .unwrap_err();
     assert_eq!(code(gone.as_service_error().unwrap()), "NoSuchUpload");
 }
+
+/// Errors carry S3's request ids, in the headers and in the XML, the same in both (SDKs
+/// report them; ceph's s3-tests check they match).
+#[tokio::test]
+async fn errors_carry_matching_request_ids() {
+    let (_dir, store) = any_store().await;
+    let missing = crate::harness::raw("GET", &format!("{}/no-such-bucket/key", store.url())).await;
+    assert_eq!(missing.status, 404);
+    let id = missing.headers["x-amz-request-id"].to_str().unwrap().to_owned();
+    let body = String::from_utf8_lossy(&missing.body);
+    assert!(body.contains("<Code>NoSuchBucket</Code>"), "{body}");
+    assert!(body.contains(&format!("<RequestId>{id}</RequestId>")), "{body}");
+    assert!(body.contains("<HostId>"), "{body}");
+    assert_eq!(
+        missing.headers["content-length"].to_str().unwrap(),
+        body.len().to_string()
+    );
+    // Successes carry an id too.
+    let ok = crate::harness::raw("GET", &format!("{}/", store.url())).await;
+    assert_eq!(ok.status, 200);
+    assert!(ok.headers.contains_key("x-amz-request-id"));
+}

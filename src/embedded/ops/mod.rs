@@ -6,6 +6,7 @@ mod buckets;
 mod common;
 mod listings;
 mod multipart;
+mod multipart_checksum;
 mod objects;
 
 use s3s::dto::*;

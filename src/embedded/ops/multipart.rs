@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response};
 
 use super::common::*;
+use super::multipart_checksum as checksum;
 use super::objects::{Trailers, copy_bytes, copy_source, declared_with_trailers, wanted_for};
 use crate::embedded::db::{self, NewVersion, PartRow, Segment, UploadRow};
 use crate::embedded::error::{StoreError, StoreResult, refuse};
@@ -236,56 +237,6 @@ pub async fn upload_part_copy(
     }))
 }
 
-fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(s).ok()
-}
-
-fn encode_b64(b: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-/// The multipart object's composite checksum: the checksum of the parts' checksums, `-N`.
-fn composite(parts: &[PartRow], algorithm: &str) -> Option<String> {
-    use s3s::crypto::Checksum as _;
-    let pick = |c: &Checksums| match algorithm {
-        "CRC32" => c.crc32.clone(),
-        "CRC32C" => c.crc32c.clone(),
-        "SHA1" => c.sha1.clone(),
-        "SHA256" => c.sha256.clone(),
-        _ => None,
-    };
-    let mut raw = Vec::new();
-    for p in parts {
-        raw.extend(decode_b64(&pick(&p.checksums)?)?);
-    }
-    let digest: Vec<u8> = match algorithm {
-        "CRC32" => {
-            let mut h = s3s::crypto::Crc32::new();
-            h.update(&raw);
-            h.finalize().as_ref().to_vec()
-        }
-        "CRC32C" => {
-            let mut h = s3s::crypto::Crc32c::new();
-            h.update(&raw);
-            h.finalize().as_ref().to_vec()
-        }
-        "SHA1" => {
-            let mut h = s3s::crypto::Sha1::new();
-            h.update(&raw);
-            h.finalize().as_ref().to_vec()
-        }
-        "SHA256" => {
-            let mut h = s3s::crypto::Sha256::new();
-            h.update(&raw);
-            h.finalize().as_ref().to_vec()
-        }
-        _ => return None,
-    };
-    Some(format!("{}-{}", encode_b64(&digest), parts.len()))
-}
-
 pub async fn complete_multipart_upload(
     store: &Store,
     req: S3Request<CompleteMultipartUploadInput>,
@@ -321,6 +272,15 @@ pub async fn complete_multipart_upload(
     let conditions = WriteConditions {
         if_match: input.if_match.clone(),
         if_none_match: input.if_none_match.clone(),
+    };
+    // The whole object's checksum the client sends with Complete, checked against the parts.
+    let declared = Checksums {
+        crc32: input.checksum_crc32.clone(),
+        crc32c: input.checksum_crc32c.clone(),
+        sha1: input.checksum_sha1.clone(),
+        sha256: input.checksum_sha256.clone(),
+        crc64nvme: input.checksum_crc64nvme.clone(),
+        kind: None,
     };
     let (bucket, key, upload_id) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
     let now = SystemTime::now();
@@ -376,22 +336,10 @@ pub async fn complete_multipart_upload(
             let etag_value = format!("{}-{}", upload::hex(&digest), chosen.len());
             let mut meta = up.meta.object.clone();
             meta.parts = chosen.iter().map(|p| p.size).collect();
-            if let Some(a) = up.meta.checksum_algorithm.as_deref()
-                && up.meta.checksum_type.as_deref() != Some("FULL_OBJECT")
-                && let Some(value) = composite(&chosen, a)
-            {
-                let mut c = Checksums {
-                    kind: Some("COMPOSITE".into()),
-                    ..Checksums::default()
-                };
-                match a {
-                    "CRC32" => c.crc32 = Some(value),
-                    "CRC32C" => c.crc32c = Some(value),
-                    "SHA1" => c.sha1 = Some(value),
-                    "SHA256" => c.sha256 = Some(value),
-                    _ => {}
-                }
-                meta.checksums = c;
+            if let Some(a) = up.meta.checksum_algorithm.as_deref() {
+                let whole = checksum::of_parts(&chosen, a, up.meta.checksum_type.as_deref());
+                checksum::check_declared(whole.as_ref(), a, &declared)?;
+                meta.checksums = whole.unwrap_or_default();
             }
             let segments: Vec<Segment> = chosen
                 .iter()
@@ -430,6 +378,7 @@ pub async fn complete_multipart_upload(
         checksum_crc32c: checksums.crc32c,
         checksum_sha1: checksums.sha1,
         checksum_sha256: checksums.sha256,
+        checksum_crc64nvme: checksums.crc64nvme,
         checksum_type: checksums.kind.map(ChecksumType::from),
         ..Default::default()
     }))
