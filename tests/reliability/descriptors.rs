@@ -38,6 +38,8 @@ fn store_with_fd_limit(data: &std::path::Path, nofile: u32) -> (std::process::Ch
             return (child, addr);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the store did not start");
 }
 
