@@ -69,11 +69,26 @@ pub async fn head_bucket(store: &Store, req: S3Request<HeadBucketInput>) -> Stor
     }))
 }
 
+/// ListBuckets, in name order, with S3's optional paging (`max-buckets`, a continuation
+/// token: the last name of the page before) and `prefix`.
 pub async fn list_buckets(
     store: &Store,
-    _req: S3Request<ListBucketsInput>,
+    req: S3Request<ListBucketsInput>,
 ) -> StoreResult<S3Response<ListBucketsOutput>> {
-    let rows = store.read(db::buckets).await?;
+    let input = req.input;
+    let max = input.max_buckets.map_or(usize::MAX, |m| m.clamp(1, 10_000) as usize);
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let after = input.continuation_token.clone().unwrap_or_default();
+    let mut rows: Vec<_> = store
+        .read(db::buckets)
+        .await?
+        .into_iter()
+        .filter(|b| b.name.starts_with(&prefix) && b.name > after)
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let more = rows.len() > max;
+    rows.truncate(max);
+    let next = more.then(|| rows.last().map(|b| b.name.clone())).flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(
             rows.into_iter()
@@ -84,11 +99,12 @@ pub async fn list_buckets(
                 })
                 .collect(),
         ),
+        continuation_token: next,
+        prefix: input.prefix,
         owner: Some(Owner {
             display_name: Some("s3chaos".into()),
             id: Some("s3chaos".into()),
         }),
-        ..Default::default()
     }))
 }
 

@@ -809,14 +809,15 @@ pub async fn get_object_tagging(
             Ok((v, need_bucket(c, &input.bucket)?))
         })
         .await?;
+    // S3 answers a tag set in key order, whatever order it was given in.
+    let mut tags = v.meta.tags.clone();
+    tags.sort();
     Ok(S3Response::new(GetObjectTaggingOutput {
-        tag_set: v
-            .meta
-            .tags
-            .iter()
+        tag_set: tags
+            .into_iter()
             .map(|(k, val)| Tag {
-                key: Some(k.clone()),
-                value: Some(val.clone()),
+                key: Some(k),
+                value: Some(val),
             })
             .collect(),
         version_id: shown_version(&b, &v.version_id),
