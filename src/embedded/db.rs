@@ -679,3 +679,21 @@ pub fn random_id(len: usize) -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--fsync` (PowerLoss) makes SQLite sync every commit (`synchronous=FULL`, 2) on the
+    /// writer and on every reader; the default syncs at checkpoints only (`NORMAL`, 1).
+    #[test]
+    fn durability_sets_sqlite_synchronous_on_every_connection() {
+        for (durability, level) in [(Durability::ProcessCrash, 1), (Durability::PowerLoss, 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(&dir.path().join("meta.sqlite"), durability).unwrap();
+            let query = |c: &Connection| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?);
+            assert_eq!(db.read(query).unwrap(), level, "{durability:?} reader");
+            assert_eq!(db.write(|tx| query(tx)).unwrap(), level, "{durability:?} writer");
+        }
+    }
+}
