@@ -131,7 +131,6 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     let static_root = work.join("static");
     let s3_root = work.join("s3");
     std::fs::create_dir_all(static_root.join("bkt"))?;
-    std::fs::create_dir_all(s3_root.join("bkt"))?;
     eprintln!("writing a 1 GiB random object ...");
     write_random(&static_root.join("bkt/4k.bin"), 4096)?;
     write_random(&static_root.join("bkt/1g.bin"), BIG)?;
@@ -157,6 +156,10 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
     // Objects go into the S3 store through its API, as any client's would (so it keeps their
     // checksums instead of hashing 1 GiB on every GET).
     wait_listening(s3_up)?;
+    let created = curl_status_of("PUT", &format!("http://{s3_up}/bkt"))?;
+    if created != 200 {
+        bail!("the S3 store answered {created} to creating the bucket");
+    }
     for name in ["4k.bin", "1g.bin"] {
         curl_put(s3_up, &format!("/bkt/{name}"), &static_root.join("bkt").join(name))?;
     }
@@ -295,7 +298,7 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
         put_s3.insert(target, mibs);
         let g = growth.entry(target).or_default();
         *g = g.max(grew);
-        let _ = std::fs::remove_file(s3_root.join(format!("bkt/put-{target}.bin")));
+        let _ = curl_status_of("DELETE", &format!("http://{s3_up}{key}"));
     }
 
     // --- blackholes: hold N requests, measure RSS and throughput of other requests meanwhile
@@ -587,8 +590,12 @@ fn median(mut v: Vec<Load>) -> Load {
 }
 
 fn curl_status(url: &str) -> Result<u16> {
+    curl_status_of("GET", url)
+}
+
+fn curl_status_of(method: &str, url: &str) -> Result<u16> {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
+        .args(["-s", "-X", method, "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
 }
