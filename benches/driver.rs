@@ -595,7 +595,18 @@ fn curl_status(url: &str) -> Result<u16> {
 
 fn curl_status_of(method: &str, url: &str) -> Result<u16> {
     let out = Command::new("curl")
-        .args(["-s", "-X", method, "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url])
+        .args([
+            "-s",
+            "-X",
+            method,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            url,
+        ])
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0))
 }

@@ -195,7 +195,10 @@ fn with_request_ids(xml: &[u8], ids: &crate::s3::error::RequestIds) -> Option<by
 /// An S3 error answered before s3s saw the request.
 fn render(req: &http::Request<s3s::Body>, e: &s3s::S3Error, ids: &crate::s3::error::RequestIds) -> s3s::HttpResponse {
     let answer = crate::s3::S3ErrorResponse {
-        status: e.code().status_code().unwrap_or(http::StatusCode::BAD_REQUEST),
+        status: e
+            .status_code()
+            .or_else(|| e.code().status_code())
+            .unwrap_or(http::StatusCode::BAD_REQUEST),
         code: e.code().as_str().to_owned(),
         message: e.message().unwrap_or("").to_owned(),
         retry_after: None,

@@ -110,6 +110,9 @@ except ClientError as e:
 s3.put_object(Bucket="boto", Key="gz", Body=b"not really gzip", ContentEncoding="gzip")
 check(s3.head_object(Bucket="boto", Key="gz")["ContentEncoding"] == "gzip", "stored Content-Encoding")
 check("Delimiter" not in s3.list_objects_v2(Bucket="boto", Delimiter=""), "empty Delimiter echoed")
+# A V1 listing echoes its Prefix unencoded (boto3 does not decode it), V2 encoded (it does).
+check(s3.list_objects(Bucket="boto", Prefix="\n")["Prefix"] == "\n", "V1 Prefix")
+check(s3.list_objects_v2(Bucket="boto", Prefix="\n")["Prefix"] == "\n", "V2 Prefix")
 put = s3.put_object(Bucket="boto", Key="plain", Body=b"x")
 check("VersionId" not in put, f"VersionId without versioning: {put.get('VersionId')}")
 try:

@@ -980,6 +980,30 @@ async fn errors_carry_matching_request_ids() {
         missing.headers["content-length"].to_str().unwrap(),
         body.len().to_string()
     );
+    // A presigned URL asking for more than a week is refused with S3's 403 (the status of the
+    // refusal once came out as 400).
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let long = crate::harness::raw(
+        "GET",
+        &format!(
+            "{}/no-such-bucket/key?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a%2F{}%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date={date}&X-Amz-Expires=609901&X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+            store.url(),
+            &date[..8]
+        ),
+    )
+    .await;
+    assert_eq!(long.status, 403, "{}", String::from_utf8_lossy(&long.body));
+    assert!(String::from_utf8_lossy(&long.body).contains("AuthorizationQueryParametersError"));
     // Successes carry an id too.
     let ok = crate::harness::raw("GET", &format!("{}/", store.url())).await;
     assert_eq!(ok.status, 200);

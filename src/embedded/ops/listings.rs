@@ -235,7 +235,10 @@ pub async fn list_objects(
         .flatten();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: Some(shown(&prefix, url)),
+        // V1 echoes its Prefix as sent even with encoding-type=url (botocore decodes only
+        // Delimiter, Marker, NextMarker and the keys of a V1 answer; ceph's s3-tests
+        // test_bucket_list_prefix_unreadable checks it).
+        prefix: Some(prefix.clone()),
         marker: Some(input.marker.map(|m| shown(&m, url)).unwrap_or_default()),
         delimiter: input.delimiter.filter(|d| !d.is_empty()).map(|d| shown(&d, url)),
         max_keys: Some(max as i32),
