@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS completed (
     checksums TEXT NOT NULL,
     completed_ns INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS completed_by_time ON completed (completed_ns);
 ";
 
 /// How long a completed upload's answer is kept for a repeated CompleteMultipartUpload.
