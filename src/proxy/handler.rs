@@ -64,6 +64,12 @@ pub(super) async fn handle_for(
     // per-operation counters anyway; deciding is skipped outright with no rules.
     let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
     let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived);
+    if let Some(problem) = host_problem(&req) {
+        drop(info);
+        let response = bad_host(problem, req.method(), req.uri().path(), req.version());
+        ctx.responded(&response);
+        return Ok(response.map(|body| ReplyBody::new(body, ctx)));
+    }
     let mut delay = Duration::ZERO;
     let mut ending = None;
     if destination.inject
@@ -277,6 +283,35 @@ fn request_phase(shared: &Shared, decision: &Decision, info: &RequestInfo<'_>) -
 
 fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
     info.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with more than one, is
+/// answered 400 and never forwarded: the classifier reads the first `Host`, an upstream that
+/// takes the last would see another bucket (request smuggling between the two).
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    if hosts > 1 {
+        Some("The request has more than one Host header.")
+    } else if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        Some("The request has no Host header.")
+    } else {
+        None
+    }
+}
+
+/// S3's `400 InvalidRequest` saying what is wrong with the Host, closing the connection (what
+/// follows on it cannot be trusted to be framed as the client meant).
+fn bad_host(problem: &str, method: &Method, resource: &str, version: http::Version) -> Response<ProxyBody> {
+    let mut error = S3ErrorResponse::standard(Code::InvalidRequest);
+    error.message = problem.to_owned();
+    let mut response = crate::faults::error::answer(&error, method, resource);
+    // (HTTP/2 has no Connection header: there the stream alone is refused.)
+    if version < http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The answer when the upstream is down, refusing or too slow: what S3's own front end says

@@ -7,6 +7,7 @@ mod containers;
 mod drill;
 mod faults;
 mod forward;
+mod hardening;
 mod harness;
 mod isolation;
 mod outcomes;
