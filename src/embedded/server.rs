@@ -116,7 +116,9 @@ impl EmbeddedStore {
                     let front = Arc::clone(&front);
                     async move { front.call(req).await }
                 });
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(socket), service);
+                let conn = http1::Builder::new()
+                    .max_headers(crate::proxy::MAX_HEADERS)
+                    .serve_connection(TokioIo::new(socket), service);
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });

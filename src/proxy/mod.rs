@@ -21,6 +21,7 @@ mod handler;
 pub mod headers;
 mod pool;
 mod protocol;
+pub use protocol::MAX_HEADERS;
 pub mod tls;
 pub mod upstream;
 

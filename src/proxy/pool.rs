@@ -144,7 +144,10 @@ impl ConnPool {
             *self.h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
             return Ok(Sender::Http2(sender));
         }
-        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        let (sender, connection) = http1::Builder::new()
+            .max_headers(super::protocol::MAX_HEADERS)
+            .handshake(io)
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

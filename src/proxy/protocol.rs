@@ -28,6 +28,14 @@ pub enum Version {
     Http2,
 }
 
+/// The most header fields an HTTP/1.1 message may have, requests and the upstream's answers
+/// alike. hyper's default, 100, refused a PutObject with 100 `x-amz-meta-*` headers (S3
+/// allows 2 KB of user metadata, which is more fields than that, plus the SDK's own) with
+/// 431, and a GET of such an object would fail the same way on the way back. The byte limit
+/// on a head stays hyper's. (Above 100, hyper keeps the parse buffer on the heap: one small
+/// allocation per request.)
+pub const MAX_HEADERS: usize = 256;
+
 /// The server side of both versions, set up once per worker.
 pub struct Protocols {
     http1: http1::Builder,
@@ -40,6 +48,7 @@ impl Protocols {
         let mut http1 = http1::Builder::new();
         http1
             .keep_alive(true)
+            .max_headers(MAX_HEADERS)
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
         let http2 = http2.then(|| {
