@@ -81,6 +81,16 @@ fn run(cmd: &mut Command) -> String {
     stdout
 }
 
+/// Runs `program script` in `dir` against a fresh `s3chaos run`; the script prints
+/// "all behaviours as S3" when every check held and exits non-zero on the first that did not.
+fn run_script(program: &str, dir: &Path, script: &str) {
+    let data = tempfile::tempdir().unwrap();
+    let s3chaos = Running::in_dir(&data, None, &[]);
+    let out = run(clean(program, &s3chaos).arg(script).current_dir(dir));
+    assert!(out.contains("all behaviours as S3"), "{out}");
+    s3chaos.finish();
+}
+
 /// A local tree of [`KEYS`] (each file holds its own name) and one 20 MB file, `dir/big.bin`,
 /// large enough for the AWS CLI's and s3cmd's multipart uploads.
 fn tricky_tree(root: &Path) -> Vec<String> {
@@ -284,11 +294,7 @@ fn boto3_gets_s3_listing_key_and_checksum_rules() {
     if !available("boto3", "python3", &["-c", "import boto3"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let s3chaos = Running::in_dir(&dir, None, &[]);
-    let out = run(clean("python3", &s3chaos).arg(clients_dir().join("boto3_store.py")));
-    assert!(out.contains("all behaviours as S3"), "{out}");
-    s3chaos.finish();
+    run_script("python3", &clients_dir(), "boto3_store.py");
 }
 
 /// `tests/clients/minio_store.py`: MinIO's Python client, recursive and top-level listings
@@ -298,11 +304,7 @@ fn minio_client_lists_and_uploads() {
     if !available("MinIO's Python client", "python3", &["-c", "import minio"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let s3chaos = Running::in_dir(&dir, None, &[]);
-    let out = run(clean("python3", &s3chaos).arg(clients_dir().join("minio_store.py")));
-    assert!(out.contains("all behaviours as S3"), "{out}");
-    s3chaos.finish();
+    run_script("python3", &clients_dir(), "minio_store.py");
 }
 
 /// `tests/clients/js/store.mjs`: the JavaScript SDK v3 with its default CRC32 checksums in
@@ -322,9 +324,5 @@ fn javascript_sdk_v3_uploads_with_trailing_checksums() {
         }
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let s3chaos = Running::in_dir(&dir, None, &[]);
-    let out = run(clean("node", &s3chaos).arg("store.mjs").current_dir(&js));
-    assert!(out.contains("all behaviours as S3"), "{out}");
-    s3chaos.finish();
+    run_script("node", &js, "store.mjs");
 }
