@@ -14,6 +14,7 @@ use s3chaos::engine::{Engine, EngineOptions};
 use s3chaos::frontend::{Frontend, Running};
 use s3chaos::proxy::connect_to::{ConnectTo, ConnectToTable};
 use s3chaos::proxy::forward::Forward;
+use s3chaos::proxy::targets::{AllowTarget, TargetPolicy};
 use s3chaos::proxy::tls::PrivateCa;
 use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
 use s3chaos::s3::Classifier;
@@ -138,6 +139,12 @@ pub struct RunArgs {
     /// `--connect-to 's3.us-east-1.amazonaws.com:443:minio.staging:9000'`.
     #[arg(long = "connect-to", value_parser = parse_connect_to)]
     pub connect_to: Vec<ConnectTo>,
+    /// Forward mode: a HOST:PORT the proxy may reach for its clients although it is on
+    /// loopback, link-local or this machine (repeatable; HOST a glob, PORT `*` for any).
+    /// Without it such targets get 403, --upstream and --connect-to targets excepted, and
+    /// s3chaos's own listener and admin API are never reached.
+    #[arg(long = "allow-target", value_parser = parse_allow_target)]
+    pub allow_target: Vec<AllowTarget>,
     /// Allow an upstream that looks like production AWS (`*.amazonaws.com`). Without it,
     /// s3chaos refuses to start against one: a drill belongs in staging.
     #[arg(long)]
@@ -174,6 +181,10 @@ pub enum Mode {
 }
 
 fn parse_connect_to(s: &str) -> Result<ConnectTo, String> {
+    s.parse()
+}
+
+fn parse_allow_target(s: &str) -> Result<AllowTarget, String> {
     s.parse()
 }
 
@@ -337,6 +348,7 @@ fn forward_config(
     args: &RunArgs,
     ca: Option<Arc<PrivateCa>>,
     connect_to: ConnectToTable,
+    targets: Arc<TargetPolicy>,
 ) -> anyhow::Result<Option<Arc<Forward>>> {
     let (Mode::Forward, Some(ca)) = (args.mode, ca) else {
         return Ok(None);
@@ -353,7 +365,7 @@ fn forward_config(
             intercept.push(host);
         }
     }
-    let forward = Forward::new(ca, &intercept, connect_to, !args.no_http2)?;
+    let forward = Forward::new(ca, &intercept, connect_to, targets, !args.no_http2)?;
     tracing::info!(intercept = %intercept.join(","), "forward-proxy mode: these hosts are decrypted and faulted, the rest tunnelled untouched");
     if args.connect_to.is_empty() {
         tracing::warn!(
@@ -361,6 +373,28 @@ fn forward_config(
         );
     }
     Ok(Some(Arc::new(forward)))
+}
+
+/// Where forward mode may connect: `--allow-target`s and the upstream (both named by the
+/// operator); the admin API's address is s3chaos's own from the start.
+fn forward_targets(args: &RunArgs, upstream: &str, admin: Option<SocketAddr>) -> anyhow::Result<Arc<TargetPolicy>> {
+    let mut allow = args.allow_target.clone();
+    let uri: http::Uri = upstream.parse().with_context(|| format!("the upstream `{upstream}`"))?;
+    if let Some(host) = uri.host() {
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                443
+            } else {
+                80
+            });
+        allow.push(format!("{host}:{port}").parse().map_err(anyhow::Error::msg)?);
+    }
+    let targets = TargetPolicy::new(allow);
+    if let Some(admin) = admin {
+        targets.add_own(admin);
+    }
+    Ok(Arc::new(targets))
 }
 
 fn serve_options(
@@ -396,7 +430,6 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let ca = private_ca(args)?;
     let tls = tls_config(args, ca.as_deref())?;
     let connect_to = ConnectToTable::new(args.connect_to.clone());
-    let forward = forward_config(args, ca, connect_to.clone())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let source = scenario_source(args.scenario.as_deref())?;
     let admin_addr: Option<SocketAddr> = match args.admin.as_str() {
@@ -443,10 +476,19 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         ca_file: args.upstream_ca.clone(),
         connect_timeout: args.connect_timeout,
         response_timeout: args.upstream_timeout,
-        connect_to,
+        connect_to: connect_to.clone(),
         http2: !args.no_http2,
+        targets: None,
     };
-    let upstream = Upstream::new(&upstream_url, &options)?;
+    let targets = forward_targets(args, &upstream_url, admin_addr)?;
+    let forward = forward_config(args, ca, connect_to, targets.clone())?;
+    let upstream = Upstream::new(
+        &upstream_url,
+        &UpstreamOptions {
+            targets: forward.as_ref().map(|_| targets),
+            ..options.clone()
+        },
+    )?;
     let upstream_idle = upstream.idle_connections();
 
     let workers = args
@@ -480,6 +522,9 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
         )
         .await?;
         admin_bound = Some(admin.local_addr());
+        if let Some(forward) = &forward {
+            forward.targets().add_own(admin.local_addr());
+        }
         tracing::info!(
             "admin API on http://{}  —  try: s3chaos ctl --admin {} status",
             admin.local_addr(),

@@ -18,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::targets::TargetPolicy;
+
 /// One `--connect-to` rule.
 #[derive(Debug, Clone)]
 pub struct ConnectTo {
@@ -121,16 +123,19 @@ impl ConnectToTable {
 }
 
 /// hyper-util's TCP connector, sent to another address where a rule says so. Sits under the
-/// TLS connector, which still sees (and verifies) the name asked for.
+/// TLS connector, which still sees (and verifies) the name asked for. In forward mode it
+/// also holds the [`TargetPolicy`]: a host no rule redirects is resolved and checked here,
+/// and the connection goes to the address that was checked.
 #[derive(Clone)]
 pub struct Redirecting {
     inner: HttpConnector,
     table: ConnectToTable,
+    targets: Option<Arc<TargetPolicy>>,
 }
 
 impl Redirecting {
-    pub fn new(inner: HttpConnector, table: ConnectToTable) -> Redirecting {
-        Redirecting { inner, table }
+    pub fn new(inner: HttpConnector, table: ConnectToTable, targets: Option<Arc<TargetPolicy>>) -> Redirecting {
+        Redirecting { inner, table, targets }
     }
 }
 
@@ -160,8 +165,24 @@ impl Service<Uri> for Redirecting {
                 .build()
                 .ok()
         });
-        let connecting = self.inner.call(redirected.unwrap_or(uri));
-        Box::pin(async move { connecting.await.map_err(Into::into) })
+        let (Some(targets), None, Some(host)) = (&self.targets, &redirected, uri.host()) else {
+            let connecting = self.inner.call(redirected.unwrap_or(uri));
+            return Box::pin(async move { connecting.await.map_err(Into::into) });
+        };
+        let (targets, host, port) = (targets.clone(), host.to_owned(), uri.port_u16().unwrap_or(default_port));
+        let (mut inner, scheme) = (
+            self.inner.clone(),
+            uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+        );
+        Box::pin(async move {
+            let address = targets.resolve(&host, port).await?[0];
+            let checked = Uri::builder()
+                .scheme(scheme)
+                .authority(address.to_string())
+                .path_and_query("/")
+                .build()?;
+            inner.call(checked).await.map_err(Into::into)
+        })
     }
 }
 

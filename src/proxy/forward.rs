@@ -29,6 +29,7 @@ use super::conn::ConnControl;
 use super::connect_to::ConnectToTable;
 use super::context::ReplyBody;
 use super::handler::{self, Destination};
+use super::targets::{Refused, TargetPolicy};
 use super::tls::{PrivateCa, TlsSetupError};
 use super::{Shared, Upstream};
 use crate::body::{self, BoxError, ProxyBody};
@@ -55,6 +56,7 @@ pub struct Forward {
     intercept: globset::GlobSet,
     patterns: Vec<String>,
     connect_to: ConnectToTable,
+    targets: Arc<TargetPolicy>,
     http2: bool,
     minted: Mutex<HashMap<String, Arc<rustls::ServerConfig>>>,
 }
@@ -68,11 +70,14 @@ impl std::fmt::Debug for Forward {
 }
 
 impl Forward {
-    /// `intercept`: host globs (case-insensitive) whose `CONNECT`s are decrypted and faulted.
+    /// `intercept`: host globs (case-insensitive) whose `CONNECT`s are decrypted and faulted;
+    /// `targets`: where the proxy may connect for its clients (give the upstream's
+    /// [`UpstreamOptions::targets`](super::upstream::UpstreamOptions::targets) the same).
     pub fn new(
         ca: Arc<PrivateCa>,
         intercept: &[String],
         connect_to: ConnectToTable,
+        targets: Arc<TargetPolicy>,
         http2: bool,
     ) -> Result<Forward, ForwardSetupError> {
         let mut set = globset::GlobSetBuilder::new();
@@ -96,6 +101,7 @@ impl Forward {
             intercept,
             patterns,
             connect_to,
+            targets,
             http2,
             minted: Mutex::new(HashMap::new()),
         })
@@ -104,6 +110,21 @@ impl Forward {
     /// The `--intercept` globs, as given.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
+    }
+
+    /// Where the proxy may connect for its clients; s3chaos's own sockets are added to it.
+    pub fn targets(&self) -> &Arc<TargetPolicy> {
+        &self.targets
+    }
+
+    /// Resolves and checks `host:port` unless a `--connect-to` rule redirects it (the
+    /// operator named that target); the addresses to connect to.
+    async fn reach(&self, host: &str, port: u16) -> Result<Vec<String>, Refused> {
+        if let Some(target) = self.connect_to.target(host, port) {
+            return Ok(vec![target.to_owned()]);
+        }
+        let addresses = self.targets.resolve(host, port).await?;
+        Ok(addresses.iter().map(|a| a.to_string()).collect())
     }
 
     /// Whether requests to `host` are decrypted and meet the scenario.
@@ -165,17 +186,24 @@ impl ForwardWorker {
             }
     }
 
-    fn origin(&self, scheme: Scheme, authority: Authority) -> Arc<Upstream> {
-        let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(upstream) = origins.get(&(scheme.clone(), authority.clone())) {
-            return upstream.clone();
+    /// The upstream for an origin a client named, checked against the [`TargetPolicy`] the
+    /// first time (the pool's connector checks every connection it opens too).
+    async fn origin(&self, scheme: Scheme, authority: Authority) -> Result<Arc<Upstream>, Refused> {
+        let key = (scheme.clone(), authority.clone());
+        if let Some(upstream) = self.origins.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(upstream.clone());
         }
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        self.forward
+            .reach(authority.host(), authority.port_u16().unwrap_or(default_port))
+            .await?;
+        let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
         if origins.len() >= MAX_ORIGINS {
             origins.clear();
         }
         let upstream = Arc::new(self.shared.upstream.for_origin(scheme.clone(), authority.clone()));
         origins.insert((scheme, authority), upstream.clone());
-        upstream
+        Ok(upstream)
     }
 }
 
@@ -204,11 +232,13 @@ pub(super) async fn handle(
         )
         .map(ReplyBody::plain));
     }
-    // `Proxy-Connection` and `Proxy-Authorization` go with the other hop-by-hop headers.
-    let destination = Destination {
-        inject: worker.forward.intercepts(authority.host()),
-        upstream: worker.origin(scheme, authority),
+    let inject = worker.forward.intercepts(authority.host());
+    let upstream = match worker.origin(scheme, authority).await {
+        Ok(upstream) => upstream,
+        Err(refused) => return Ok(refuse(refused).map(ReplyBody::plain)),
     };
+    // `Proxy-Connection` and `Proxy-Authorization` go with the other hop-by-hop headers.
+    let destination = Destination { inject, upstream };
     handler::handle_for(worker.shared.clone(), conn, destination, req).await
 }
 
@@ -218,6 +248,10 @@ async fn connect(worker: Arc<ForwardWorker>, conn: Arc<ConnControl>, req: Reques
         return plain(StatusCode::BAD_REQUEST, "s3chaos: CONNECT needs host:port");
     };
     let port = authority.port_u16().unwrap_or(443);
+    let addresses = match worker.forward.reach(authority.host(), port).await {
+        Ok(addresses) => addresses,
+        Err(refused) => return refuse(refused),
+    };
     if worker.forward.intercepts(authority.host()) {
         let config = match worker.forward.server_config(authority.host()) {
             Ok(config) => config,
@@ -230,8 +264,18 @@ async fn connect(worker: Arc<ForwardWorker>, conn: Arc<ConnControl>, req: Reques
         tokio::spawn(intercept(worker, conn, upgrade, config, authority));
         return plain(StatusCode::OK, "");
     }
-    let address = worker.forward.connect_to.address(authority.host(), port);
-    match tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+    let address = addresses.join(",");
+    let connecting = async {
+        let mut last = None;
+        for address in &addresses {
+            match tokio::net::TcpStream::connect(address.as_str()).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+    };
+    match tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(server)) => {
             let _ = server.set_nodelay(true);
             let upgrade = hyper::upgrade::on(req);
@@ -275,7 +319,13 @@ async fn intercept(
         }
         Err(_) => return,
     };
-    let upstream = worker.origin(Scheme::HTTPS, authority);
+    let upstream = match worker.origin(Scheme::HTTPS, authority.clone()).await {
+        Ok(upstream) => upstream,
+        Err(refused) => {
+            tracing::warn!(error = %refused, "intercepted tunnel: target refused");
+            return;
+        }
+    };
     let shared = worker.shared.clone();
     let control = conn.clone();
     let service = service_fn(move |req| {
@@ -296,6 +346,14 @@ async fn intercept(
         tracing::debug!(error = %e, "intercepted connection ended with an error");
     }
     worker.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// `403 Forbidden`: a target the [`TargetPolicy`] refuses, in words that say how to allow it.
+fn refuse(refused: Refused) -> Response<ProxyBody> {
+    tracing::warn!(error = %refused, "forward proxy: target refused");
+    let mut response = Response::new(body::full(bytes::Bytes::from(format!("{refused}\n"))));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
 }
 
 /// A small answer from the proxy itself (not an S3 error: the client is talking to a proxy).

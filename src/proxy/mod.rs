@@ -22,6 +22,7 @@ pub mod headers;
 mod pool;
 mod protocol;
 pub use protocol::MAX_HEADERS;
+pub mod targets;
 pub mod tls;
 pub mod upstream;
 
@@ -184,6 +185,9 @@ impl Proxy {
     /// [`Proxy::start`] with limits that protect the proxy from its clients.
     pub fn start_with(self, workers: usize, limits: ServeOptions) -> std::io::Result<ProxyHandle> {
         let addr = self.local_addr();
+        if let Some(forward) = &limits.forward {
+            forward.targets().add_own(addr);
+        }
         let workers = workers.max(1);
         let (stop, stopped) = watch::channel(false);
         let held = Arc::new(AtomicUsize::new(0));

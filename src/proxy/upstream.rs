@@ -13,6 +13,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::connect_to::{ConnectToTable, Redirecting};
 use super::pool::ConnPool;
+use super::targets::TargetPolicy;
 use crate::body::{BoxError, ProxyBody};
 
 /// Why an upstream could not be set up (a start-up error, reported before serving).
@@ -50,6 +51,9 @@ pub struct UpstreamOptions {
     pub connect_to: ConnectToTable,
     /// Offer h2 to an `https://` upstream (ALPN); HTTP/1.1 is spoken if it declines.
     pub http2: bool,
+    /// Forward mode: where the proxy may connect for its clients (checked on every new
+    /// connection that no `--connect-to` rule redirects). `None`: anywhere.
+    pub targets: Option<Arc<TargetPolicy>>,
 }
 
 impl Default for UpstreamOptions {
@@ -60,6 +64,7 @@ impl Default for UpstreamOptions {
             response_timeout: Duration::from_secs(300),
             connect_to: ConnectToTable::default(),
             http2: true,
+            targets: None,
         }
     }
 }
@@ -100,7 +105,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(options.connect_timeout));
         let tls = tls_config(options.ca_file.as_deref())?;
-        let http = Redirecting::new(http, options.connect_to.clone());
+        let http = Redirecting::new(http, options.connect_to.clone(), options.targets.clone());
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();

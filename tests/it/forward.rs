@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3chaos::frontend::{Frontend, Running};
 use s3chaos::proxy::connect_to::ConnectToTable;
 use s3chaos::proxy::forward::Forward;
+use s3chaos::proxy::targets::TargetPolicy;
 use s3chaos::proxy::tls::PrivateCa;
 use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
 use s3chaos::scenario::Source;
@@ -120,6 +121,11 @@ fn start_forward_proxy(store: &AwsLikeStore, scenario: &str, http2: bool) -> For
         ca,
         &["*.amazonaws.com".to_owned(), "127.0.0.1".to_owned()],
         connect_to,
+        // The test's servers are all on loopback.
+        Arc::new(TargetPolicy::new(vec![
+            "127.0.0.1:*".parse().unwrap(),
+            "localhost:*".parse().unwrap(),
+        ])),
         http2,
     )
     .unwrap();

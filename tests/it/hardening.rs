@@ -106,3 +106,91 @@ async fn an_upload_with_many_metadata_headers_goes_through_and_comes_back() {
     assert_eq!(meta, 120, "{answer}");
     assert!(answer.contains("x-amz-meta-m119: v119"), "{answer}");
 }
+
+/// One request (raw) to `addr`, the whole answer.
+async fn send_to(addr: std::net::SocketAddr, head: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Forward mode was a door into the tokenless admin API: through `HTTPS_PROXY` a client
+/// could `GET http://127.0.0.1:ADMIN/status`, `POST http://localhost:ADMIN/halt`, or
+/// `CONNECT 127.0.0.1:ADMIN` and `POST /resume` inside. Now every one is 403 and the drill
+/// is not halted; other loopback targets and the cloud metadata address are refused unless
+/// `--allow-target` names them.
+#[tokio::test]
+async fn forward_mode_does_not_reach_the_admin_api_or_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allow = format!("localhost:{}", allowed.local_addr().unwrap().port());
+    let mut running = crate::cli::Running::in_dir(
+        &dir,
+        Some("name: fwd\nrules: []\n"),
+        &[
+            "--mode",
+            "forward",
+            "--tls-ca-out",
+            ca.to_str().unwrap(),
+            "--allow-target",
+            &allow,
+        ],
+    );
+    let (proxy, admin) = (running.addr, running.admin);
+    let halted = || async move {
+        let status = send_to(admin, "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        status.contains("\"halted\":true") || status.contains("\"halted\": true")
+    };
+    assert!(!halted().await);
+
+    let port = admin.port();
+    for attack in [
+        format!("GET http://127.0.0.1:{port}/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+        format!(
+            "POST http://localhost:{port}/halt HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "POST http://[::ffff:127.0.0.1]:{port}/halt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\nPOST /halt HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        format!(
+            "CONNECT localhost:{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            other.local_addr().unwrap().port()
+        ),
+        "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+    ] {
+        let answer = send_to(proxy, &attack).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{attack}\n=> {answer}");
+        assert!(answer.contains("will not connect"), "{answer}");
+        assert!(!answer.contains("halted"), "{answer}");
+    }
+    assert!(!halted().await, "the drill was halted through the proxy");
+
+    // What --allow-target names is tunnelled.
+    let mut tunnel = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tunnel
+        .write_all(format!("CONNECT {allow} HTTP/1.1\r\nHost: {allow}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), allowed.accept())
+            .await
+            .is_ok(),
+        "the allowed target was connected to"
+    );
+    running.wait_for("will not connect");
+}
