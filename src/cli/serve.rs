@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// connections. `0s` turns it off.
     #[arg(long, default_value = "60s", value_parser = duration_arg)]
     pub header_read_timeout: Duration,
+    /// An upload that sends no byte of its body for this long is answered S3's
+    /// `400 RequestTimeout` and its connection closed, as S3 does. `0s` turns it off.
+    #[arg(long, default_value = "20s", value_parser = duration_arg)]
+    pub body_read_timeout: Duration,
     /// At most this many client connections per listener; more get `503 SlowDown` and are
     /// closed (default: no limit beyond the file-descriptor limit).
     #[arg(long)]
@@ -406,6 +410,7 @@ fn serve_options(
         tls,
         forward,
         header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
+        body_read_timeout: (!args.body_read_timeout.is_zero()).then_some(args.body_read_timeout),
         max_connections: args.max_connections,
         http2: !args.no_http2,
     }

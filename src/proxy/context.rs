@@ -36,8 +36,8 @@ pub struct RequestCtx {
     head_at: Option<Duration>,
     /// Response body bytes that went out.
     sent: u64,
-    /// The answer was s3chaos's own 503 because the upstream could not be reached.
-    upstream_failed: bool,
+    /// The answer was s3chaos's own because the upstream, or the client's upload, failed.
+    failed: Option<Failed>,
     /// What the end-of-request step records if the request ends without saying how (its
     /// future dropped: the client left, or a held h2 stream was let go).
     unfinished: Outcome,
@@ -64,6 +64,13 @@ struct LogEntry {
     phase: Option<String>,
     rules: Vec<String>,
     faults: Vec<String>,
+}
+
+/// Whose failure made the proxy answer in the upstream's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    Upstream,
+    ClientLeft,
 }
 
 impl RequestCtx {
@@ -101,7 +108,7 @@ impl RequestCtx {
             promised: None,
             head_at: None,
             sent: 0,
-            upstream_failed: false,
+            failed: None,
             unfinished: Outcome::ClientGone,
             done: false,
             detail,
@@ -177,7 +184,12 @@ impl RequestCtx {
 
     /// The answer is s3chaos's own: the upstream could not be reached.
     pub fn upstream_failed(&mut self) {
-        self.upstream_failed = true;
+        self.failed = Some(Failed::Upstream);
+    }
+
+    /// The answer is s3chaos's own: the client left before its upload was whole.
+    pub fn client_left(&mut self) {
+        self.failed = Some(Failed::ClientLeft);
     }
 
     /// The response head is ready.
@@ -197,7 +209,8 @@ impl RequestCtx {
         }
         self.done = true;
         let outcome = match outcome {
-            Outcome::Complete if self.upstream_failed => Outcome::UpstreamError,
+            Outcome::Complete if self.failed == Some(Failed::Upstream) => Outcome::UpstreamError,
+            Outcome::Complete if self.failed == Some(Failed::ClientLeft) => Outcome::ClientGone,
             other => other,
         };
         let status = match outcome {

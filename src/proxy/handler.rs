@@ -10,8 +10,9 @@ use hyper::body::Incoming;
 use super::conn::{ConnControl, Hold};
 use super::context::{CountUpload, ReplyBody, RequestCtx};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
+use super::upload::{ClientFailure, Upload};
 use super::{Shared, Upstream};
-use crate::body::{self, BoxError, InjectedFault, ProxyBody};
+use crate::body::{BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
 use crate::faults::{BodyCtx, Ending, FaultCtx, FaultSpec, RequestAction};
 use crate::s3::{Code, RequestInfo, S3ErrorResponse};
@@ -113,10 +114,15 @@ async fn respond(
         Some(Ending::AfterUpstream { answer, connection }) => after_upstream = Some((answer, connection)),
         Some(Ending::Respond(response)) => return Ok(response),
         Some(Ending::ReadBodyThenRespond(response)) => {
-            // Read the upload to its end (discarding it, frame by frame), then answer.
-            let mut body = req.into_body();
+            // Read the upload to its end (discarding it, frame by frame), then answer. A
+            // client that trickles or breaks its body hears about that instead.
+            let (method, resource) = (req.method().clone(), req.uri().path().to_owned());
+            let (mut body, client) = Upload::watch(req.into_body(), shared.body_read_timeout);
             while let Some(Ok(_)) = body.frame().await {}
-            return Ok(response);
+            return Ok(match client.failure() {
+                Some(failure) => client_failed(ctx, failure, &method, &resource),
+                None => response,
+            });
         }
         Some(Ending::Blackhole { connection }) => {
             let keep = ctx.take_decision().map(|d| Box::new(d) as _);
@@ -144,7 +150,7 @@ async fn respond(
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     strip_control_headers(&mut parts.headers, parts.uri.query());
-    let mut upload = body::stream(incoming);
+    let (mut upload, client) = Upload::watch(incoming, shared.body_read_timeout);
     if let Some(counter) = ctx.upload_counter() {
         upload = CountUpload::wrap(upload, counter);
     }
@@ -154,6 +160,12 @@ async fn respond(
     let upstream_req = Request::from_parts(parts, upload);
     let sent = Instant::now();
     let outcome = upstream.send(upstream_req).await;
+    if let (Err(e), Some(failure)) = (&outcome, client.failure()) {
+        // The client's side broke first (it left, went idle, framed its chunks wrongly): the
+        // upstream is not to blame, and nothing is counted against it.
+        tracing::info!(error = %error_chain(e), ?failure, %method, resource = uri.path(), "the client's upload failed");
+        return Ok(client_failed(ctx, failure, &method, uri.path()));
+    }
     match &outcome {
         Ok(_) => shared.metrics.upstream_latency(sent.elapsed()),
         Err(_) => shared.metrics.upstream_unavailable(),
@@ -311,6 +323,19 @@ fn bad_host(problem: &str, method: &Method, resource: &str, version: http::Versi
             .headers_mut()
             .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
+    response
+}
+
+/// S3's `400` for an upload the client broke, closing the connection (the rest of the body,
+/// if it ever comes, cannot be framed).
+fn client_failed(ctx: &mut RequestCtx, failure: ClientFailure, method: &Method, resource: &str) -> Response<ProxyBody> {
+    if failure == ClientFailure::Left {
+        ctx.client_left();
+    }
+    let mut response = crate::faults::error::answer(&failure.answer(), method, resource);
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     response
 }
 

@@ -24,6 +24,7 @@ mod protocol;
 pub use protocol::MAX_HEADERS;
 pub mod targets;
 pub mod tls;
+mod upload;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// This worker's own counters (each worker gets its own in [`Proxy::start`]).
     metrics: Arc<WorkerMetrics>,
+    /// An upload that sends nothing for this long is answered `400 RequestTimeout`
+    /// ([`ServeOptions::body_read_timeout`]).
+    body_read_timeout: Option<std::time::Duration>,
 }
 
 impl Shared {
@@ -67,6 +71,7 @@ impl Shared {
             classifier,
             telemetry,
             metrics: Arc::default(),
+            body_read_timeout: None,
         }
     }
 }
@@ -206,6 +211,7 @@ impl Proxy {
                 classifier: self.shared.classifier.clone(),
                 telemetry: self.shared.telemetry.clone(),
                 metrics: self.shared.telemetry.new_worker(),
+                body_read_timeout: limits.body_read_timeout,
             });
             let (thread, runtime) = spawn_runtime_thread(
                 format!("s3chaos-worker-{index}"),
@@ -488,6 +494,9 @@ pub struct ServeOptions {
     /// A client that has not sent a whole request head in this time is disconnected
     /// (slowloris), and a keep-alive connection idle this long is closed. `None` turns it off.
     pub header_read_timeout: Option<std::time::Duration>,
+    /// An upload whose body sends nothing for this long is answered S3's `400 RequestTimeout`
+    /// and its connection closed (S3 does the same to an idle upload). `None` turns it off.
+    pub body_read_timeout: Option<std::time::Duration>,
     /// Connections beyond this many get `503 SlowDown` and are closed.
     pub max_connections: Option<usize>,
     /// Speak HTTP/2 to clients that ask for it (ALPN `h2` over TLS, prior knowledge over
@@ -502,6 +511,7 @@ impl Default for ServeOptions {
         ServeOptions {
             tls: None,
             header_read_timeout: Some(std::time::Duration::from_secs(60)),
+            body_read_timeout: Some(std::time::Duration::from_secs(20)),
             max_connections: None,
             http2: true,
             forward: None,

@@ -194,3 +194,146 @@ async fn forward_mode_does_not_reach_the_admin_api_or_loopback() {
     );
     running.wait_for("will not connect");
 }
+
+/// A presigned PUT for `bucket/key` (the signature covers the host only, so any body may
+/// follow): the request line's target and the `Host` to send.
+async fn presigned_put(h: &Harness, bucket: &str, key: &str) -> (String, String) {
+    let presigned = h
+        .client()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    (
+        uri.path_and_query().unwrap().to_string(),
+        uri.authority().unwrap().to_string(),
+    )
+}
+
+fn body_timeout(timeout: Duration) -> s3chaos::proxy::ServeOptions {
+    s3chaos::proxy::ServeOptions {
+        body_read_timeout: Some(timeout),
+        ..Default::default()
+    }
+}
+
+/// An upload whose body trickles (5 bytes a second, far under the 500 B/s floor) was held as
+/// long as its client liked; S3 answers such an upload `400 RequestTimeout`. With
+/// `--body-read-timeout 1s` it is answered within about a second, and nothing is stored.
+#[tokio::test]
+async fn a_trickling_upload_is_answered_request_timeout() {
+    let h = Harness::start_serving("name: none\nrules: []", body_timeout(Duration::from_secs(1))).await;
+    h.client().create_bucket().bucket("slow").send().await.unwrap();
+    let (path, host) = presigned_put(&h, "slow", "trickle").await;
+    let s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    let (mut read, mut write) = s.into_split();
+    write
+        .write_all(format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_answer = async {
+        while let Ok(n) = read.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(8).any(|w| w == b"</Error>") {
+                break;
+            }
+        }
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(6), read_answer).await.is_ok();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answered, "no answer in 6 s to a trickling upload: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>RequestTimeout</Code>"), "{answer}");
+    let head = h.client().head_object().bucket("slow").key("trickle").send().await;
+    assert!(head.is_err(), "the cut upload was stored");
+    // A steady upload through the same proxy is not cut.
+    h.client()
+        .put_object()
+        .bucket("slow")
+        .key("steady")
+        .body(vec![7u8; 1 << 20].into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A chunk size that overflows 64 bits was answered `503 ServiceUnavailable`, as if the
+/// upstream were down (and counted against it); it is the client's framing: `400`.
+#[tokio::test]
+async fn a_chunk_size_that_overflows_is_the_clients_400_not_a_503() {
+    let h = Harness::start("name: none\nrules: []").await;
+    h.client().create_bucket().bucket("chunks").send().await.unwrap();
+    let (path, host) = presigned_put(&h, "chunks", "k").await;
+    let answer = send(
+        &h,
+        &format!(
+            "PUT {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nfffffffffffffffffffff\r\nxyz\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>InvalidRequest</Code>"), "{answer}");
+    assert!(answer.contains("chunked"), "{answer}");
+    assert_eq!(
+        h.telemetry.totals().upstream_unavailable,
+        0,
+        "counted as the upstream's failure"
+    );
+}
+
+/// `stop_if` halted a drill ("the upstream itself failed 4 of 4 requests") when six clients
+/// closed their connections after 1 KB of a 100 KB upload, the upstream healthy throughout.
+/// Only what the upstream answered, or failed to answer once it had the whole request,
+/// counts.
+#[tokio::test]
+async fn clients_abandoning_their_uploads_do_not_trip_stop_if() {
+    let h = Harness::start(
+        "name: guarded\nstop_if: {upstream_error_rate: 0.5, window: 5s, min_requests: 3}\nrules:\n  - {name: other, match: {bucket: elsewhere}, fault: {error: SlowDown}}\n",
+    )
+    .await;
+    h.client().create_bucket().bucket("abandon").send().await.unwrap();
+    for i in 0..6 {
+        let (path, host) = presigned_put(&h, "abandon", &format!("k{i}")).await;
+        let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+        s.write_all(format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&[b'x'; 1024]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(s);
+    }
+    // Let the proxy see every close, and the supervisor look (it ticks every 100 ms or so).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let tally = h.engine.upstream_tally();
+    assert_eq!(
+        tally.failures, 0,
+        "abandoned uploads counted as upstream failures: {tally:?}"
+    );
+    assert_eq!(h.engine.halted(), None, "the drill was halted by clients that left");
+    // The upstream's own answers still count: the guard is watching.
+    h.client()
+        .put_object()
+        .bucket("abandon")
+        .key("fine")
+        .send()
+        .await
+        .unwrap();
+    assert!(h.engine.upstream_tally().requests > tally.requests);
+}

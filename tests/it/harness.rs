@@ -21,7 +21,7 @@ use s3chaos::drill::Supervisor;
 use s3chaos::embedded::{self, EmbeddedStore};
 use s3chaos::engine::{Engine, EngineOptions, RuleStats};
 use s3chaos::frontend::{Frontend, Running};
-use s3chaos::proxy::{Upstream, UpstreamOptions};
+use s3chaos::proxy::{ServeOptions, Upstream, UpstreamOptions};
 use s3chaos::scenario::Source;
 use s3chaos::telemetry::{RequestEvent, RequestLog, Telemetry};
 
@@ -59,13 +59,22 @@ impl Harness {
         Harness::start_full(scenario, EngineOptions::default(), true).await
     }
 
+    /// The same, serving clients with `serve`'s limits (timeouts, connection cap).
+    pub async fn start_serving(scenario: &str, serve: ServeOptions) -> Harness {
+        Harness::start_full_serving(scenario, EngineOptions::default(), false, serve).await
+    }
+
     async fn start_full(scenario: &str, options: EngineOptions, log: bool) -> Harness {
+        Harness::start_full_serving(scenario, options, log, ServeOptions::default()).await
+    }
+
+    async fn start_full_serving(scenario: &str, options: EngineOptions, log: bool, serve: ServeOptions) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = start_store(dir.path()).await;
         let upstream = Upstream::new(&store.url(), &UpstreamOptions::default()).unwrap();
         let request_log = log.then(|| RequestLog::open(&dir.path().join("events.jsonl"), 1024).unwrap());
         let telemetry = Arc::new(Telemetry::new(request_log));
-        let (proxy, engine, handle) = start_proxy_with(upstream, scenario, telemetry.clone(), options).await;
+        let (proxy, engine, handle) = start_proxy_serving(upstream, scenario, telemetry.clone(), options, serve).await;
         Harness {
             store,
             proxy,
@@ -174,6 +183,17 @@ pub async fn start_proxy_with(
     telemetry: Arc<Telemetry>,
     options: EngineOptions,
 ) -> (SocketAddr, Arc<Engine>, Running) {
+    start_proxy_serving(upstream, scenario, telemetry, options, ServeOptions::default()).await
+}
+
+/// [`start_proxy_with`], serving clients with `serve`'s limits.
+pub async fn start_proxy_serving(
+    upstream: Arc<Upstream>,
+    scenario: &str,
+    telemetry: Arc<Telemetry>,
+    options: EngineOptions,
+    serve: ServeOptions,
+) -> (SocketAddr, Arc<Engine>, Running) {
     let running = Frontend::builder(
         "127.0.0.1:0".parse().unwrap(),
         upstream,
@@ -181,6 +201,7 @@ pub async fn start_proxy_with(
     )
     .engine_options(options)
     .telemetry(telemetry)
+    .serve_options(serve)
     // Two workers, as on a 2-core machine.
     .workers(2)
     .start()
