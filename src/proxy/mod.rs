@@ -19,6 +19,7 @@ pub mod context;
 pub mod forward;
 mod handler;
 pub mod headers;
+mod idle;
 mod pool;
 mod protocol;
 pub use protocol::MAX_HEADERS;
@@ -450,10 +451,31 @@ impl Watch {
     }
 
     /// Serves `conn` to its end, or until one of the above; `None` when it was dropped.
-    async fn serve<C: protocol::Graceful>(mut self, conn: C, fate: &ConnControl) -> Option<hyper::Result<()>> {
+    async fn serve<C: protocol::Graceful>(self, conn: C, fate: &ConnControl) -> Option<hyper::Result<()>> {
+        self.serve_until_idle(conn, fate, None).await
+    }
+
+    /// [`Watch::serve`], and when `idle` says the connection has had no stream open for its
+    /// timeout, a graceful close (an h2 connection's GOAWAY).
+    async fn serve_until_idle<C: protocol::Graceful>(
+        mut self,
+        conn: C,
+        fate: &ConnControl,
+        idle: Option<(Arc<idle::Idle>, std::time::Duration)>,
+    ) -> Option<hyper::Result<()>> {
         let mut conn = std::pin::pin!(conn);
+        let expired = async {
+            match &idle {
+                Some((idle, timeout)) => idle.expired(*timeout).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = conn.as_mut() => Some(result),
+            () = expired => {
+                conn.as_mut().graceful_shutdown();
+                Some(conn.as_mut().await)
+            }
             // A phase with `close_connections`: dropping the connection closes the socket.
             _ = self.close_all.changed() => None,
             // A fault took over a whole HTTP/2 connection: dropping it carries out the fate.

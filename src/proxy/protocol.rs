@@ -11,13 +11,15 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
+use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::conn::ClientStream;
+use super::idle::{Idle, Tracked};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -41,6 +43,9 @@ pub struct Protocols {
     http1: http1::Builder,
     /// `None` with `--no-http2`.
     http2: Option<http2::Builder<TokioExecutor>>,
+    /// An h2 connection with no stream open this long is closed (HTTP/1.1's header read
+    /// timeout does the same for an idle keep-alive connection); see [`super::idle`].
+    h2_idle: Option<Duration>,
 }
 
 impl Protocols {
@@ -56,7 +61,11 @@ impl Protocols {
             builder.timer(TokioTimer::new());
             builder
         });
-        Protocols { http1, http2 }
+        Protocols {
+            http1,
+            http2,
+            h2_idle: header_read_timeout,
+        }
     }
 
     /// The version of a TLS connection whose ALPN came out as `alpn`.
@@ -112,15 +121,22 @@ impl Protocols {
     ) -> Option<hyper::Result<()>>
     where
         I: Read + Write + Unpin + Send + 'static,
-        S: HttpService<Incoming, ResBody = B>,
-        S::Error: Into<BoxError>,
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError> + 'static,
         S::Future: Send + 'static,
-        B: Body + Send + 'static,
+        B: Body + Send + Unpin + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
         match (version, &self.http2) {
-            (Version::Http2, Some(http2)) => watch.serve(http2.serve_connection(io, service), fate).await,
+            (Version::Http2, Some(http2)) => {
+                let idle = Idle::new();
+                let service = Tracked::new(service, idle.clone());
+                let idle = self.h2_idle.map(|timeout| (idle, timeout));
+                watch
+                    .serve_until_idle(http2.serve_connection(io, service), fate, idle)
+                    .await
+            }
             _ => {
                 watch
                     .serve(self.http1.serve_connection(io, service).with_upgrades(), fate)

@@ -337,3 +337,40 @@ async fn clients_abandoning_their_uploads_do_not_trip_stop_if() {
         .unwrap();
     assert!(h.engine.upstream_tally().requests > tally.requests);
 }
+
+/// An idle h2c connection was never closed (`--header-read-timeout` closes an idle HTTP/1.1
+/// keep-alive connection, but hyper's h2 server has no idle timeout). Now a connection with
+/// no stream open for that long is sent GOAWAY and closed; one whose stream is slow is not.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_by_the_header_read_timeout() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let serve = s3chaos::proxy::ServeOptions {
+        header_read_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let h = Harness::start_serving(
+        "name: slow\nrules:\n  - {name: slow, match: {key: slow}, fault: {latency: 2500ms}}\n",
+        serve,
+    )
+    .await;
+    let addr = h.proxy;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    // A stream that takes longer than the timeout keeps the connection: it is not idle.
+    let req = http::Request::get(format!("http://{addr}/bkt/slow"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(req).await.expect("a slow stream is not cut");
+    assert_eq!(
+        answer.status(),
+        403,
+        "unsigned: the store's own answer, after the delay"
+    );
+    let _ = http_body_util::BodyExt::collect(answer.into_body()).await.unwrap();
+    // Then nothing: the server closes the connection about a second later.
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(ended.is_ok(), "the idle h2 connection is still open after 5 s");
+}
