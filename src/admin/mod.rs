@@ -19,13 +19,15 @@ mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::control::Control;
+use crate::faults::fate::Counted;
 use crate::telemetry::Telemetry;
 
 /// Largest request body the API reads (a scenario file or a rule).
@@ -55,10 +57,38 @@ pub enum AdminError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// The most admin connections served at once. The API serves scripts, `s3chaos ctl`, a
+/// dashboard and Prometheus: a few connections. More are closed at once, so that a flood of
+/// them cannot take the descriptors the S3 traffic needs.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How the admin listener protects itself (and the proxy's descriptors) from its clients:
+/// the proxy's own header and body timeouts, and a connection cap.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminLimits {
+    /// A connection that has not sent a whole request head in this time (or sat idle this
+    /// long between requests) is closed.
+    pub header_read_timeout: Option<Duration>,
+    /// A request whose body has not all come in this time is answered `408`.
+    pub body_read_timeout: Option<Duration>,
+    pub max_connections: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            header_read_timeout: Some(Duration::from_secs(60)),
+            body_read_timeout: Some(Duration::from_secs(20)),
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// A bound admin listener.
 pub struct Admin {
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
+    limits: AdminLimits,
 }
 
 impl Admin {
@@ -74,7 +104,14 @@ impl Admin {
         Ok(Admin {
             listener,
             state: Arc::new(state),
+            limits: AdminLimits::default(),
         })
+    }
+
+    /// The same listener with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: AdminLimits) -> Admin {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -83,18 +120,35 @@ impl Admin {
 
     /// Serves on the current runtime until the task is dropped.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        let limits = self.limits;
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
         tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = self.listener.accept().await else {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                if open.load(Ordering::SeqCst) >= limits.max_connections {
+                    // Closed unanswered: reading a request to refuse it would hold it longer.
+                    tracing::warn!(
+                        max = limits.max_connections,
+                        "admin API: too many connections; closing one"
+                    );
+                    drop(socket);
+                    continue;
+                }
+                let open = Counted::new(open.clone());
                 let state = self.state.clone();
+                let connection = http.serve_connection(
+                    TokioIo::new(socket),
+                    service_fn(move |req| routes::handle(state.clone(), req, limits.body_read_timeout)),
+                );
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| routes::handle(state.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
+                    let _ = connection.await;
+                    drop(open);
                 });
             }
         })

@@ -16,7 +16,11 @@ use crate::telemetry::prometheus;
 
 type Reply = Response<Full<Bytes>>;
 
-pub(super) async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Result<Reply, std::convert::Infallible> {
+pub(super) async fn handle(
+    state: Arc<AdminState>,
+    req: Request<Incoming>,
+    body_timeout: Option<std::time::Duration>,
+) -> Result<Reply, std::convert::Infallible> {
     // Probes (Docker HEALTHCHECK, Kubernetes) cannot carry a secret; /healthz says nothing.
     let probe = req.method() == Method::GET && req.uri().path() == "/healthz";
     if let Some(token) = &state.token
@@ -35,17 +39,17 @@ pub(super) async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> Re
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/status") => status(&state),
         (&Method::GET, "/scenario") => get_scenario(&state),
-        (&Method::PUT, "/scenario") => match body(req).await {
+        (&Method::PUT, "/scenario") => match body(req, body_timeout).await {
             Ok(text) => put_scenario(&state, &text),
             Err(reply) => reply,
         },
         (&Method::GET, "/rules") => list_rules(&state),
-        (&Method::POST, "/rules") => match body(req).await {
+        (&Method::POST, "/rules") => match body(req, body_timeout).await {
             Ok(text) => add_rule(&state, &text),
             Err(reply) => reply,
         },
         (&Method::DELETE, p) if p.starts_with("/rules/") => remove_rule(&state, &p["/rules/".len()..]),
-        (&Method::POST, "/halt") => match body(req).await {
+        (&Method::POST, "/halt") => match body(req, body_timeout).await {
             Ok(text) => halt(&state, &text),
             Err(reply) => reply,
         },
@@ -73,14 +77,28 @@ fn authorized(req: &Request<Incoming>, token: &str) -> bool {
     constant_time_eq(given.trim().as_bytes(), token.as_bytes())
 }
 
-/// The request body as text, at most [`MAX_BODY`] bytes.
-async fn body(req: Request<Incoming>) -> Result<String, Reply> {
-    let collected = Limited::new(req.into_body(), MAX_BODY).collect().await.map_err(|_| {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {MAX_BODY} bytes"),
-        )
-    })?;
+/// The request body as text, at most [`MAX_BODY`] bytes, all in at most `timeout`.
+async fn body(req: Request<Incoming>, timeout: Option<std::time::Duration>) -> Result<String, Reply> {
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let limit = timeout.unwrap_or(std::time::Duration::MAX);
+    let collected = tokio::time::timeout(limit, collect)
+        .await
+        .map_err(|_| {
+            let mut reply = error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the body did not all come within {limit:?}"),
+            );
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            reply
+        })?
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        })?;
     String::from_utf8(collected.to_bytes().to_vec())
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the body is not UTF-8"))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use s3chaos::admin::{Admin, AdminState};
+use s3chaos::admin::{Admin, AdminLimits, AdminState};
 use s3chaos::embedded::{Credentials, Durability, EmbeddedStore, StoreOptions};
 use s3chaos::engine::{Engine, EngineOptions};
 use s3chaos::frontend::{Frontend, Running};
@@ -525,7 +525,12 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
                 token: args.admin_token.clone().filter(|t| !t.is_empty()),
             },
         )
-        .await?;
+        .await?
+        .with_limits(AdminLimits {
+            header_read_timeout: (!args.header_read_timeout.is_zero()).then_some(args.header_read_timeout),
+            body_read_timeout: (!args.body_read_timeout.is_zero()).then_some(args.body_read_timeout),
+            ..AdminLimits::default()
+        });
         admin_bound = Some(admin.local_addr());
         if let Some(forward) = &forward {
             forward.targets().add_own(admin.local_addr());

@@ -180,6 +180,11 @@ impl Running {
         std::mem::take(&mut self.log)
     }
 
+    /// Open file descriptors of the process.
+    pub(crate) fn descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
     pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))

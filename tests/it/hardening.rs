@@ -374,3 +374,104 @@ async fn an_idle_h2_connection_is_closed_by_the_header_read_timeout() {
     let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
     assert!(ended.is_ok(), "the idle h2 connection is still open after 5 s");
 }
+
+/// A client that sends its whole request and then half-closes (`shutdown(SHUT_WR)`, as some
+/// HTTP tools and `nc -N` do) got no answer: the proxy took the FIN for the client leaving.
+/// HTTP/1.1 allows it; the answer is sent, then the connection closed.
+///
+/// Not fixed yet: to the proxy a half-close and a client that closed and left (an SDK's
+/// attempt timeout during a delay) are the same FIN, and answering both would log a small
+/// answer to a client that is gone as `complete`. See the issue's note.
+#[tokio::test]
+#[ignore = "issue 17, item 10: open (a half-close and a departed client look alike)"]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let h = Harness::start("name: none\nrules: []").await;
+    let c = h.client();
+    c.create_bucket().bucket("half").send().await.unwrap();
+    c.put_object()
+        .bucket("half")
+        .key("k")
+        .body(b"the object".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let presigned = c
+        .get_object()
+        .bucket("half")
+        .key("k")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    s.write_all(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            uri.path_and_query().unwrap(),
+            uri.authority().unwrap()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert!(read.is_ok(), "the connection was not closed after the answer: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("the object"), "{answer:?}");
+}
+
+/// The admin listener never timed out a connection: ones that sent nothing, half a head, or a
+/// head whose body never came stayed open for ever, and 300 of them under `ulimit -n 256`
+/// took every descriptor from the S3 traffic. Now they get the proxy's header and body
+/// timeouts, and at most 64 are served at once (more are closed at once).
+#[tokio::test]
+async fn the_admin_api_times_out_and_caps_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = crate::cli::Running::in_dir(
+        &dir,
+        Some("name: none\nrules: []\n"),
+        &["--header-read-timeout", "1s", "--body-read-timeout", "1s"],
+    );
+    let admin = running.admin;
+    let before = running.descriptors();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(b"GET /sta").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = running.descriptors();
+    assert!(
+        during <= before + s3chaos::admin::MAX_CONNECTIONS + 4,
+        "{during} descriptors with 100 half-open admin connections (was {before})"
+    );
+    // Every one is closed by the server: the 36 over the cap at once, the rest by the timeout.
+    for mut s in held {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(4), s.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "an admin connection with half a head is still open: {closed:?}"
+        );
+    }
+    // A body that never comes: 408.
+    let answer = send_to(
+        admin,
+        "PUT /scenario HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nname: half",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // And the API serves again.
+    let status = send_to(admin, "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        running.descriptors() <= before + 2,
+        "descriptors left: {} (was {before})",
+        running.descriptors()
+    );
+}
