@@ -144,13 +144,17 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             init_logging(args.log_json);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-            match runtime.block_on(serve::run(*args)) {
+            let code = match runtime.block_on(serve::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("s3chaos: {e:#}");
                     ExitCode::FAILURE
                 }
-            }
+            };
+            // Dropping a runtime waits for its blocking tasks without limit; a scenario read
+            // stuck on a hung file system must not keep a stopped process alive.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            code
         }
     }
 }

@@ -101,7 +101,9 @@ impl Reloader {
         }
     }
 
-    /// Polls every `poll` and whenever the returned [`Notify`] is notified (SIGHUP).
+    /// Polls every `poll` and whenever the returned [`Notify`] is notified (SIGHUP). Each
+    /// look (stat, read, parse, compile) runs on a blocking thread: a slow file system or a
+    /// large scenario never holds up the threads that serve requests, or shutdown.
     pub fn spawn(mut self, poll: Duration) -> (Arc<Notify>, tokio::task::JoinHandle<()>) {
         let now = Arc::new(Notify::new());
         let trigger = now.clone();
@@ -111,7 +113,17 @@ impl Reloader {
                     _ = tokio::time::sleep(poll) => false,
                     _ = trigger.notified() => true,
                 };
-                self.check_and_log(forced);
+                let looked = tokio::task::spawn_blocking(move || {
+                    self.check_and_log(forced);
+                    self
+                });
+                match looked.await {
+                    Ok(reloader) => self = reloader,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the scenario reloader stopped; live reload is off");
+                        return;
+                    }
+                }
             }
         });
         (now, task)

@@ -229,32 +229,68 @@ pub fn load(path: &Path) -> Result<Spec, ScenarioError> {
 }
 
 /// Reads a scenario file's text, at most [`MAX_SCENARIO_BYTES`] of it: one byte past the
-/// limit is read, never a whole mistaken multi-gigabyte file. The one reader for run,
-/// validate and live reload.
+/// limit is read, never a whole mistaken multi-gigabyte file. Only a regular file (or a
+/// symlink to one, as a Kubernetes ConfigMap mounts it) is read: the path is opened without
+/// blocking and a FIFO, device, socket or directory is refused before any read, so a FIFO
+/// swapped in cannot hang the reloader. The one reader for run, validate and live reload.
 pub fn read_file(path: &Path) -> Result<String, ScenarioError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let origin = path.display().to_string();
-    let unreadable = |e: std::io::Error| ScenarioError {
+    let refused = |message: String| ScenarioError {
         origin: origin.clone(),
         position: None,
-        message: format!("cannot read the file: {e}"),
+        message,
     };
+    let unreadable = |e: std::io::Error| refused(format!("cannot read the file: {e}"));
+    let too_large = || {
+        refused(format!(
+            "the file is larger than the limit of {MAX_SCENARIO_BYTES} bytes (1 MiB)"
+        ))
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(refused(format!(
+            "not a regular file ({}): a scenario is a YAML file",
+            file_kind(&meta.file_type())
+        )));
+    }
+    if meta.len() > MAX_SCENARIO_BYTES as u64 {
+        return Err(too_large());
+    }
     let mut bytes = Vec::new();
-    let file = std::fs::File::open(path).map_err(unreadable)?;
     std::io::Read::read_to_end(
         &mut std::io::Read::take(file, MAX_SCENARIO_BYTES as u64 + 1),
         &mut bytes,
     )
     .map_err(unreadable)?;
     if bytes.len() > MAX_SCENARIO_BYTES {
-        return Err(ScenarioError {
-            origin,
-            position: None,
-            message: format!("the file is larger than the limit of {MAX_SCENARIO_BYTES} bytes (1 MiB)"),
-        });
+        // It grew while it was read.
+        return Err(too_large());
     }
     String::from_utf8(bytes).map_err(|e| ScenarioError {
         origin: origin.clone(),
         position: None,
         message: format!("the file is not UTF-8 text ({e})"),
     })
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_s3chaos");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_s3chaos");
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.path().join(name);
@@ -178,6 +178,31 @@ impl Running {
             self.log.push(line);
         }
         std::mem::take(&mut self.log)
+    }
+
+    /// Sends SIGTERM; true if the process exited within `limit` (its log is read on).
+    pub(crate) fn stop_within(&mut self, limit: Duration) -> bool {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Resident memory of the process, in KiB (`VmRSS`).
+    pub(crate) fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// Open file descriptors of the process.

@@ -475,3 +475,78 @@ async fn the_admin_api_times_out_and_caps_its_connections() {
         running.descriptors()
     );
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// A FIFO swapped in at the watched scenario path blocked the reloader (opening it waits for
+/// a writer), and SIGTERM then no longer stopped the process; a FIFO given at start hung the
+/// start. A 2 GB sparse file swapped in must be refused without being read. Now anything but
+/// a regular file is refused before a read, the last good scenario keeps running, and SIGTERM
+/// stops the process within its grace.
+#[tokio::test]
+async fn a_fifo_or_a_huge_scenario_file_is_refused_and_never_blocks_shutdown() {
+    // At start: refused, with the reason, at once.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    mkfifo(&fifo);
+    let mut child = std::process::Command::new(crate::cli::BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "off", "--scenario"])
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "a FIFO as the scenario hung the start"
+    );
+    assert!(stderr.contains("not a regular file (a FIFO)"), "{stderr}");
+
+    // Swapped in under a running proxy: refused; so is a 2 GB file; then SIGTERM still works.
+    let mut running = crate::cli::Running::in_dir(
+        &dir,
+        Some("name: good\nrules: []\n"),
+        &["--reload-poll", "100ms", "--shutdown-grace", "2s"],
+    );
+    let scenario = dir.path().join("scenario.yaml");
+    let huge = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(2 << 30).unwrap();
+    drop(file);
+    std::fs::rename(&huge, &scenario).unwrap();
+    running.wait_for("larger than the limit");
+    let rss = running.rss_kib();
+    assert!(rss < 200 * 1024, "RSS {rss} KiB after refusing a 2 GB scenario");
+    let swapped = dir.path().join("swapped.yaml");
+    mkfifo(&swapped);
+    std::fs::rename(&swapped, &scenario).unwrap();
+    running.wait_for("not a regular file (a FIFO)");
+    let status = send_to(
+        running.admin,
+        "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        status.contains("\"good\""),
+        "the last good scenario keeps running: {status}"
+    );
+    assert!(
+        running.stop_within(Duration::from_secs(8)),
+        "SIGTERM did not stop the process within 8 s"
+    );
+}
