@@ -1,15 +1,16 @@
 //! The control plane's one door to the running scenario: a file reload, `PUT /scenario`,
 //! `POST /rules` and `DELETE /rules/NAME` all go through [`Control`], which keeps the
-//! scenario's text and the rules added at run time, compiles them together, and swaps the
-//! result into the engine. One place, one lock, so a reload and an API call cannot lose each
-//! other's change: rules added at run time survive a reload of the file.
+//! scenario (its text, and parsed once) and the rules added at run time (each parsed once),
+//! compiles them together, and swaps the result into the engine. One place, one lock, so a
+//! reload and an API call cannot lose each other's change: rules added at run time survive a
+//! reload of the file. Adding a rule parses only that rule.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::engine::Scenario;
-use crate::scenario::{API_PREFIX, ApiRule, ScenarioError};
+use crate::scenario::{self, API_PREFIX, ApiRule, ScenarioError, Spec};
 
 /// Why a control-plane change was refused; the running scenario is untouched.
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +39,26 @@ pub struct Control {
 struct Inner {
     text: String,
     origin: String,
+    /// `text`, parsed.
+    file: Spec,
     api: Vec<(ApiRule, Option<Instant>)>,
     added: u64,
 }
 
 impl Control {
-    /// `text` is the scenario now running in `engine` (as read from `origin`).
+    /// `text` is the scenario now running in `engine` (as read from `origin`): it was parsed
+    /// once already, so it parses.
     pub fn new(engine: Arc<Engine>, text: String, origin: String) -> Control {
+        let file = scenario::parse(&text, &origin).unwrap_or_else(|e| {
+            tracing::error!("the running scenario does not parse again ({e}); rules added at run time will run alone");
+            Spec::empty()
+        });
         Control {
             engine,
             inner: Mutex::new(Inner {
                 text,
                 origin,
+                file,
                 api: Vec::new(),
                 added: 0,
             }),
@@ -77,12 +86,13 @@ impl Control {
 
     /// Validates `text` and, if it is good, runs it (with the rules added at run time).
     pub fn apply(&self, text: &str, origin: &str) -> Result<(), ControlError> {
+        let file = scenario::parse(text, origin)?;
         let mut inner = self.lock();
-        let api: Vec<ApiRule> = inner.api.iter().map(|(r, _)| r.clone()).collect();
-        let scenario = Scenario::parse_with(text, origin, &api)?;
-        self.engine.replace(scenario);
+        self.engine
+            .replace(Scenario::compile(file.with_api_rules(inner.api.iter().map(|(r, _)| r))));
         inner.text = text.to_owned();
         inner.origin = origin.to_owned();
+        inner.file = file;
         Ok(())
     }
 
@@ -97,10 +107,12 @@ impl Control {
             return Err(ControlError::Conflict(full));
         }
         let expires = rule.ttl.map(|ttl| Instant::now() + ttl);
-        let mut api: Vec<ApiRule> = inner.api.iter().map(|(r, _)| r.clone()).collect();
-        api.push(rule.clone());
-        let scenario = Scenario::parse_with(&inner.text, &inner.origin, &api)?;
-        self.engine.replace(scenario);
+        // After the rules added before it, before the file's: compiles this rule alone.
+        let next = self
+            .engine
+            .scenario()
+            .with_top_rule(inner.api.len(), rule.spec().clone());
+        self.engine.replace(next);
         inner.api.push((rule, expires));
         inner.added += 1;
         Ok(full)
@@ -113,27 +125,25 @@ impl Control {
         let Some(at) = inner.api.iter().position(|(r, _)| r.name == short) else {
             return Err(ControlError::NotFound(name.to_owned()));
         };
-        inner.api.remove(at);
-        self.recompile(&inner)?;
+        let (gone, _) = inner.api.remove(at);
+        self.remove_from_engine(&[gone.spec().name.as_str()]);
         Ok(())
     }
 
     /// Removes the rules whose `ttl` has run out; returns their names.
     pub fn expire(&self, now: Instant) -> Vec<String> {
         let mut inner = self.lock();
-        let before = inner.api.len();
         let mut gone = Vec::new();
         inner.api.retain(|(r, expires)| {
             let keep = expires.is_none_or(|e| now < e);
             if !keep {
-                gone.push(format!("{API_PREFIX}/{}", r.name));
+                gone.push(r.spec().name.clone());
             }
             keep
         });
-        if inner.api.len() != before
-            && let Err(e) = self.recompile(&inner)
-        {
-            tracing::error!("could not recompile after expiring rules: {e}");
+        if !gone.is_empty() {
+            let names: Vec<&str> = gone.iter().map(String::as_str).collect();
+            self.remove_from_engine(&names);
         }
         gone
     }
@@ -150,11 +160,12 @@ impl Control {
             .collect()
     }
 
-    fn recompile(&self, inner: &Inner) -> Result<(), ControlError> {
-        let api: Vec<ApiRule> = inner.api.iter().map(|(r, _)| r.clone()).collect();
-        let scenario = Scenario::parse_with(&inner.text, &inner.origin, &api)?;
-        self.engine.replace(scenario);
-        Ok(())
+    /// Takes rules added at run time (named as the engine names them, `api/NAME`) out of
+    /// the running scenario; nothing is compiled again.
+    fn remove_from_engine(&self, names: &[&str]) {
+        let names: std::collections::HashSet<&str> = names.iter().copied().collect();
+        let next = self.engine.scenario().without_top_rules(|name| names.contains(name));
+        self.engine.replace(next);
     }
 }
 
@@ -202,6 +213,79 @@ mod tests {
         assert!(matches!(c.remove_rule("mine"), Err(ControlError::NotFound(_))));
         assert_eq!(c.expire(Instant::now() + Duration::from_secs(7200)), ["api/rule-1"]);
         assert_eq!(names(&c), ["new-file-rule"]);
+    }
+
+    /// A GET of `bkt/k`, as the proxy classifies it.
+    fn get(engine: &Engine) -> Option<crate::engine::Decision> {
+        let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        engine.decide(&crate::s3::Classifier::default().classify(&method, &uri, &headers))
+    }
+
+    #[test]
+    fn adding_or_removing_a_rule_compiles_that_rule_alone_and_counting_goes_on() {
+        let mut file = String::from(
+            "name: s
+rules:
+  - {name: hit, match: {bucket: bkt}, fault: {latency: 1ms}}
+",
+        );
+        for i in 0..200 {
+            file.push_str(&format!(
+                "  - {{name: f{i}, match: {{bucket: other-{i}}}, fault: reset}}
+"
+            ));
+        }
+        let c = control(&file);
+        for i in 0..50 {
+            c.add_rule(&format!("{{name: a{i}, match: {{bucket: api-{i}}}, fault: reset}}"))
+                .unwrap();
+        }
+        let before = c.engine().scenario();
+        let in_flight = get(c.engine()).expect("`hit` fires");
+        c.add_rule("{name: new, match: {bucket: nothing}, fault: reset}")
+            .unwrap();
+        let after = c.engine().scenario();
+        assert_eq!(after.rules().len(), before.rules().len() + 1);
+        assert_eq!(
+            after.rules()[50].name(),
+            "api/new",
+            "after the other added rules, before the file's"
+        );
+        // Every rule of `b` that `a` has too is the very rule `a` has, not a recompiled copy.
+        let same = |a: &Scenario, b: &Scenario| {
+            let a: std::collections::HashMap<&str, &Arc<crate::engine::Rule>> =
+                a.rules().iter().map(|r| (r.name(), r)).collect();
+            b.rules()
+                .iter()
+                .filter(|r| r.name() != "api/new")
+                .all(|r| a.get(r.name()).is_some_and(|old| Arc::ptr_eq(old, r)))
+        };
+        assert!(same(&before, &after), "no rule but the new one was compiled again");
+
+        // A request still deciding on the version before the add (it loaded it first) is
+        // counted where the next version sees it: the rule is the same one.
+        drop(in_flight);
+        let hit = |s: &Scenario| s.rules().iter().find(|r| r.name() == "hit").unwrap().stats();
+        let old_rule = before.rules().iter().find(|r| r.name() == "hit").unwrap();
+        let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        let req = crate::s3::Classifier::default().classify(&method, &uri, &headers);
+        let _ = old_rule.roll(before.seed(), Duration::ZERO, &req);
+        assert_eq!(
+            hit(&after).matched,
+            2,
+            "both requests counted, the late one on the old version too"
+        );
+
+        c.remove_rule("api/a7").unwrap();
+        let removed = c.engine().scenario();
+        assert!(removed.rules().iter().all(|r| r.name() != "api/a7"));
+        assert_eq!(removed.rules().len(), after.rules().len() - 1);
+        assert!(same(&after, &removed), "removing compiles nothing");
+        assert!(get(c.engine()).is_some(), "the index still finds `hit`");
     }
 
     #[test]

@@ -13,12 +13,20 @@ pub struct Draw {
 }
 
 impl Draw {
-    pub fn new(seed: u64, rule: usize, nth_match: u64) -> Draw {
+    /// A rule's identity for [`Draw::new`], from its name (FNV-1a: stable across builds and
+    /// versions, so a seed replays the same drill with a later s3chaos).
+    pub fn rule_id(name: &str) -> u64 {
+        name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    pub fn new(seed: u64, rule: u64, nth_match: u64) -> Draw {
         let mut d = Draw {
             state: seed,
             progress: 0.0,
         };
-        d.state ^= mix(rule as u64 ^ 0x5EED_0000_0000_0000);
+        d.state ^= mix(rule ^ 0x5EED_0000_0000_0000);
         d.state ^= mix(nth_match.wrapping_add(0x9E37_79B9_7F4A_7C15));
         d
     }

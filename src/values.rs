@@ -164,7 +164,8 @@ impl<'de> Deserialize<'de> for Rate {
 /// `[abc]` a class. Compiled once when the scenario loads.
 #[derive(Clone)]
 pub struct Glob {
-    pattern: String,
+    /// Shared: the engine's rule index files a literal bucket under this same string.
+    pattern: std::sync::Arc<str>,
     matcher: GlobKind,
 }
 
@@ -203,7 +204,7 @@ impl Glob {
             GlobKind::Compiled(Box::new(glob.compile_matcher()))
         };
         Ok(Glob {
-            pattern: pattern.to_owned(),
+            pattern: pattern.into(),
             matcher,
         })
     }
@@ -211,7 +212,7 @@ impl Glob {
     pub fn is_match(&self, s: &str) -> bool {
         match &self.matcher {
             GlobKind::Any => true,
-            GlobKind::Literal => self.pattern == s,
+            GlobKind::Literal => &*self.pattern == s,
             // Compare one byte before calling memcmp: with many prefix rules, most differ there.
             GlobKind::Prefix(first, p) => s.as_bytes().first() == Some(first) && s.starts_with(p.as_str()),
             GlobKind::Suffix(last, p) => s.as_bytes().last() == Some(last) && s.ends_with(p.as_str()),
@@ -224,8 +225,8 @@ impl Glob {
     }
 
     /// The pattern, when it has no wildcard at all (so the engine can index it).
-    pub fn literal(&self) -> Option<&str> {
-        matches!(self.matcher, GlobKind::Literal).then_some(self.pattern.as_str())
+    pub fn literal(&self) -> Option<&std::sync::Arc<str>> {
+        matches!(self.matcher, GlobKind::Literal).then_some(&self.pattern)
     }
 }
 

@@ -40,15 +40,18 @@ pub(super) async fn handle(
         (&Method::GET, "/status") => status(&state),
         (&Method::GET, "/scenario") => get_scenario(&state),
         (&Method::PUT, "/scenario") => match body(req, body_timeout).await {
-            Ok(text) => put_scenario(&state, &text),
+            Ok(text) => off_thread(&state, move |state| put_scenario(state, &text)).await,
             Err(reply) => reply,
         },
         (&Method::GET, "/rules") => list_rules(&state),
         (&Method::POST, "/rules") => match body(req, body_timeout).await {
-            Ok(text) => add_rule(&state, &text),
+            Ok(text) => off_thread(&state, move |state| add_rule(state, &text)).await,
             Err(reply) => reply,
         },
-        (&Method::DELETE, p) if p.starts_with("/rules/") => remove_rule(&state, &p["/rules/".len()..]),
+        (&Method::DELETE, p) if p.starts_with("/rules/") => {
+            let name = p["/rules/".len()..].to_owned();
+            off_thread(&state, move |state| remove_rule(state, &name)).await
+        }
         (&Method::POST, "/halt") => match body(req, body_timeout).await {
             Ok(text) => halt(&state, &text),
             Err(reply) => reply,
@@ -63,6 +66,16 @@ pub(super) async fn handle(
         _ => error(StatusCode::NOT_FOUND, &format!("no such call: {method} {path}")),
     };
     Ok(reply)
+}
+
+/// Runs a change of the scenario on a blocking thread: parsing and compiling a large scenario
+/// (up to a second for the largest one the limits let through) must not hold up a thread that
+/// serves S3 requests, as the embedded store's are.
+async fn off_thread(state: &Arc<AdminState>, change: impl FnOnce(&AdminState) -> Reply + Send + 'static) -> Reply {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || change(&state))
+        .await
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the change failed: {e}")))
 }
 
 fn authorized(req: &Request<Incoming>, token: &str) -> bool {
@@ -203,12 +216,13 @@ fn put_scenario(state: &AdminState, text: &str) -> Reply {
 fn list_rules(state: &AdminState) -> Reply {
     let scenario = state.control.engine().scenario();
     let api = state.control.api_rules();
+    let api: std::collections::HashMap<&str, _> = api.iter().map(|a| (a.name.as_str(), a)).collect();
     let rules: Vec<Value> = scenario
         .rules()
         .iter()
         .map(|rule| {
             let stats = rule.stats();
-            let added = api.iter().find(|a| a.name == rule.name());
+            let added = api.get(rule.name());
             json!({
                 "name": rule.name(),
                 "source": if rule.name().starts_with(&format!("{API_PREFIX}/")) { "api" } else { "file" },

@@ -5,6 +5,7 @@
 //! carries over ([`Scenario::carry_over`]).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use super::timeline::{Clock, Phase, Timeline};
 use crate::draw::Draw;
 use crate::faults::{Applies, FaultList, FaultSpec, FaultState};
 use crate::s3::RequestInfo;
-use crate::scenario::{self, ApiRule, Connections, RuleSpec, Safety, ScenarioError, Spec, Trigger};
+use crate::scenario::{self, Connections, RuleSpec, Safety, ScenarioError, Spec, Trigger};
 
 /// A validated, compiled scenario.
 #[derive(Debug)]
@@ -24,9 +25,16 @@ pub struct Scenario {
     description: String,
     seed: u64,
     seed_given: bool,
-    /// Every rule: the top-level ones, then each phase's, in file order. A rule's index here
-    /// is its identity for the draw.
-    rules: Vec<Rule>,
+    /// Every rule: the top-level ones, then each phase's, in file order. Shared with the
+    /// next version of the drill when only the rules added at run time change, so adding one
+    /// compiles one rule and its counters simply go on.
+    rules: Vec<Arc<Rule>>,
+    /// How many of `rules` are top-level (in every phase): the first ones.
+    top: usize,
+    /// Built from the running version by [`Scenario::with_top_rule`] or
+    /// [`Scenario::without_top_rules`]: every rule is shared with it or new, so there is
+    /// nothing to carry over.
+    derived: bool,
     header_slots: HeaderSlots,
     timeline: Timeline,
     safety: Safety,
@@ -50,32 +58,30 @@ impl Scenario {
         scenario::parse(text, origin).map(Scenario::compile)
     }
 
-    /// Like [`Scenario::parse`], with rules added at run time evaluated before the file's.
-    pub fn parse_with(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Scenario, ScenarioError> {
-        scenario::parse_with(text, origin, api_rules).map(Scenario::compile)
-    }
-
     /// Lays the rules out on the timeline: each rule's `after`/`until` become a window in
     /// drill time (inside its phase for a phase's rule), and each phase gets its own index.
     pub fn compile(spec: Spec) -> Scenario {
         let Spec { meta, rules, phases } = spec;
-        let mut rules: Vec<Rule> = rules.into_iter().map(Rule::compile).collect();
-        let top_count = rules.len();
-        for rule in &mut rules {
-            rule.window = Window::within(&rule.trigger, Duration::ZERO, None);
-        }
-        let mut compiled = Vec::with_capacity(phases.len().max(1));
+        let mut header_slots = HeaderSlots::default();
+        let mut compiled: Vec<Arc<Rule>> = rules
+            .into_iter()
+            .map(|r| {
+                let window = Window::within(&r.trigger, Duration::ZERO, None);
+                Arc::new(Rule::compile(r, window, &mut header_slots))
+            })
+            .collect();
+        let top = compiled.len();
+        let mut laid_out = Vec::with_capacity(phases.len().max(1));
         let mut start = Duration::ZERO;
         for phase in phases {
             let end = start + phase.duration;
-            let mut members: Vec<u32> = (0..top_count as u32).collect();
+            let mut members: Vec<u32> = (0..top as u32).collect();
             for rule in phase.rules {
-                let mut rule = Rule::compile(rule);
-                rule.window = Window::within(&rule.trigger, start, Some(end));
-                members.push(rules.len() as u32);
-                rules.push(rule);
+                let window = Window::within(&rule.trigger, start, Some(end));
+                members.push(compiled.len() as u32);
+                compiled.push(Arc::new(Rule::compile(rule, window, &mut header_slots)));
             }
-            compiled.push(Phase {
+            laid_out.push(Phase {
                 name: Some(phase.name),
                 start,
                 duration: Some(phase.duration),
@@ -85,33 +91,29 @@ impl Scenario {
             });
             start = end;
         }
-        let cycle = (!compiled.is_empty()).then_some(start);
-        if compiled.is_empty() {
-            compiled.push(Phase {
+        let cycle = (!laid_out.is_empty()).then_some(start);
+        if laid_out.is_empty() {
+            laid_out.push(Phase {
                 name: None,
                 start: Duration::ZERO,
                 duration: None,
-                rules: (0..rules.len() as u32).collect(),
+                rules: (0..compiled.len() as u32).collect(),
                 index: RuleIndex::default(),
                 connections: Connections::Accept,
             });
         }
-        let mut header_slots = HeaderSlots::default();
-        for rule in &mut rules {
-            rule.matcher.assign_header_slots(&mut header_slots);
-        }
-        for phase in &mut compiled {
-            phase.index = RuleIndex::build(phase.rules.iter().map(|&i| &rules[i as usize].matcher));
+        for phase in &mut laid_out {
+            phase.index = RuleIndex::build(phase.rules.iter().map(|&i| &compiled[i as usize].matcher));
         }
         let timed = cycle.is_some()
             || meta.start_at.is_some()
             || meta.max_duration.is_some()
-            || rules.iter().any(|r| r.window != Window::ALWAYS);
+            || compiled.iter().any(|r| r.window != Window::ALWAYS);
         let timeline = Timeline {
             start_at: meta.start_at,
             repeat: meta.repeat,
             max_duration: meta.max_duration,
-            phases: compiled,
+            phases: laid_out,
             cycle,
             clock: meta.start_at.map_or_else(Clock::starting_now, Clock::anchored_at),
             timed,
@@ -121,11 +123,90 @@ impl Scenario {
             description: meta.description,
             seed: meta.seed.unwrap_or_else(rand::random),
             seed_given: meta.seed.is_some(),
-            rules,
+            rules: compiled,
+            top,
+            derived: false,
             header_slots,
             timeline,
             safety: meta.safety,
             scope_keys: meta.scope_keys,
+        }
+    }
+
+    /// This drill with one more top-level rule, at position `at` among the top-level rules
+    /// (a rule added through the admin API). Only the new rule is compiled: every other rule
+    /// is shared with `self`, counters and fault state included, and the indexes are rebuilt
+    /// from pointers.
+    pub fn with_top_rule(&self, at: usize, spec: RuleSpec) -> Scenario {
+        let mut slots = self.header_slots.clone();
+        let window = Window::within(&spec.trigger, Duration::ZERO, None);
+        let rule = Arc::new(Rule::compile(spec, window, &mut slots));
+        let timed = self.timeline.timed || rule.window != Window::ALWAYS;
+        let mut top: Vec<Arc<Rule>> = self.rules[..self.top].to_vec();
+        top.insert(at.min(top.len()), rule);
+        self.with_top(top, slots, timed)
+    }
+
+    /// This drill without the top-level rules `drop` names; every other rule is shared.
+    pub fn without_top_rules(&self, drop: impl Fn(&str) -> bool) -> Scenario {
+        let top: Vec<Arc<Rule>> = self.rules[..self.top]
+            .iter()
+            .filter(|r| !drop(&r.name))
+            .cloned()
+            .collect();
+        self.with_top(top, self.header_slots.clone(), self.timeline.timed)
+    }
+
+    /// This drill with `top` as its top-level rules; the phases keep their own rules.
+    fn with_top(&self, top: Vec<Arc<Rule>>, header_slots: HeaderSlots, timed: bool) -> Scenario {
+        let old_top = self.top as u32;
+        let new_top = top.len() as u32;
+        let mut rules = top;
+        rules.extend(self.rules[self.top..].iter().cloned());
+        let phases = self
+            .timeline
+            .phases
+            .iter()
+            .map(|p| {
+                let members: Vec<u32> = (0..new_top)
+                    .chain(
+                        p.rules
+                            .iter()
+                            .filter(|&&i| i >= old_top)
+                            .map(|&i| i - old_top + new_top),
+                    )
+                    .collect();
+                Phase {
+                    name: p.name.clone(),
+                    start: p.start,
+                    duration: p.duration,
+                    index: RuleIndex::build(members.iter().map(|&i| &rules[i as usize].matcher)),
+                    rules: members,
+                    connections: p.connections,
+                }
+            })
+            .collect();
+        let t = &self.timeline;
+        Scenario {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            seed: self.seed,
+            seed_given: self.seed_given,
+            top: new_top as usize,
+            derived: true,
+            rules,
+            header_slots,
+            timeline: Timeline {
+                start_at: t.start_at,
+                repeat: t.repeat,
+                max_duration: t.max_duration,
+                phases,
+                cycle: t.cycle,
+                clock: t.clock,
+                timed,
+            },
+            safety: self.safety,
+            scope_keys: self.scope_keys.clone(),
         }
     }
 
@@ -150,16 +231,23 @@ impl Scenario {
     /// admin API) neither restarts the timeline, nor resets a `limit`, nor refills a rate
     /// limit's token buckets. A different scenario starts afresh.
     pub fn carry_over(&mut self, old: &Scenario) {
-        if self.name != old.name {
+        if self.name != old.name || self.derived {
             return;
         }
         if self.timeline.start_at.is_none() {
             self.timeline.clock = old.timeline.clock;
         }
+        // A rule shared with `old` (see [`Scenario::with_top_rule`]) is its own continuation;
+        // only the ones compiled afresh take over from their namesakes.
+        let mut by_name: Option<std::collections::HashMap<&str, &Rule>> = None;
         for rule in &mut self.rules {
-            if let Some(prev) = old.rules.iter().find(|r| r.name == rule.name) {
-                rule.copy_counters(prev);
-                rule.take_state(prev);
+            let Some(fresh) = Arc::get_mut(rule) else {
+                continue;
+            };
+            let by_name = by_name.get_or_insert_with(|| old.rules.iter().map(|r| (r.name.as_str(), &**r)).collect());
+            if let Some(prev) = by_name.get(fresh.name.as_str()) {
+                fresh.copy_counters(prev);
+                fresh.take_state(prev);
             }
         }
     }
@@ -190,7 +278,7 @@ impl Scenario {
         self.seed_given
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
     }
 
@@ -219,6 +307,9 @@ pub struct Rule {
     states: Vec<Option<FaultState>>,
     /// When the rule applies, in drill time; set by [`Scenario::compile`].
     window: Window,
+    /// The rule's identity for the draw: from its name, so that adding or removing another
+    /// rule never changes which requests this one faults in a seeded drill.
+    draw_id: u64,
     /// Requests the match selected (for stats).
     matched: AtomicU64,
     /// Of those, the ones inside the rule's time window: what skip, every and the draw count.
@@ -267,14 +358,17 @@ impl Window {
 }
 
 impl Rule {
-    fn compile(spec: RuleSpec) -> Rule {
+    fn compile(spec: RuleSpec, window: Window, slots: &mut HeaderSlots) -> Rule {
+        let mut matcher = Matcher::compile(spec.matcher);
+        matcher.assign_header_slots(slots);
         Rule {
+            draw_id: Draw::rule_id(&spec.name),
             name: spec.name,
-            matcher: Matcher::compile(spec.matcher),
+            matcher,
             trigger: spec.trigger,
             states: spec.faults.iter().map(FaultSpec::new_state).collect(),
             faults: spec.faults,
-            window: Window::ALWAYS,
+            window,
             matched: AtomicU64::new(0),
             eligible: AtomicU64::new(0),
             injected: AtomicU64::new(0),
@@ -308,7 +402,7 @@ impl Rule {
     /// request ([`crate::faults::Fault::applies`]: a rate limit under its rate does not fire)
     /// and `limit`. Returns the request's draw when the rule fires ([`Applies::Fire`]), or
     /// when its faults only watch the request ([`Applies::Watch`], not counted).
-    pub fn roll(&self, seed: u64, index: usize, at: Duration, req: &RequestInfo<'_>) -> Option<(Draw, Applies)> {
+    pub fn roll(&self, seed: u64, at: Duration, req: &RequestInfo<'_>) -> Option<(Draw, Applies)> {
         let t = &self.trigger;
         self.matched.fetch_add(1, Ordering::Relaxed);
         if !self.window.contains(at) {
@@ -324,7 +418,7 @@ impl Rule {
             return None;
         }
         let progress = self.window.progress(at);
-        let mut draw = Draw::new(seed, index, n).at(progress);
+        let mut draw = Draw::new(seed, self.draw_id, n).at(progress);
         let p = t.probability.at(progress).get();
         if p < 1.0 && draw.unit() >= p {
             return None;
@@ -446,6 +540,43 @@ rules:
         assert_eq!(
             names,
             ["throttle-reads", "slow-writes", "flaky-and-slow", "dead-bucket", "rst"]
+        );
+    }
+
+    #[test]
+    fn another_rule_coming_or_going_never_changes_which_requests_a_seeded_rule_faults() {
+        let file = crate::scenario::parse(
+            "name: s\nseed: 7\nrules:\n  - {name: coin, probability: 0.5, fault: reset}\n",
+            "s",
+        )
+        .unwrap();
+        let other = crate::scenario::parse("name: o\nrules:\n  - {match: {bucket: none}, fault: reset}\n", "o")
+            .unwrap()
+            .rules
+            .remove(0);
+        let alone = Scenario::compile(file.clone());
+        // As when a rule is added through the admin API: it comes before the file's.
+        let second = Scenario::compile(crate::scenario::Spec {
+            rules: vec![other, file.rules[0].clone()],
+            ..file
+        });
+        assert_eq!(second.rules()[1].name(), "coin");
+        let (method, uri) = (http::Method::GET, "/bkt/k".parse::<http::Uri>().unwrap());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "127.0.0.1".parse().unwrap());
+        let req = crate::s3::Classifier::default().classify(&method, &uri, &headers);
+        let pattern = |s: &Scenario| -> Vec<bool> {
+            let coin = s.rules().iter().find(|r| r.name() == "coin").unwrap();
+            (0..200)
+                .map(|_| coin.roll(s.seed(), Duration::ZERO, &req).is_some())
+                .collect()
+        };
+        let a = pattern(&alone);
+        assert!(a.iter().any(|&f| f) && a.iter().any(|&f| !f), "a coin: {a:?}");
+        assert_eq!(
+            a,
+            pattern(&second),
+            "`coin` faults the same requests, second in the list or first"
         );
     }
 

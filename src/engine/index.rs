@@ -7,6 +7,9 @@
 //! order. With 1,000 per-bucket or per-tenant rules, a request meets only its own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 use http::HeaderValue;
 use smallvec::SmallVec;
@@ -14,14 +17,20 @@ use smallvec::SmallVec;
 use super::matcher::Matcher;
 use crate::s3::{Operation, RequestInfo};
 
+/// foldhash, not SipHash: the index is rebuilt whenever a rule is added at run time, and
+/// looked up by every request; its keys come from the scenario, never from a request. Keys
+/// are shared with the rules and short lists inline, so building one allocates almost
+/// nothing but the table.
+type Map<K> = HashMap<K, SmallVec<[u32; 2]>, RandomState>;
+
 /// Rule indices, ascending, by the exact header value they require.
-type ByValue = HashMap<Box<[u8]>, Box<[u32]>>;
+type ByValue = Map<Box<[u8]>>;
 
 #[derive(Debug, Default)]
 pub struct RuleIndex {
     /// By operation discriminant.
     by_operation: Vec<Box<[u32]>>,
-    by_bucket: HashMap<String, Box<[u32]>>,
+    by_bucket: Map<Arc<str>>,
     /// By header slot, then by the exact value required.
     by_header: Vec<ByValue>,
 }
@@ -29,15 +38,15 @@ pub struct RuleIndex {
 impl RuleIndex {
     pub fn build<'a>(matchers: impl Iterator<Item = &'a Matcher>) -> RuleIndex {
         let mut by_operation: Vec<Vec<u32>> = vec![Vec::new(); Operation::ALL.len()];
-        let mut by_bucket: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut by_header: Vec<HashMap<Box<[u8]>, Vec<u32>>> = Vec::new();
+        let mut by_bucket: Map<Arc<str>> = Map::default();
+        let mut by_header: Vec<ByValue> = Vec::new();
         for (i, m) in matchers.enumerate() {
             let i = i as u32;
             if let Some(bucket) = m.literal_bucket() {
-                by_bucket.entry(bucket.to_owned()).or_default().push(i);
+                by_bucket.entry(bucket.clone()).or_default().push(i);
             } else if let Some((slot, value)) = m.exact_header() {
                 if by_header.len() <= slot {
-                    by_header.resize_with(slot + 1, HashMap::new);
+                    by_header.resize_with(slot + 1, ByValue::default);
                 }
                 by_header[slot].entry(value.into()).or_default().push(i);
             } else {
@@ -50,11 +59,8 @@ impl RuleIndex {
         }
         RuleIndex {
             by_operation: by_operation.into_iter().map(Vec::into_boxed_slice).collect(),
-            by_bucket: by_bucket.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect(),
-            by_header: by_header
-                .into_iter()
-                .map(|m| m.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect())
-                .collect(),
+            by_bucket,
+            by_header,
         }
     }
 

@@ -27,7 +27,7 @@ pub struct Matcher {
 }
 
 /// The distinct header names a scenario's rules look at; each gets a slot.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HeaderSlots(Vec<HeaderName>);
 
 impl HeaderSlots {
@@ -113,7 +113,7 @@ impl Matcher {
     }
 
     /// The bucket name this rule requires, when it names one exactly (used to index rules).
-    pub fn literal_bucket(&self) -> Option<&str> {
+    pub fn literal_bucket(&self) -> Option<&std::sync::Arc<str>> {
         self.bucket.as_ref().and_then(Glob::literal)
     }
 

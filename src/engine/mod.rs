@@ -67,7 +67,7 @@ impl Decision {
         self.fired
             .iter()
             .filter(move |f| watchers || !f.watch)
-            .map(|f| (&self.scenario.rules()[f.rule], f.draw.clone()))
+            .map(|f| (&*self.scenario.rules()[f.rule], f.draw.clone()))
     }
 
     /// Whether any rule injects (rather than only watches).
@@ -348,7 +348,7 @@ impl Engine {
                 if !rule.matcher().matches(req, &header_values, scope.as_deref()) {
                     continue;
                 }
-                if let Some((draw, applies)) = rule.roll(scenario.seed(), index, at, req) {
+                if let Some((draw, applies)) = rule.roll(scenario.seed(), at, req) {
                     let watch = applies == crate::faults::Applies::Watch;
                     fired.push(Fired {
                         rule: index,
@@ -421,7 +421,7 @@ impl Engine {
                 return None;
             }
         };
-        let (draw, applies) = scenario.rules()[0].roll(scenario.seed(), 0, Duration::ZERO, req)?;
+        let (draw, applies) = scenario.rules()[0].roll(scenario.seed(), Duration::ZERO, req)?;
         let watch = applies == crate::faults::Applies::Watch;
         if self.options.dry_run {
             tracing::info!(target: "s3chaos::fault", header = asked, operation = %req.operation, "dry run: would inject the fault the request asked for");
@@ -476,7 +476,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> Vec<RuleStats> {
-        self.current.load().rules().iter().map(Rule::stats).collect()
+        self.current.load().rules().iter().map(|r| r.stats()).collect()
     }
 }
 

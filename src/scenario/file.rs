@@ -248,14 +248,14 @@ fn check_rule(rule: &mut RuleFile, default_name: String, in_phase: bool) -> Resu
     Ok(())
 }
 
-/// A rule added at run time through the admin API. Kept as its text, so the scenario can be
-/// compiled again with it whenever the file changes; shown as `api/NAME`.
+/// A rule added at run time through the admin API, parsed once: adding the next rule, or
+/// reloading the file, never parses it again. Shown as `api/NAME`.
 #[derive(Debug, Clone)]
 pub struct ApiRule {
     /// The name as given (without `api/`).
     pub name: String,
     pub ttl: Option<Duration>,
-    text: String,
+    spec: RuleSpec,
 }
 
 /// The phase name that would collide with the names of rules added at run time.
@@ -266,24 +266,24 @@ impl ApiRule {
     /// it has no name.
     pub fn parse(text: &str, origin: &str, default_name: String) -> Result<ApiRule, ScenarioError> {
         super::limits::check(text, origin)?;
-        let mut rule: RuleFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
+        let mut rule: RuleFile = super::budget::from_str(text).map_err(|e| yaml_error(e, text, origin))?;
         check_rule(&mut rule, default_name, false).map_err(|message| ScenarioError {
             origin: origin.to_owned(),
             position: None,
             message,
         })?;
+        let name = rule.name.clone().expect("named by check_rule");
+        let ttl = rule.ttl.map(|t| t.0);
         Ok(ApiRule {
-            name: rule.name.expect("named by check_rule"),
-            ttl: rule.ttl.map(|t| t.0),
-            text: text.to_owned(),
+            name,
+            ttl,
+            spec: compile_rule(rule, Some(API_PREFIX)),
         })
     }
 
     /// The rule as plain data, named `api/NAME`.
-    pub fn spec(&self) -> RuleSpec {
-        let mut rule: RuleFile = serde_yaml_ng::from_str(&self.text).expect("validated when added");
-        rule.name = Some(self.name.clone());
-        compile_rule(rule, Some(API_PREFIX))
+    pub fn spec(&self) -> &RuleSpec {
+        &self.spec
     }
 }
 
@@ -325,9 +325,9 @@ impl<'de> Deserialize<'de> for PhaseList {
     }
 }
 
-pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Spec, ScenarioError> {
+pub(super) fn parse(text: &str, origin: &str) -> Result<Spec, ScenarioError> {
     super::limits::check(text, origin)?;
-    let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(e, origin))?;
+    let file: ScenarioFile = super::budget::from_str(text).map_err(|e| yaml_error(e, text, origin))?;
     if file.repeat && file.phases.0.is_empty() {
         return Err(ScenarioError {
             origin: origin.to_owned(),
@@ -352,12 +352,7 @@ pub(super) fn parse(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<S
             max_active_faults: file.max_active_faults,
         },
     };
-    // Rules added at run time come first, so a test's own fault is not cut short by the file's.
-    let top = api_rules
-        .iter()
-        .map(ApiRule::spec)
-        .chain(file.rules.0.into_iter().map(|r| compile_rule(r, None)))
-        .collect();
+    let top = file.rules.0.into_iter().map(|r| compile_rule(r, None)).collect();
     let phases = file
         .phases
         .0
@@ -428,12 +423,15 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> RuleSpec {
     }
 }
 
-fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
-    let position = e.location().map(|l| (l.line(), l.column()));
+fn yaml_error(e: serde_yaml_ng::Error, text: &str, origin: &str) -> ScenarioError {
+    let parser_position = e.location().map(|l| (l.line(), l.column()));
+    let position = e
+        .location()
+        .map(|l| editor_position(text, l.index()).unwrap_or((l.line(), l.column())));
     // The crate appends " at line L column C" to its message; we print the position first,
     // compiler-style, so drop the suffix.
     let mut message = e.to_string();
-    if let Some((line, column)) = position {
+    if let Some((line, column)) = parser_position {
         for suffix in [
             format!(" at line {line} column {column}"),
             format!("at line {line} column {column}"),
@@ -448,5 +446,40 @@ fn yaml_error(e: serde_yaml_ng::Error, origin: &str) -> ScenarioError {
         origin: origin.to_owned(),
         position,
         message,
+    }
+}
+
+/// Line and column (both from 1, the column in characters) of byte `index` as an editor
+/// counts them. The YAML parser also breaks lines at U+0085, U+2028 and U+2029, which no
+/// editor's "go to line" does, so its own line number can point past the end of the file.
+fn editor_position(text: &str, index: usize) -> Option<(usize, usize)> {
+    let before = text.get(..index)?;
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    Some((line, column))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz case that failed: U+2028 is a line break to the YAML parser, which put the
+    /// error on line 3 of a one-line file.
+    #[test]
+    fn an_error_position_is_the_line_an_editor_shows() {
+        let e = parse("?\u{2028}A", "x.yaml").unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
+
+        let e = parse("name: x\nrules:\n  - name: a\n    fault: {nope: 1}\n", "x.yaml").unwrap_err();
+        let (line, column) = e.position.expect("a position");
+        assert_eq!(line, 4, "{e}");
+        assert!(column > 1, "{e}");
+    }
+
+    #[test]
+    fn editor_positions_count_characters_not_bytes() {
+        assert_eq!(editor_position("é: x\nab", 7), Some((2, 2)));
+        assert_eq!(editor_position("é", 1), None, "inside a character");
     }
 }

@@ -9,9 +9,11 @@
 //! Every source of scenario text (a file, a built-in, the admin API's body, a reload) goes
 //! through the same bounded reader and the same limits ([`read_file`], [`MAX_SCENARIO_BYTES`]).
 
+mod budget;
 mod file;
 mod limits;
 
+pub use budget::{MAX_EXPANDED_STRING_BYTES, MAX_EXPANDED_VALUES};
 pub use file::{API_PREFIX, ApiRule};
 pub use limits::{MAX_FLOW_DEPTH, MAX_SCENARIO_BYTES};
 
@@ -46,7 +48,7 @@ impl fmt::Display for ScenarioError {
 }
 
 /// A validated scenario, as written: what the engine compiles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Spec {
     pub meta: Meta,
     /// Rules that apply in every phase (or always, without phases): rules added at run time
@@ -56,7 +58,7 @@ pub struct Spec {
 }
 
 /// What the file says about itself, before its rules.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Meta {
     pub name: String,
     pub description: String,
@@ -70,7 +72,7 @@ pub struct Meta {
 }
 
 /// One phase as written: a name, a duration and its own rules.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PhaseSpec {
     pub name: String,
     pub duration: Duration,
@@ -160,6 +162,18 @@ pub struct StopCondition {
 }
 
 impl Spec {
+    /// This scenario with rules added at run time evaluated before its own, so a test's own
+    /// fault is not cut short by the file's.
+    pub fn with_api_rules<'a>(&self, api_rules: impl IntoIterator<Item = &'a ApiRule>) -> Spec {
+        let mut rules: Vec<RuleSpec> = api_rules.into_iter().map(|r| r.spec().clone()).collect();
+        rules.extend(self.rules.iter().cloned());
+        Spec {
+            meta: self.meta.clone(),
+            rules,
+            phases: self.phases.clone(),
+        }
+    }
+
     /// The scenario with no rules: pure passthrough.
     pub fn empty() -> Spec {
         Spec {
@@ -214,12 +228,7 @@ impl Source {
 
 /// Validates scenario text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Spec, ScenarioError> {
-    file::parse(text, origin, &[])
-}
-
-/// Like [`parse`], with rules added at run time evaluated before the file's.
-pub fn parse_with(text: &str, origin: &str, api_rules: &[ApiRule]) -> Result<Spec, ScenarioError> {
-    file::parse(text, origin, api_rules)
+    file::parse(text, origin)
 }
 
 /// Reads and validates a scenario file.

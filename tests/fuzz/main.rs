@@ -505,6 +505,16 @@ proptest! {
     }
 }
 
+/// Texts the random search found once, kept so that they are tried on every run: U+2028,
+/// U+2029 and U+0085 break lines for the YAML parser but not for an editor, and the error's
+/// line once pointed past the end of the file.
+#[test]
+fn texts_the_fuzzer_once_broke_the_loader_with() {
+    for text in ["?\u{2028}A", "a: [\u{2029}\u{2029}", "?\u{85}\u{85}x", "- \u{2028}: ["] {
+        load_checked(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Hostile YAML: refused with an error, in bounded time and memory
 
