@@ -124,7 +124,9 @@ impl Admin {
         let open = Arc::new(AtomicUsize::new(0));
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
+            .header_read_timeout(limits.header_read_timeout)
+            // `curl`-style tools that half-close after the request still get the answer.
+            .half_close(true);
         tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = self.listener.accept().await else {

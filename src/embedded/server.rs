@@ -118,6 +118,8 @@ impl EmbeddedStore {
                 });
                 let conn = http1::Builder::new()
                     .max_headers(crate::proxy::MAX_HEADERS)
+                    // A client that half-closes after its request still gets the answer.
+                    .half_close(true)
                     .serve_connection(TokioIo::new(socket), service);
                 tokio::spawn(async move {
                     let _ = conn.await;

@@ -15,6 +15,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::departure::{Departure, Silence};
+
 /// What the proxy does with the socket when hyper lets go of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -42,6 +44,8 @@ pub struct ConnControl {
     multiplexed: AtomicBool,
     /// Tells the serving task to drop an HTTP/2 connection a fault has taken over.
     kill: tokio::sync::Notify,
+    /// The client's FIN, and whether a fault's silence makes it a departure.
+    departure: Arc<Departure>,
 }
 
 /// What is left for the caller of [`ConnControl::blackhole`] to do.
@@ -63,7 +67,19 @@ impl ConnControl {
             keep: Mutex::new(None),
             multiplexed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
+            departure: Arc::default(),
         }
+    }
+
+    /// The client's FIN and what it means; see [`super::departure`].
+    pub fn departure(&self) -> &Arc<Departure> {
+        &self.departure
+    }
+
+    /// A fault keeps the client waiting in silence until the guard is dropped: a FIN from
+    /// the client meanwhile means it left.
+    pub fn silence(&self) -> Silence {
+        Silence::new(self.departure.clone())
     }
 
     /// Notes that the connection speaks HTTP/2 (its requests say so).

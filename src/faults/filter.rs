@@ -8,12 +8,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::departure::{Departure, Silence};
+use super::fate::ConnControl;
 use crate::body::{BoxError, InjectedFault, ProxyBody};
 
 /// What to do with the chunk in front of the filter.
@@ -65,6 +68,21 @@ pub fn filtered<F: ChunkFilter>(inner: ProxyBody, filter: F) -> ProxyBody {
         chunk: None,
         wait: None,
         state: State::Streaming,
+        silent: None,
+    })
+}
+
+/// [`filtered`], for a filter whose waits are silences the client may give up in (a stall,
+/// first-byte latency, not a throttle's pacing): while one lasts, the client's FIN on `conn`
+/// is its departure (see [`super::departure`]).
+pub fn silent<F: ChunkFilter>(inner: ProxyBody, filter: F, conn: &ConnControl) -> ProxyBody {
+    ProxyBody::new(Filtered {
+        inner,
+        filter,
+        chunk: None,
+        wait: None,
+        state: State::Streaming,
+        silent: Some((conn.departure().clone(), None)),
     })
 }
 
@@ -83,9 +101,18 @@ pub struct Filtered<F> {
     chunk: Option<Bytes>,
     wait: Option<crate::timer::Sleep>,
     state: State,
+    /// For a [`silent`] filter: the connection's departure, and the silence being kept.
+    silent: Option<(Arc<Departure>, Option<Silence>)>,
 }
 
 impl<F: ChunkFilter> Filtered<F> {
+    /// Marks (or unmarks) the wait or hold that begins (or ended) as a silence.
+    fn set_silent(&mut self, on: bool) {
+        if let Some((departure, silence)) = &mut self.silent {
+            *silence = on.then(|| Silence::new(departure.clone()));
+        }
+    }
+
     fn cut(&mut self) {
         self.chunk = None;
         self.state = State::Cutting(Box::pin(tokio::time::sleep(FLUSH_GRACE)));
@@ -115,6 +142,7 @@ impl<F: ChunkFilter> Body for Filtered<F> {
             if let Some(wait) = this.wait.as_mut() {
                 ready!(Pin::new(wait).poll(cx));
                 this.wait = None;
+                this.set_silent(false);
             }
             let step = match this.chunk.as_mut() {
                 Some(chunk) => this.filter.on_chunk(chunk),
@@ -135,6 +163,7 @@ impl<F: ChunkFilter> Body for Filtered<F> {
                         }
                         Step::Hold => {
                             this.state = State::Holding;
+                            this.set_silent(true);
                             continue;
                         }
                         _ => {
@@ -160,8 +189,14 @@ impl<F: ChunkFilter> Body for Filtered<F> {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(head))));
                 }
-                Step::Delay(d) => this.wait = Some(crate::timer::sleep(d)),
-                Step::Hold => this.state = State::Holding,
+                Step::Delay(d) => {
+                    this.wait = Some(crate::timer::sleep(d));
+                    this.set_silent(true);
+                }
+                Step::Hold => {
+                    this.state = State::Holding;
+                    this.set_silent(true);
+                }
                 Step::Cut => this.cut(),
             }
         }

@@ -26,8 +26,8 @@ impl Fault for FirstByteLatency {
 
     const TERMINAL: bool = false;
 
-    fn on_response_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
-        filter::filtered(body, FirstByte(Some(self.0)))
+    fn on_response_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        filter::silent(body, FirstByte(Some(self.0)), ctx.conn)
     }
 
     fn describe(&self) -> String {

@@ -32,6 +32,7 @@
 //! scenario parser's entry. See `CONTRIBUTING.md`, "Adding a fault".
 
 mod cut;
+pub mod departure;
 pub mod fate;
 pub mod filter;
 

@@ -25,14 +25,15 @@ impl Fault for Stall {
 
     const TERMINAL: bool = false;
 
-    fn on_response_body(&self, body: ProxyBody, _ctx: &BodyCtx<'_>) -> ProxyBody {
-        filter::filtered(
+    fn on_response_body(&self, body: ProxyBody, ctx: &BodyCtx<'_>) -> ProxyBody {
+        filter::silent(
             body,
             Stalled {
                 before: Some(self.after_bytes),
                 pause: self.pause,
                 waited: false,
             },
+            ctx.conn,
         )
     }
 

@@ -21,6 +21,8 @@ pub struct ClientStream {
 
 impl ClientStream {
     pub fn new(inner: TcpStream, control: Arc<ConnControl>) -> ClientStream {
+        // Watched for the client's FIN while a fault keeps it waiting (`faults::departure`).
+        control.departure().watch(&inner);
         ClientStream {
             inner: Some(inner),
             control,
@@ -100,6 +102,7 @@ impl Drop for ClientStream {
         let Some(stream) = self.inner.take() else {
             return;
         };
+        self.control.departure().unwatch();
         match self.control.fate() {
             Fate::Reset => {
                 // SO_LINGER 0 makes close() send an RST instead of a FIN.

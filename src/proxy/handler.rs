@@ -106,6 +106,7 @@ async fn respond(
     ending: Option<Ending>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     if !delay.is_zero() {
+        let _silence = conn.silence();
         crate::timer::sleep(delay).await;
     }
     let mut after_upstream = None;
@@ -301,11 +302,18 @@ fn header<'a>(info: &'a RequestInfo<'_>, name: &str) -> &'a str {
 /// answered 400 and never forwarded: the classifier reads the first `Host`, an upstream that
 /// takes the last would see another bucket (request smuggling between the two).
 fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
-    let hosts = req.headers().get_all(http::header::HOST).iter().count();
-    if hosts > 1 {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let (first, more) = (hosts.next(), hosts.next().is_some());
+    if more {
         Some("The request has more than one Host header.")
-    } else if hosts == 0 && req.version() == http::Version::HTTP_11 {
+    } else if first.is_none() && req.version() == http::Version::HTTP_11 {
         Some("The request has no Host header.")
+    } else if req.version() == http::Version::HTTP_2
+        && let (Some(host), Some(authority)) = (first, req.uri().authority())
+        && !host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        // RFC 9113 §8.3.1: malformed. The classifier reads one, an upstream the other.
+        Some("The request's Host header names another authority than its :authority.")
     } else {
         None
     }

@@ -480,6 +480,9 @@ impl Watch {
             _ = self.close_all.changed() => None,
             // A fault took over a whole HTTP/2 connection: dropping it carries out the fate.
             _ = fate.killed() => None,
+            // The client left while a fault kept it waiting in silence: dropping the
+            // connection ends the request as `client_gone` (see `faults::departure`).
+            () = fate.departure().departed() => None,
             // A graceful stop: close when idle, finish the request in flight.
             _ = async { self.draining.wait_for(|d| *d).await.map(|_| ()) } => {
                 conn.as_mut().graceful_shutdown();

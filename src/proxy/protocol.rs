@@ -53,6 +53,9 @@ impl Protocols {
         let mut http1 = http1::Builder::new();
         http1
             .keep_alive(true)
+            // A client that half-closes after its request gets the answer; a FIN is a
+            // departure only during a fault's silence (see `faults::departure`).
+            .half_close(true)
             .max_headers(MAX_HEADERS)
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);

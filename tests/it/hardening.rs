@@ -70,6 +70,75 @@ async fn two_host_headers_or_none_are_refused_not_forwarded() {
     c.put_object().bucket("hosts").key("fine").send().await.unwrap();
 }
 
+/// The same over h2: two `host` fields, or a `host` naming another authority than the
+/// request's `:authority` (RFC 9113 §8.3.1: malformed), get the 400 on their stream and
+/// nothing reaches the upstream; the connection's other streams go on.
+#[tokio::test]
+async fn h2_requests_with_two_hosts_or_a_host_unlike_their_authority_are_refused() {
+    let h = Harness::start("name: none\nrules: []").await;
+    let c = h.client();
+    c.create_bucket().bucket("hosts2").send().await.unwrap();
+    let presigned = c
+        .put_object()
+        .bucket("hosts2")
+        .key("smuggled")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .await
+        .unwrap();
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let put = |hosts: &[&str]| {
+        let mut sender = sender.clone();
+        let mut req = http::Request::put(uri.to_string())
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hi")))
+            .unwrap();
+        for host in hosts {
+            req.headers_mut().append(http::header::HOST, host.parse().unwrap());
+        }
+        async move {
+            let answer = sender.send_request(req).await.expect("answered on its stream");
+            let status = answer.status();
+            let body = http_body_util::BodyExt::collect(answer.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = put(&[&host, "other.example"]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("<Code>InvalidRequest</Code>") && body.contains("more than one Host"),
+        "{body}"
+    );
+    let (status, body) = put(&["other.example"]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(":authority"), "{body}");
+    let err = c
+        .head_object()
+        .bucket("hosts2")
+        .key("smuggled")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(404),
+        "it was forwarded"
+    );
+    // The same connection, the same presigned PUT with a `host` matching its authority
+    // (or none, `:authority` alone): stored.
+    let (status, body) = put(&[&host]).await;
+    assert_eq!(status, 200, "{body}");
+    c.head_object().bucket("hosts2").key("smuggled").send().await.unwrap();
+}
+
 /// A PutObject with 120 `x-amz-meta-*` headers (about 1.5 KB of metadata, within S3's 2 KB)
 /// was refused 431 by the proxy (hyper's default cap of 100 fields); its GET, which returns
 /// them all, would fail the same way on the way back from the upstream.
@@ -377,27 +446,95 @@ async fn an_idle_h2_connection_is_closed_by_the_header_read_timeout() {
 
 /// A client that sends its whole request and then half-closes (`shutdown(SHUT_WR)`, as some
 /// HTTP tools and `nc -N` do) got no answer: the proxy took the FIN for the client leaving.
-/// HTTP/1.1 allows it; the answer is sent, then the connection closed.
-///
-/// Not fixed yet: to the proxy a half-close and a client that closed and left (an SDK's
-/// attempt timeout during a delay) are the same FIN, and answering both would log a small
-/// answer to a client that is gone as `complete`. See the issue's note.
+/// HTTP/1.1 allows it; the answer is sent, then the connection closed. (During a fault's
+/// silence the FIN still means the client left: the next test.)
 #[tokio::test]
-#[ignore = "issue 17, item 10: open (a half-close and a departed client look alike)"]
 async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     let h = Harness::start("name: none\nrules: []").await;
-    let c = h.client();
-    c.create_bucket().bucket("half").send().await.unwrap();
-    c.put_object()
-        .bucket("half")
+    let answer = String::from_utf8(half_closed_get(&h, "half", b"the object").await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("the object"), "{answer:?}");
+}
+
+/// A throttled answer is sent in many writes over time, not a silence: a half-closing client
+/// gets all of it. The admin API answers a half-closed request too.
+#[tokio::test]
+async fn a_half_closing_client_gets_a_throttled_answer_whole_and_the_admin_api_answers_it() {
+    let scenario =
+        "name: slow\nrules:\n  - {name: slow, match: {operation: GetObject}, fault: {bandwidth: 200KiB/s}}\n";
+    let h = Harness::start(scenario).await;
+    let object: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let answer = half_closed_get(&h, "throttled", &object).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+    );
+    assert!(
+        answer.ends_with(&object),
+        "the whole throttled body arrived ({} bytes)",
+        answer.len()
+    );
+
+    let (admin, _control) = h.admin(scenario, None).await;
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        read.is_ok(),
+        "the admin connection was not closed after the answer: {out}"
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+}
+
+/// During a fault's silence the same FIN means the client gave up (an SDK's attempt
+/// timeout): the request ends at once as `client_gone`, and the connection is closed
+/// without an answer. (A stall holds the body; without this the socket stayed open.)
+#[tokio::test]
+async fn a_fin_during_a_stall_is_the_client_leaving() {
+    let h = Harness::start_logged(
+        "name: stall\nrules:\n  - {name: hang, match: {operation: GetObject}, fault: {stall: {after_bytes: 100, for: forever}}}\n",
+    )
+    .await;
+    let object = vec![7u8; 10_000];
+    let started = std::time::Instant::now();
+    let answer = half_closed_get(&h, "stalled", &object).await;
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "the head and 100 bytes went out");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed at the FIN, not held"
+    );
+    let events = h.events(1).await;
+    let get = events
+        .iter()
+        .find(|e| e.operation == "GetObject")
+        .expect("the GET was logged");
+    assert_eq!(get.outcome.as_deref(), Some("client_gone"), "{get:?}");
+    assert_eq!(get.bytes, Some(100), "{get:?}");
+}
+
+/// PUTs `object` as `bucket/k` (directly to the upstream, with the SDK), then sends a
+/// presigned GET for it through the proxy and half-closes; the whole answer, or what came
+/// within 5 s.
+async fn half_closed_get(h: &Harness, bucket: &str, object: &[u8]) -> Vec<u8> {
+    let d = h.direct();
+    d.create_bucket().bucket(bucket).send().await.unwrap();
+    d.put_object()
+        .bucket(bucket)
         .key("k")
-        .body(b"the object".to_vec().into())
+        .body(object.to_vec().into())
         .send()
         .await
         .unwrap();
-    let presigned = c
+    let presigned = h
+        .client()
         .get_object()
-        .bucket("half")
+        .bucket(bucket)
         .key("k")
         .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
         .await
@@ -417,10 +554,12 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     s.shutdown().await.unwrap();
     let mut out = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    let answer = String::from_utf8_lossy(&out);
-    assert!(read.is_ok(), "the connection was not closed after the answer: {answer}");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    assert!(answer.ends_with("the object"), "{answer:?}");
+    assert!(
+        read.is_ok(),
+        "the connection was not closed after the answer: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    out
 }
 
 /// The admin listener never timed out a connection: ones that sent nothing, half a head, or a
