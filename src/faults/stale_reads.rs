@@ -6,13 +6,16 @@
 //! lists, and trusts what it sees.
 //!
 //! Limits, by design: the previous version is known only if a GET through s3chaos saw it
-//! (objects up to `max_object_size` are kept, at most `max_keys` of them, oldest dropped
-//! first); a key whose previous state is unknown reads as absent. The rule must match the
+//! (objects up to `max_object_size` are kept, at most `max_keys` of them and `max_memory`
+//! bytes in all, counting bodies being recorded, oldest dropped first); a key whose previous
+//! state is unknown reads as absent. At most `4 × max_keys` changes are remembered: past
+//! that the oldest end their window early (the key reads fresh, as S3 may). The rule must match the
 //! writes, the reads and the listings of the bucket (leave its probability at 1).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -40,6 +43,13 @@ struct StaleReadsFile {
     max_object_size: ByteSize,
     #[serde(default = "default_max_keys")]
     max_keys: usize,
+    #[serde(default = "default_max_memory")]
+    max_memory: ByteSize,
+}
+
+/// Without it, `max_keys` × `max_object_size` (10 GiB by default) could be held.
+fn default_max_memory() -> ByteSize {
+    ByteSize(64 << 20)
 }
 
 fn default_max_object() -> ByteSize {
@@ -55,12 +65,16 @@ pub struct StaleReads {
     window: Duration,
     max_object: u64,
     max_keys: usize,
+    max_memory: u64,
 }
 
 /// What the fault has seen (the engine's state for the rule), shared with the GET bodies it
 /// is recording.
 pub struct Memory {
     max_keys: usize,
+    max_memory: u64,
+    /// Bytes of bodies held: cached, kept by a change, or being recorded.
+    held: Arc<AtomicU64>,
     state: Mutex<State>,
 }
 
@@ -85,6 +99,19 @@ struct Change {
 struct Version {
     headers: HeaderMap,
     body: Bytes,
+    _charge: Charge,
+}
+
+/// Bytes counted against `max_memory` for as long as this lives.
+struct Charge {
+    bytes: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for StaleReads {
@@ -106,6 +133,7 @@ impl<'de> Deserialize<'de> for StaleReads {
             window: f.window.0,
             max_object: f.max_object_size.0,
             max_keys: f.max_keys.max(1),
+            max_memory: f.max_memory.0,
         })
     }
 }
@@ -120,6 +148,41 @@ fn is_write(op: Operation) -> bool {
 impl Memory {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `bytes` against `max_memory`, dropping the oldest cached versions to make room;
+    /// `None` if there is none (the body then goes unrecorded).
+    fn reserve(&self, bytes: u64) -> Option<Charge> {
+        let mut state = self.lock();
+        loop {
+            let held = self.held.load(Ordering::Acquire);
+            if held.saturating_add(bytes) <= self.max_memory {
+                self.held.fetch_add(bytes, Ordering::AcqRel);
+                return Some(Charge {
+                    bytes,
+                    held: self.held.clone(),
+                });
+            }
+            let oldest = state.order.pop_front()?;
+            state.cache.remove(&oldest);
+        }
+    }
+
+    /// Bounds the changes: expired ones go first; if that is not enough, the older half ends
+    /// its window early.
+    fn bound_changes(&self, window: Duration) {
+        let mut state = self.lock();
+        let most = self.max_keys.saturating_mul(4);
+        if state.changes.len() <= most {
+            return;
+        }
+        state.changes.retain(|_, c| c.at.elapsed() < window);
+        if state.changes.len() > most {
+            let mut times: Vec<Instant> = state.changes.values().map(|c| c.at).collect();
+            let middle = times.len() / 2;
+            let (_, &mut newest_dropped, _) = times.select_nth_unstable(middle);
+            state.changes.retain(|_, c| c.at > newest_dropped);
+        }
     }
 
     fn remember(&self, id: (String, String), version: Version) {
@@ -154,6 +217,8 @@ impl Fault for StaleReads {
     fn new_state(&self) -> Option<FaultState> {
         Some(Arc::new(Memory {
             max_keys: self.max_keys,
+            max_memory: self.max_memory,
+            held: Arc::default(),
             state: Mutex::new(State::default()),
         }))
     }
@@ -239,18 +304,19 @@ impl Fault for StaleReads {
                         deleted: op == Operation::DeleteObject,
                     },
                 );
-                if state.changes.len() > memory.max_keys.saturating_mul(4) {
-                    let window = self.window;
-                    state.changes.retain(|_, c| c.at.elapsed() < window);
-                }
+                drop(state);
+                memory.bound_changes(self.window);
                 body
             }
             (Operation::GetObject, Some(key)) if parts.status == StatusCode::OK => {
-                let small = body.size_hint().upper().is_some_and(|n| n <= self.max_object);
-                if !small {
+                let Some(size) = body.size_hint().upper().filter(|&n| n <= self.max_object) else {
                     return body;
-                }
+                };
+                let Some(charge) = memory.reserve(size) else {
+                    return body;
+                };
                 ProxyBody::new(Recording {
+                    charge: Some(charge),
                     inner: body,
                     seen: BytesMut::new(),
                     headers: Some(parts.headers.clone()),
@@ -286,6 +352,8 @@ impl Fault for StaleReads {
 
 /// A GET's body on its way to the client, copied into the cache when it ends whole.
 struct Recording {
+    /// The body's size, counted against `max_memory` while it is recorded and then kept.
+    charge: Option<Charge>,
     inner: ProxyBody,
     seen: BytesMut,
     headers: Option<HeaderMap>,
@@ -302,8 +370,14 @@ impl Body for Recording {
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let Some(data) = f.data_ref() {
+                if let Some(data) = f.data_ref()
+                    && this.id.is_some()
+                {
                     this.seen.extend_from_slice(data);
+                    if this.charge.as_ref().is_none_or(|c| this.seen.len() as u64 > c.bytes) {
+                        // Longer than its size said: not recorded, and not held.
+                        (this.id, this.charge, this.seen) = (None, None, BytesMut::new());
+                    }
                 }
             }
             Some(Err(_)) => this.id = None,
@@ -312,10 +386,17 @@ impl Body for Recording {
         // hyper stops polling once the body says it has ended, so look for the end here
         // rather than waiting for a last `None`.
         if (frame.is_none() || this.inner.is_end_stream())
-            && let (Some(headers), Some(id)) = (this.headers.take(), this.id.take())
+            && let (Some(headers), Some(id), Some(charge)) = (this.headers.take(), this.id.take(), this.charge.take())
         {
             let body = std::mem::take(&mut this.seen).freeze();
-            this.memory.remember(id, Version { headers, body });
+            this.memory.remember(
+                id,
+                Version {
+                    headers,
+                    body,
+                    _charge: charge,
+                },
+            );
         }
         Poll::Ready(frame)
     }
@@ -447,6 +528,11 @@ mod tests {
 
     /// The response phase of a successful request of `operation` on `key`.
     fn answered(fault: &StaleReads, state: &FaultState, operation: Operation, key: &str) {
+        let _ = answered_with(fault, state, operation, key, Bytes::new());
+    }
+
+    /// ... with `body`, returned as the fault passed it on.
+    fn answered_with(fault: &StaleReads, state: &FaultState, operation: Operation, key: &str, body: Bytes) -> ProxyBody {
         let target = Target {
             operation,
             bucket: Some("b".into()),
@@ -460,7 +546,43 @@ mod tests {
             conn: &conn,
         };
         let (mut parts, _) = Response::new(()).into_parts();
-        let _ = fault.on_response(&mut parts, full(Bytes::new()), &ctx);
+        fault.on_response(&mut parts, full(body), &ctx)
+    }
+
+    /// The fault held every GET body it saw, with no bound on bytes (10,000 keys × 1 MiB by
+    /// default) nor on changes (a long window and many distinct keys written).
+    #[tokio::test]
+    async fn what_it_remembers_stays_within_its_bounds() {
+        let fault: StaleReads = serde_yaml_ng::from_str("{for: 1h, max_keys: 10, max_memory: 10KiB}").unwrap();
+        let state = fault.new_state().unwrap();
+        let memory = state_of::<Memory>(Some(&state)).unwrap();
+        let mut in_flight = Vec::new();
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let body = answered_with(&fault, &state, Operation::GetObject, &key, Bytes::from(vec![1u8; 3000]));
+            if i % 10 == 0 {
+                in_flight.push(body); // still being recorded
+            } else {
+                let got = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+                assert_eq!(got.len(), 3000, "a body is passed on whole, recorded or not");
+            }
+            assert!(memory.held.load(Ordering::Acquire) <= 10 << 10, "over max_memory after {i}");
+        }
+        drop(in_flight);
+        for key in ["r1", "r2", "r3"] {
+            let body = answered_with(&fault, &state, Operation::GetObject, key, Bytes::from(vec![2u8; 3000]));
+            let _ = http_body_util::BodyExt::collect(body).await.unwrap();
+        }
+        assert!(memory.held.load(Ordering::Acquire) <= 10 << 10);
+        let cache = memory.lock().cache.len();
+        assert_eq!(cache, 3, "once the recordings in flight are gone, new versions are kept");
+        for i in 0..1000 {
+            answered(&fault, &state, Operation::PutObject, &format!("w{i}"));
+        }
+        let changes = memory.lock().changes.len();
+        assert!(changes <= 40, "{changes} changes remembered, bound 4 × max_keys");
+        assert!(changes >= 20, "{changes}: the newest are kept");
+        assert!(memory.lock().changes.contains_key(&("b".into(), "w999".into())));
     }
 
     #[test]
