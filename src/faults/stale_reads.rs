@@ -318,7 +318,7 @@ impl Fault for StaleReads {
                 ProxyBody::new(Recording {
                     charge: Some(charge),
                     inner: body,
-                    seen: BytesMut::new(),
+                    seen: BytesMut::with_capacity(size as usize),
                     headers: Some(parts.headers.clone()),
                     id: Some((bucket, key)),
                     memory: memory.clone(),
