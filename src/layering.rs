@@ -14,7 +14,10 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["engine"]),
     ("services", &["control", "drill", "reload", "telemetry", "library"]),
     ("proxy", &["proxy"]),
-    ("front", &["admin", "report", "embedded", "frontend", "layering"]),
+    (
+        "front",
+        &["admin", "report", "verdict", "embedded", "frontend", "layering"],
+    ),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -21,7 +21,8 @@
 //!   Prometheus text, recent faults, the event log), [`library`] (the built-in scenarios).
 //! - [`proxy`]: listener and workers, the request pipeline and its per-request context
 //!   ([`proxy::context`]), the upstream pool, TLS, forward mode.
-//! - front: [`admin`] (admin API), [`report`] (drill reports), [`embedded`] (the built-in
+//! - front: [`admin`] (admin API), [`report`] (drill reports), [`verdict`] (whether the
+//!   app passed: its clients' calls judged against `expect:`), [`embedded`] (the built-in
 //!   S3 store), [`frontend`] (the builder `run`, `exec`, `--route` and the tests start from).
 
 pub mod admin;
@@ -42,6 +43,7 @@ pub mod scenario;
 pub mod telemetry;
 pub mod timer;
 pub mod values;
+pub mod verdict;
 
 #[cfg(test)]
 mod layering;

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use cli::{ctl, exec, serve};
+use cli::{ctl, exec, junit, serve};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +54,21 @@ enum Command {
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// Judge a recorded drill (`run --events FILE`): did the app's clients retry with backoff,
+    /// recover, give up on held requests, close their multipart uploads... Exits 1 when an
+    /// expectation failed.
+    Verdict {
+        file: PathBuf,
+        /// The drill's scenario, for its `expect:` (without it, only the default checks fail).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Also write the verdicts as JUnit XML, one test case per expectation.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Print the verdicts as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Check scenario files; prints `file:line:column: problem` for each error.
     Validate {
@@ -110,6 +125,18 @@ fn main() -> ExitCode {
         }
         Command::Scenarios { command } => scenarios(command.unwrap_or(ScenariosCommand::List)),
         Command::Validate { files } => validate(&files),
+        Command::Verdict {
+            file,
+            scenario,
+            junit,
+            json,
+        } => match verdict(&file, scenario.as_deref(), junit.as_deref(), json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("s3chaos verdict: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Ctl(args) => ctl::run(args),
         Command::Report { file, format, output } => report(&file, &format, output.as_deref()),
         Command::Store {
@@ -157,6 +184,49 @@ fn main() -> ExitCode {
             code
         }
     }
+}
+
+fn verdict(
+    file: &std::path::Path,
+    scenario: Option<&std::path::Path>,
+    junit_out: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use s3chaos::verdict;
+    let (name, expectations) = match scenario {
+        Some(path) => {
+            let s = Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (s.name().to_owned(), verdict::Expectations::of_scenario(&s))
+        }
+        None => ("drill".to_owned(), verdict::Expectations::default()),
+    };
+    let events = verdict::read_events(file)?;
+    if events.is_empty() {
+        anyhow::bail!(
+            "{} holds no request events (is it a `run --events` file?)",
+            file.display()
+        );
+    }
+    let verdicts = verdict::judge(&events, &expectations);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdicts).expect("verdicts serialise")
+        );
+    } else {
+        print!("{}", verdict::table(&verdicts));
+    }
+    if let Some(out) = junit_out {
+        let cases = junit::verdict_cases(&format!("s3chaos.{name}"), &verdicts);
+        std::fs::write(out, junit::render(&format!("s3chaos verdicts: {name}"), cases))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(if verdicts.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {

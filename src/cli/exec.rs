@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
-use serde::Serialize;
 
+use super::junit::{self, Failure, TestCase};
 use super::serve::{self, RunArgs};
 
 #[derive(Args)]
@@ -20,18 +20,26 @@ pub struct ExecArgs {
     /// Write the HTML drill report here when the command ends.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write a JUnit XML file: one test case for the command, and one per rule (did it fire,
-    /// did the clients recover after its last fault).
+    /// Write a JUnit XML file: one test case for the command, one per rule (did it fire,
+    /// did the clients recover after its last fault) and one per expectation (`expect:`).
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Print the verdicts but exit with the command's status even if an expectation failed
+    /// (by default a failed expectation makes exec exit 1 when the command succeeded).
+    #[arg(long)]
+    ignore_verdicts: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
 pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
-    // The report and the JUnit file are made from the event log: keep one if none was asked.
-    let temporary_log = (args.run.events.is_none() && (args.report.is_some() || args.junit.is_some()))
+    // The verdicts, the report and the JUnit file are made from the event log: keep one if
+    // none was asked.
+    let temporary_log = args
+        .run
+        .events
+        .is_none()
         .then(|| std::env::temp_dir().join(format!("s3chaos-exec-{}.jsonl", std::process::id())));
     if let Some(path) = &temporary_log {
         let _ = std::fs::remove_file(path);
@@ -81,6 +89,7 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot run `{}`", args.command[0]))?;
     let took = began.elapsed();
     let scenario = started.engine.scenario();
+    let expectations = s3chaos::verdict::Expectations::of_scenario(&scenario);
     let stats = started.engine.stats();
     let requests = started.telemetry.totals().requests_total();
     started.stop();
@@ -98,6 +107,15 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {:<40} matched {:>7}  injected {:>7}", s.name, s.matched, s.injected);
     }
 
+    let verdicts = match &args.run.events {
+        Some(path) => {
+            let events = s3chaos::verdict::read_events(path)?;
+            let verdicts = s3chaos::verdict::judge(&events, &expectations);
+            eprint!("s3chaos exec: {}", s3chaos::verdict::table(&verdicts));
+            Some(verdicts)
+        }
+        None => None,
+    };
     let report = match &args.run.events {
         Some(path) if args.report.is_some() || args.junit.is_some() => s3chaos::report::load(path).ok(),
         _ => None,
@@ -119,6 +137,7 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
             took.as_secs_f64(),
             &stats,
             report.as_ref(),
+            verdicts.as_ref(),
         );
         std::fs::write(out, xml).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("s3chaos exec: JUnit results written to {}", out.display());
@@ -126,42 +145,19 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = temporary_log {
         let _ = std::fs::remove_file(path);
     }
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .flat_map(|v| v.failed())
+        .map(|v| v.expectation)
+        .collect();
+    if code == 0 && !failed.is_empty() && !args.ignore_verdicts {
+        eprintln!(
+            "s3chaos exec: the command passed, but the drill did not: {} (exit 1; --ignore-verdicts to keep the command's status)",
+            failed.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-#[derive(Serialize)]
-#[serde(rename = "testsuites")]
-struct TestSuites {
-    testsuite: TestSuite,
-}
-
-#[derive(Serialize)]
-struct TestSuite {
-    #[serde(rename = "@name")]
-    name: String,
-    #[serde(rename = "@tests")]
-    tests: usize,
-    #[serde(rename = "@failures")]
-    failures: usize,
-    testcase: Vec<TestCase>,
-}
-
-#[derive(Serialize)]
-struct TestCase {
-    #[serde(rename = "@name")]
-    name: String,
-    #[serde(rename = "@classname")]
-    classname: String,
-    #[serde(rename = "@time", skip_serializing_if = "Option::is_none")]
-    time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<Failure>,
-}
-
-#[derive(Serialize)]
-struct Failure {
-    #[serde(rename = "@message")]
-    message: String,
 }
 
 /// One test case for the command and one per rule: a rule that never fired did not test
@@ -174,6 +170,7 @@ fn junit(
     seconds: f64,
     stats: &[s3chaos::engine::RuleStats],
     report: Option<&s3chaos::report::Report>,
+    verdicts: Option<&s3chaos::verdict::Verdicts>,
 ) -> String {
     let classname = format!("s3chaos.{scenario}");
     let mut cases = vec![TestCase {
@@ -183,6 +180,8 @@ fn junit(
         failure: (code != 0).then(|| Failure {
             message: format!("the command exited with {code}"),
         }),
+        skipped: None,
+        system_out: None,
     }];
     for s in stats {
         let outcome = report.and_then(|r| r.rules.iter().find(|o| o.rule == s.name));
@@ -204,16 +203,12 @@ fn junit(
             classname: classname.clone(),
             time: None,
             failure: failure.map(|message| Failure { message }),
+            skipped: None,
+            system_out: None,
         });
     }
-    let suites = TestSuites {
-        testsuite: TestSuite {
-            name: format!("s3chaos: {scenario}"),
-            tests: cases.len(),
-            failures: cases.iter().filter(|c| c.failure.is_some()).count(),
-            testcase: cases,
-        },
-    };
-    let body = quick_xml::se::to_string(&suites).expect("the JUnit structs serialise");
-    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}\n")
+    if let Some(verdicts) = verdicts {
+        cases.extend(junit::verdict_cases(&classname, verdicts));
+    }
+    junit::render(&format!("s3chaos: {scenario}"), cases)
 }

@@ -2,4 +2,5 @@
 
 pub mod ctl;
 pub mod exec;
+pub mod junit;
 pub mod serve;

@@ -16,7 +16,7 @@ use super::timeline::{Clock, Phase, Timeline};
 use crate::draw::Draw;
 use crate::faults::{Applies, FaultList, FaultSpec, FaultState};
 use crate::s3::RequestInfo;
-use crate::scenario::{self, Connections, RuleSpec, Safety, ScenarioError, Spec, Trigger};
+use crate::scenario::{self, Connections, Expect, RuleSpec, Safety, ScenarioError, Spec, Trigger};
 
 /// A validated, compiled scenario.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub struct Scenario {
     safety: Safety,
     /// Access key id → isolation scope.
     scope_keys: std::collections::BTreeMap<String, String>,
+    /// What the drill expects of its clients (for the verdicts).
+    expect: Arc<Expect>,
 }
 
 impl Scenario {
@@ -130,6 +132,7 @@ impl Scenario {
             timeline,
             safety: meta.safety,
             scope_keys: meta.scope_keys,
+            expect: Arc::new(meta.expect),
         }
     }
 
@@ -207,7 +210,14 @@ impl Scenario {
             },
             safety: self.safety,
             scope_keys: self.scope_keys.clone(),
+            expect: self.expect.clone(),
         }
+    }
+
+    /// What the drill expects of its clients (its `expect:`), and each rule's own.
+    pub fn expectations(&self) -> (&Expect, impl Iterator<Item = (&str, &Expect)>) {
+        let rules = self.rules.iter().filter_map(|r| Some((r.name(), r.expect()?)));
+        (&self.expect, rules)
     }
 
     /// The isolation scope a request belongs to: its `x-s3chaos-scope` header, or the scope
@@ -315,6 +325,8 @@ pub struct Rule {
     /// Of those, the ones inside the rule's time window: what skip, every and the draw count.
     eligible: AtomicU64,
     injected: AtomicU64,
+    /// What the rule expects of the calls it faulted (over the drill's).
+    expect: Option<Expect>,
 }
 
 /// A span of drill time, `[start, end)`.
@@ -368,6 +380,7 @@ impl Rule {
             trigger: spec.trigger,
             states: spec.faults.iter().map(FaultSpec::new_state).collect(),
             faults: spec.faults,
+            expect: spec.expect,
             window,
             matched: AtomicU64::new(0),
             eligible: AtomicU64::new(0),
@@ -377,6 +390,11 @@ impl Rule {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the rule expects of the calls it faulted (`expect:` on the rule).
+    pub fn expect(&self) -> Option<&Expect> {
+        self.expect.as_ref()
     }
 
     pub fn matcher(&self) -> &Matcher {

@@ -12,7 +12,7 @@
 //! connection instead: the serving task is told to drop it ([`ConnControl::killed`]), and
 //! the stream's `Drop` carries out the fate as on HTTP/1.1.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::departure::{Departure, Silence};
@@ -46,7 +46,12 @@ pub struct ConnControl {
     kill: tokio::sync::Notify,
     /// The client's FIN, and whether a fault's silence makes it a departure.
     departure: Arc<Departure>,
+    /// Numbered from 1 in the order connections were made (the event log's `conn`).
+    id: u64,
 }
+
+/// Connections made so far, for their ids.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// What is left for the caller of [`ConnControl::blackhole`] to do.
 pub enum Hold {
@@ -57,7 +62,13 @@ pub enum Hold {
 }
 
 /// Something a held connection keeps alive until it is released.
-pub type Keep = Box<dyn std::fmt::Debug + Send>;
+pub type Keep = Box<dyn Held>;
+
+/// What a blackhole holds: told when the client leaves; dropped without that, the proxy let
+/// go first (it stopped while the client was still waiting).
+pub trait Held: std::fmt::Debug + Send {
+    fn client_left(&mut self) {}
+}
 
 impl ConnControl {
     pub fn new(held: Arc<AtomicUsize>) -> ConnControl {
@@ -68,7 +79,19 @@ impl ConnControl {
             multiplexed: AtomicBool::new(false),
             kill: tokio::sync::Notify::new(),
             departure: Arc::default(),
+            id: CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1,
         }
+    }
+
+    /// This connection's number, for the event log.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Puts what the held socket keeps alive in place after the fact (the request's own
+    /// context, so that it ends when the client leaves the blackhole).
+    pub fn keep_while_held(&self, keep: Keep) {
+        *self.keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(keep);
     }
 
     /// The client's FIN and what it means; see [`super::departure`].
@@ -87,7 +110,7 @@ impl ConnControl {
         self.multiplexed.store(true, Ordering::Relaxed);
     }
 
-    fn is_multiplexed(&self) -> bool {
+    pub fn is_multiplexed(&self) -> bool {
         self.multiplexed.load(Ordering::Relaxed)
     }
 

@@ -123,12 +123,15 @@ impl Drop for ClientStream {
 
 /// Holds a blackholed socket: reads and discards whatever the client sends, answers nothing,
 /// and lets go when the client closes or resets the connection (or the worker shuts down).
-async fn hold(mut stream: TcpStream, _counted: Counted, _keep: Option<Keep>) {
+async fn hold(mut stream: TcpStream, _counted: Counted, mut keep: Option<Keep>) {
     let mut buf = [0u8; 512];
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {
             break;
         }
+    }
+    if let Some(keep) = keep.as_mut() {
+        keep.client_left();
     }
 }
 

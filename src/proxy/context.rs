@@ -22,6 +22,7 @@ use super::Shared;
 use crate::body::{BoxError, InjectedFault, ProxyBody};
 use crate::engine::Decision;
 use crate::faults::Target;
+use crate::faults::fate::Held;
 use crate::s3::{Operation, RequestInfo};
 use crate::telemetry::{Outcome, RequestEvent};
 
@@ -30,6 +31,7 @@ pub struct RequestCtx {
     shared: Arc<Shared>,
     arrived: Instant,
     operation: Operation,
+    is_head: bool,
     /// Set when the response head is ready.
     status: Option<u16>,
     promised: Option<u64>,
@@ -61,10 +63,22 @@ struct LogEntry {
     bucket: String,
     key: String,
     attempt: Option<String>,
+    invocation: Option<String>,
+    conn: u64,
+    upload_id: Option<String>,
+    retry_after_s: Option<f64>,
+    error_code: Option<String>,
+    /// The first bytes of an answer whose one value the log wants (an error's `<Code>`,
+    /// CreateMultipartUpload's `<UploadId>`), and the element's name.
+    sniff: Option<(Vec<u8>, &'static str)>,
     phase: Option<String>,
     rules: Vec<String>,
     faults: Vec<String>,
 }
+
+/// How much of an answer is looked at for its `<Code>` or `<UploadId>` (they are a few
+/// hundred bytes).
+const SNIFF_BYTES: usize = 4096;
 
 /// Whose failure made the proxy answer in the upstream's place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +89,29 @@ enum Failed {
 
 impl RequestCtx {
     /// The context of a request just classified.
-    pub fn begin(shared: Arc<Shared>, info: &RequestInfo<'_>, arrived: Instant) -> RequestCtx {
+    pub fn begin(shared: Arc<Shared>, info: &RequestInfo<'_>, arrived: Instant, conn: u64) -> RequestCtx {
         let log = shared.telemetry.request_log().is_some().then(|| {
-            let attempt = info
-                .headers
-                .get("amz-sdk-request")
-                .and_then(|v| v.to_str().ok())
-                .filter(|a| !a.is_empty());
+            let header = |name: &str| {
+                info.headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+            };
+            let upload_id = form_urlencoded::parse(info.query.as_bytes())
+                .find(|(k, _)| k == "uploadId")
+                .map(|(_, v)| v.into_owned());
             LogEntry {
                 time: crate::telemetry::events::now_rfc3339(),
                 bucket: info.bucket.as_deref().unwrap_or("").to_owned(),
                 key: info.key.as_deref().unwrap_or("").to_owned(),
-                attempt: attempt.map(str::to_owned),
+                attempt: header("amz-sdk-request"),
+                invocation: header("amz-sdk-invocation-id"),
+                conn,
+                upload_id,
+                retry_after_s: None,
+                error_code: None,
+                sniff: None,
                 phase: None,
                 rules: Vec::new(),
                 faults: Vec::new(),
@@ -104,6 +129,7 @@ impl RequestCtx {
             shared,
             arrived,
             operation: info.operation,
+            is_head: info.method == http::Method::HEAD,
             status: None,
             promised: None,
             head_at: None,
@@ -195,6 +221,30 @@ impl RequestCtx {
     /// The response head is ready.
     pub fn responded<B>(&mut self, response: &http::Response<B>) {
         self.status = Some(response.status().as_u16());
+        let operation = self.operation;
+        let head = self.is_head;
+        if let Some(log) = self.log_mut() {
+            let status = response.status();
+            log.retry_after_s = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok());
+            if status.as_u16() >= 300 && head {
+                // A HEAD's error has no body; SDKs name it from the status.
+                log.error_code = Some(
+                    match status.as_u16() {
+                        404 => "NotFound",
+                        403 => "AccessDenied",
+                        _ => "Error",
+                    }
+                    .to_owned(),
+                );
+            } else if status.as_u16() >= 300 {
+                log.sniff = Some((Vec::new(), "Code"));
+            } else if operation == Operation::CreateMultipartUpload && status.is_success() {
+                log.sniff = Some((Vec::new(), "UploadId"));
+            }
+        }
         self.promised = response
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -214,7 +264,7 @@ impl RequestCtx {
             other => other,
         };
         let status = match outcome {
-            Outcome::Injected { .. } => None,
+            Outcome::Injected { .. } | Outcome::StillHeld => None,
             _ => self.status,
         };
         self.shared.metrics.request(self.operation, status, outcome);
@@ -229,9 +279,16 @@ impl RequestCtx {
             ..
         } = *detail;
         drop(decision); // The active-fault slot is free from here.
-        let (Some(entry), Some(writer)) = (log, self.shared.telemetry.request_log()) else {
+        let (Some(mut entry), Some(writer)) = (log, self.shared.telemetry.request_log()) else {
             return;
         };
+        if let Some((bytes, tag)) = entry.sniff.take() {
+            let found = crate::s3::xml::first_text(&bytes, tag);
+            match tag {
+                "UploadId" => entry.upload_id = found.or(entry.upload_id),
+                _ => entry.error_code = found,
+            }
+        }
         writer.record(RequestEvent {
             time: entry.time,
             operation: self.operation.to_string(),
@@ -248,9 +305,38 @@ impl RequestCtx {
             fault: (!entry.faults.is_empty()).then(|| entry.faults.join(", ")),
             phase: entry.phase,
             attempt: entry.attempt,
+            invocation: entry.invocation,
+            conn: Some(entry.conn),
+            error_code: entry.error_code,
+            retry_after_s: entry.retry_after_s,
+            upload_id: entry.upload_id,
         });
     }
 }
+
+impl std::fmt::Debug for RequestCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCtx")
+            .field("operation", &self.operation)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blackholed HTTP/1.1 request, held with its socket: it ends as `no_response` when the
+/// client leaves (its duration is how long the client waited), or as `still_held` if the
+/// proxy stops first.
+#[derive(Debug)]
+pub struct HeldRequest(pub RequestCtx);
+
+impl Held for HeldRequest {
+    fn client_left(&mut self) {
+        self.0.if_dropped(Outcome::Injected { by: "blackhole" });
+    }
+}
+
+/// An HTTP/2 connection's blackhole keeps only the decision (its active-fault slot).
+impl Held for Decision {}
 
 impl Drop for RequestCtx {
     fn drop(&mut self) {
@@ -293,6 +379,12 @@ impl Body for ReplyBody {
             Some(Ok(f)) => {
                 if let (Some(data), Some(ctx)) = (f.data_ref(), this.ctx.as_mut()) {
                     ctx.sent += data.len() as u64;
+                    if let Some((seen, _)) = ctx.log_mut().and_then(|l| l.sniff.as_mut())
+                        && seen.len() < SNIFF_BYTES
+                    {
+                        let room = SNIFF_BYTES - seen.len();
+                        seen.extend_from_slice(&data[..data.len().min(room)]);
+                    }
                 }
                 // hyper stops polling once the body says it has ended.
                 if this.inner.is_end_stream() {

@@ -7,8 +7,8 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::conn::{ConnControl, Hold};
-use super::context::{CountUpload, ReplyBody, RequestCtx};
+use super::conn::{ConnControl, Fate, Hold, Keep};
+use super::context::{CountUpload, HeldRequest, ReplyBody, RequestCtx};
 use super::headers::{strip_control_headers, strip_hop_by_hop};
 use super::upload::{ClientFailure, Upload};
 use super::{Shared, Upstream};
@@ -64,7 +64,7 @@ pub(super) async fn handle_for(
     // Phases 1-3: classify, decide, request faults. Classification is needed for the
     // per-operation counters anyway; deciding is skipped outright with no rules.
     let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
-    let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived);
+    let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived, conn.id());
     if let Some(problem) = host_problem(&req) {
         drop(info);
         let response = bad_host(problem, req.method(), req.uri().path(), req.version());
@@ -89,7 +89,14 @@ pub(super) async fn handle_for(
         }
         Err(e) => {
             let by = e.downcast_ref::<InjectedFault>().map_or("fault", |f| f.0);
-            ctx.finish(Outcome::Injected { by });
+            if conn.fate() == Fate::Blackhole && !conn.is_multiplexed() {
+                // Held with the socket: recorded when the client leaves, with how long it
+                // waited, or as still held if the proxy stops first.
+                ctx.if_dropped(Outcome::StillHeld);
+                conn.keep_while_held(Box::new(HeldRequest(ctx)));
+            } else {
+                ctx.finish(Outcome::Injected { by });
+            }
             Err(e)
         }
     }
@@ -126,7 +133,13 @@ async fn respond(
             });
         }
         Some(Ending::Blackhole { connection }) => {
-            let keep = ctx.take_decision().map(|d| Box::new(d) as _);
+            // On HTTP/1.1 the request's context goes with the held socket (`handle_for`), so
+            // the request ends when the client leaves; an HTTP/2 connection's serving task
+            // may let go of the socket at once, so only the decision is kept.
+            let keep = conn
+                .is_multiplexed()
+                .then(|| ctx.take_decision().map(|d| Box::new(d) as Keep))
+                .flatten();
             match conn.blackhole(connection, keep) {
                 Hold::Connection => {}
                 Hold::Stream(keep) => {

@@ -406,7 +406,7 @@ mod tests {
                 rule: rule.map(str::to_owned),
                 fault: None,
                 phase: Some(phase.into()),
-                attempt: None,
+                ..Default::default()
             },
         )
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod classify;
 pub mod error;
 pub mod operation;
+pub mod xml;
 
 pub use classify::{Classifier, RequestInfo};
 pub use error::{Code, ErrorCode, S3ErrorResponse};

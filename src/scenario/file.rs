@@ -45,6 +45,8 @@ struct ScenarioFile {
     /// Access key id → isolation scope, for tests that each sign with their own key.
     #[serde(default)]
     scope_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    expect: super::Expect,
 }
 
 /// A rule list; `IN_PHASE` tells whether it belongs to a phase (whose span a ramp can use).
@@ -128,6 +130,9 @@ struct RuleFile {
     #[serde(default)]
     scope: Option<String>,
     fault: FaultList,
+    /// What this rule expects of the calls it faulted, over the file's `expect:`.
+    #[serde(default)]
+    expect: Option<super::Expect>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +348,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Spec, ScenarioError> {
         repeat: file.repeat,
         max_duration: file.max_duration.map(|d| d.0),
         scope_keys: file.scope_keys,
+        expect: file.expect,
         safety: Safety {
             stop_if: file.stop_if.map(|s| StopCondition {
                 upstream_error_rate: s.upstream_error_rate,
@@ -420,6 +426,7 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> RuleSpec {
         matcher,
         trigger,
         faults: r.fault,
+        expect: r.expect,
     }
 }
 

@@ -10,10 +10,12 @@
 //! through the same bounded reader and the same limits ([`read_file`], [`MAX_SCENARIO_BYTES`]).
 
 mod budget;
+mod expect;
 mod file;
 mod limits;
 
 pub use budget::{MAX_EXPANDED_STRING_BYTES, MAX_EXPANDED_VALUES};
+pub use expect::Expect;
 pub use file::{API_PREFIX, ApiRule};
 pub use limits::{MAX_FLOW_DEPTH, MAX_SCENARIO_BYTES};
 
@@ -69,6 +71,8 @@ pub struct Meta {
     /// Access key id → isolation scope.
     pub scope_keys: std::collections::BTreeMap<String, String>,
     pub safety: Safety,
+    /// What the drill expects of its clients (judged by `crate::verdict`).
+    pub expect: Expect,
 }
 
 /// One phase as written: a name, a duration and its own rules.
@@ -99,6 +103,8 @@ pub struct RuleSpec {
     pub matcher: MatchSpec,
     pub trigger: Trigger,
     pub faults: FaultList,
+    /// What this rule expects of the calls it faulted, over the file's `expect:`.
+    pub expect: Option<Expect>,
 }
 
 /// A rule's `match:`; every field given must hold.

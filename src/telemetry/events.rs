@@ -70,7 +70,7 @@ impl RecentFaults {
 }
 
 /// One proxied request, as a line of the event log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestEvent {
     /// RFC 3339, milliseconds: when the request arrived.
     pub time: String,
@@ -107,8 +107,25 @@ pub struct RequestEvent {
     pub fault: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// The SDK's `amz-sdk-request` header (`attempt=2; max=3`), when sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
+    /// The SDK's `amz-sdk-invocation-id`: the same on every attempt of one call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<String>,
+    /// The client connection, numbered from 1 in the order they were accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<u64>,
+    /// The S3 error code of the answer (`<Code>` of its body; for a HEAD, which has none,
+    /// `NotFound`, `AccessDenied` or `Error` from the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The answer's `Retry-After`, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<f64>,
+    /// The multipart upload: `uploadId` of the query, or of CreateMultipartUpload's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 /// The `--events FILE` writer: a bounded queue drained by its own thread, so proxying never
@@ -197,8 +214,9 @@ fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<RequestEvent
     report(out.flush(), 0);
 }
 
+/// RFC 3339, microseconds (a tight retry loop's gaps are well under a millisecond).
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
@@ -265,6 +283,11 @@ mod tests {
             fault: None,
             phase: None,
             attempt: None,
+            invocation: None,
+            conn: None,
+            error_code: None,
+            retry_after_s: None,
+            upload_id: None,
         }
     }
 

@@ -31,11 +31,21 @@ pub enum Outcome {
     ClientGone,
     /// The upstream failed: unreachable (s3chaos answered 503), or its body broke mid-stream.
     UpstreamError,
+    /// A blackhole still held the request when the proxy stopped: the client never gave up
+    /// (no read timeout).
+    StillHeld,
 }
 
 impl Outcome {
     /// Every outcome's name, in the order of [`Outcome::index`].
-    pub const NAMES: [&'static str; 5] = ["complete", "cut", "no_response", "client_gone", "upstream_error"];
+    pub const NAMES: [&'static str; 6] = [
+        "complete",
+        "cut",
+        "no_response",
+        "client_gone",
+        "upstream_error",
+        "still_held",
+    ];
 
     pub fn index(self) -> usize {
         match self {
@@ -44,6 +54,7 @@ impl Outcome {
             Outcome::Injected { .. } => 2,
             Outcome::ClientGone => 3,
             Outcome::UpstreamError => 4,
+            Outcome::StillHeld => 5,
         }
     }
 

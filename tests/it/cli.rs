@@ -611,7 +611,14 @@ fn exec_runs_a_command_against_the_proxy_and_reports_per_rule() {
     );
     assert!(stderr.contains("faults injected"), "the summary: {stderr}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(r#"tests="3" failures="1""#), "{xml}");
+    // The command, two rules and nine expectations (none stated: only the default checks
+    // can fail, and the SDK's standard retries pass them).
+    assert!(xml.contains(r#"tests="12" failures="1""#), "{xml}");
+    assert!(xml.contains(r#"<testcase name="expect: backoff""#), "{xml}");
+    assert!(
+        stderr.contains("verdicts:") && stderr.contains("max_attempts"),
+        "the verdict table: {stderr}"
+    );
     assert!(
         xml.contains(r#"<testcase name="rule: flaky-puts" classname="s3chaos.ci"/>"#),
         "it fired and the client recovered: {xml}"

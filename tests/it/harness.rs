@@ -33,7 +33,7 @@ pub struct Harness {
     pub proxy: SocketAddr,
     pub engine: Arc<Engine>,
     pub telemetry: Arc<Telemetry>,
-    handle: Running,
+    handle: Option<Running>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,8 +80,20 @@ impl Harness {
             proxy,
             engine,
             telemetry,
-            handle,
+            handle: Some(handle),
             _dir: dir,
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.handle.as_ref().expect("the proxy is running")
+    }
+
+    /// Stops the proxy as the binary does at its end: its workers stop, and requests still
+    /// held (blackholes) end as `still_held`. The store and the event log stay.
+    pub fn stop_proxy(&mut self) {
+        if let Some(running) = self.handle.take() {
+            running.stop();
         }
     }
 
@@ -119,7 +131,7 @@ impl Harness {
 
     /// Connections this harness's proxy holds open for blackholes.
     pub fn blackholed(&self) -> usize {
-        self.handle.proxy.blackholed_connections()
+        self.running().proxy.blackholed_connections()
     }
 
     /// The admin API for this harness's proxy, on a loopback port, with the drill supervisor
@@ -131,7 +143,7 @@ impl Harness {
             AdminState {
                 control: control.clone(),
                 telemetry: self.telemetry.clone(),
-                blackholed: self.handle.proxy.blackholed_counter(),
+                blackholed: self.running().proxy.blackholed_counter(),
                 upstream_idle: Default::default(),
                 token: token.map(str::to_owned),
             },

@@ -22,3 +22,4 @@ mod store_listing;
 mod stream_faults;
 mod tls;
 mod upload_faults;
+mod verdicts;

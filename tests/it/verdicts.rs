@@ -1,0 +1,307 @@
+//! Verdicts with real clients: the SDK's standard retries pass, the clients with the classic
+//! bugs fail the expectation that names them, and the evidence names the call.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use http_body_util::BodyExt;
+use s3chaos::verdict::{self, Expectations, Status, Verdict};
+
+use crate::harness::{Harness, client_for, presigned_get};
+
+fn judged(h: &Harness) -> Vec<Verdict> {
+    let events = verdict::read_events(&h.events_path()).unwrap();
+    verdict::judge(&events, &Expectations::of_scenario(&h.engine.scenario())).verdicts
+}
+
+fn get<'v>(verdicts: &'v [Verdict], expectation: &str) -> &'v Verdict {
+    verdicts.iter().find(|v| v.expectation == expectation).unwrap()
+}
+
+fn text(v: &Verdict) -> String {
+    format!(
+        "{} {}: {}\n{}",
+        v.status,
+        v.expectation,
+        v.summary,
+        v.evidence.join("\n")
+    )
+}
+
+/// The Rust SDK with its standard retry policy (3 attempts, exponential backoff with full
+/// jitter from 1 s) against two SlowDowns: a call of three attempts, spaced, that succeeds.
+#[tokio::test]
+async fn the_sdk_with_standard_retries_passes_backoff_attempts_and_recovery() {
+    let h = Harness::start_logged(
+        "name: brownout\nexpect: {backoff: true, max_attempts: 3, recovers_within: 30s}\nrules:\n  - {name: brownout, match: {operation: GetObject}, limit: 2, fault: {error: SlowDown}}\n",
+    )
+    .await;
+    let d = h.direct();
+    d.create_bucket().bucket("vbk").send().await.unwrap();
+    d.put_object()
+        .bucket("vbk")
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let sdk = client_for(h.proxy, |b| b.retry_config(RetryConfig::standard()));
+    sdk.get_object()
+        .bucket("vbk")
+        .key("k")
+        .send()
+        .await
+        .expect("the third attempt succeeds");
+    h.events(3).await;
+    let verdicts = judged(&h);
+    for name in ["backoff", "max_attempts", "recovers_within"] {
+        assert_eq!(
+            get(&verdicts, name).status,
+            Status::Pass,
+            "{}",
+            text(get(&verdicts, name))
+        );
+    }
+    let attempts = get(&verdicts, "max_attempts");
+    assert!(attempts.summary.starts_with("at most 3 attempts"), "{}", text(attempts));
+    assert!(
+        attempts.evidence[0].contains("GetObject vbk/k (invocation "),
+        "grouped by the SDK's invocation id: {}",
+        text(attempts)
+    );
+}
+
+/// A client written here that retries at once, in a loop, with no backoff (and sends no
+/// invocation id: the attempts are grouped by key after a failure): it fails `backoff` by
+/// default and the stated `max_amplification`.
+#[tokio::test]
+async fn a_tight_retry_loop_fails_backoff_and_amplification() {
+    let h = Harness::start_logged(
+        "name: storm\nexpect: {max_amplification: 3}\nrules:\n  - {name: storm, match: {operation: GetObject}, limit: 6, fault: {error: SlowDown}}\n",
+    )
+    .await;
+    let d = h.direct();
+    d.create_bucket().bucket("vloop").send().await.unwrap();
+    d.put_object()
+        .bucket("vloop")
+        .key("hot")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let (target, host) = presigned_get(&h, "vloop", "hot").await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let req = http::Request::get(format!("http://{}{target}", h.proxy))
+            .header("host", &host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let answer = client.request(req).await.unwrap();
+        let ok = answer.status().is_success();
+        let _ = answer.into_body().collect().await;
+        if ok || tries == 20 {
+            break;
+        }
+    }
+    assert_eq!(tries, 7, "six SlowDowns, then the object");
+    h.events(7).await;
+    let verdicts = judged(&h);
+    let backoff = get(&verdicts, "backoff");
+    assert_eq!(backoff.status, Status::Fail, "{}", text(backoff));
+    assert!(backoff.summary.contains("tight loop"), "{}", text(backoff));
+    assert!(
+        backoff.evidence[0].contains("GetObject vloop/hot") && backoff.evidence[0].contains("7 attempts"),
+        "{}",
+        text(backoff)
+    );
+    assert!(
+        backoff.evidence[0].contains("inference"),
+        "marked as inferred: {}",
+        text(backoff)
+    );
+    let amplification = get(&verdicts, "max_amplification");
+    assert_eq!(amplification.status, Status::Fail, "{}", text(amplification));
+    assert!(
+        amplification.summary.contains("7 requests for 1 calls"),
+        "{}",
+        text(amplification)
+    );
+}
+
+/// A client with no read timeout against a blackhole is still waiting when the drill ends:
+/// a failure by default. One that gives up after 200 ms is timed, and passes the stated
+/// `gives_up_within: 2s`.
+#[tokio::test]
+async fn a_client_without_a_read_timeout_is_still_held_when_the_drill_ends() {
+    let mut h = Harness::start_logged(
+        "name: hole\nexpect: {gives_up_within: 2s}\nrules:\n  - {name: hole, match: {operation: GetObject}, fault: blackhole}\n",
+    )
+    .await;
+    let d = h.direct();
+    d.create_bucket().bucket("vhole").send().await.unwrap();
+    for key in ["forever", "patient"] {
+        d.put_object()
+            .bucket("vhole")
+            .key(key)
+            .body(b"v".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let forever = crate::harness::send_raw_get(&h, "vhole", "forever").await;
+    let patient = h.single_attempt_client(Some(Duration::from_millis(200)));
+    assert!(
+        patient
+            .get_object()
+            .bucket("vhole")
+            .key("patient")
+            .send()
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.stop_proxy();
+    let events = h.events(2).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.key == "forever" && e.outcome.as_deref() == Some("still_held")),
+        "{events:?}"
+    );
+    let left = events.iter().find(|e| e.key == "patient").unwrap();
+    assert_eq!(left.outcome.as_deref(), Some("no_response"));
+    let waited = left.duration_ms.unwrap();
+    assert!(
+        (150.0..1500.0).contains(&waited),
+        "logged when the client left: {waited} ms"
+    );
+    let verdicts = judged(&h);
+    let held = get(&verdicts, "gives_up_within");
+    assert_eq!(held.status, Status::Fail, "{}", text(held));
+    assert!(held.summary.contains("1 still held"), "{}", text(held));
+    assert!(
+        held.evidence.iter().any(|e| e.contains("vhole/forever still waiting")),
+        "{}",
+        text(held)
+    );
+    assert!(
+        !held.evidence.iter().any(|e| e.contains("patient")),
+        "it gave up in time: {}",
+        text(held)
+    );
+    drop(forever);
+}
+
+/// An app that gives up a multipart upload after a failed part, without aborting it, leaves
+/// its parts billed: `no_open_multipart_uploads` fails by default and names the upload.
+#[tokio::test]
+async fn an_abandoned_multipart_upload_is_named() {
+    let h = Harness::start_logged(
+        "name: parts\nrules:\n  - {name: parts, match: {operation: UploadPart, key: abandoned}, fault: {error: InternalError}}\n",
+    )
+    .await;
+    let c = h.single_attempt_client(None);
+    c.create_bucket().bucket("vparts").send().await.unwrap();
+    let mut ids = Vec::new();
+    for key in ["abandoned", "finished"] {
+        let created = c
+            .create_multipart_upload()
+            .bucket("vparts")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let id = created.upload_id().unwrap().to_owned();
+        let part = c
+            .upload_part()
+            .bucket("vparts")
+            .key(key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(vec![1u8; 1000].into())
+            .send()
+            .await;
+        if let Ok(part) = part {
+            let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build();
+            c.complete_multipart_upload()
+                .bucket("vparts")
+                .key(key)
+                .upload_id(&id)
+                .multipart_upload(done)
+                .send()
+                .await
+                .unwrap();
+        }
+        ids.push(id);
+    }
+    h.events(6).await; // CreateBucket, two creates, two parts, one complete
+    let verdicts = judged(&h);
+    let open = get(&verdicts, "no_open_multipart_uploads");
+    assert_eq!(open.status, Status::Fail, "{}", text(open));
+    assert!(
+        open.summary.contains("2 uploads created, 1 left open"),
+        "{}",
+        text(open)
+    );
+    assert_eq!(open.evidence.len(), 1, "{}", text(open));
+    assert!(
+        open.evidence[0].contains(&format!("vparts/abandoned upload {}", ids[0])),
+        "{}",
+        text(open)
+    );
+}
+
+/// An app that retries `AccessDenied` in its own loop (three tries, 50 ms apart): the SDK
+/// does not retry it, the app does, and the stated `no_retry_on` fails on that call.
+#[tokio::test]
+async fn an_app_that_retries_access_denied_fails_no_retry_on() {
+    let h = Harness::start_logged(
+        "name: denied\nexpect: {no_retry_on: [AccessDenied]}\nrules:\n  - {name: denied, match: {operation: PutObject, key: secret}, fault: {error: AccessDenied}}\n",
+    )
+    .await;
+    let c = h.client();
+    c.create_bucket().bucket("vdeny").send().await.unwrap();
+    for _ in 0..3 {
+        let put = c
+            .put_object()
+            .bucket("vdeny")
+            .key("secret")
+            .body(b"v".to_vec().into())
+            .send()
+            .await;
+        assert!(put.is_err());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.put_object()
+        .bucket("vdeny")
+        .key("open")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    h.events(5).await;
+    let events = verdict::read_events(&h.events_path()).unwrap();
+    let denied: Vec<_> = events.iter().filter(|e| e.key == "secret").collect();
+    assert_eq!(denied.len(), 3, "the SDK did not retry AccessDenied itself: {denied:?}");
+    assert!(
+        denied.iter().all(|e| e.error_code.as_deref() == Some("AccessDenied")),
+        "{denied:?}"
+    );
+    let verdicts = judged(&h);
+    let retried = get(&verdicts, "no_retry_on");
+    assert_eq!(retried.status, Status::Fail, "{}", text(retried));
+    assert!(
+        retried.evidence[0].contains("PutObject vdeny/secret") && retried.evidence[0].contains("inference"),
+        "{}",
+        text(retried)
+    );
+}
