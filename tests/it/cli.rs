@@ -694,7 +694,9 @@ fn exec_runs_the_pytest_example_with_boto3() {
     let junit = dir.path().join("junit.xml");
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/examples/pytest");
     let out = Command::new(BIN)
-        .args(["exec", "--scenario", "builtin:ambiguous-writes", "--data-dir"])
+        .args(["exec", "--scenario"])
+        .arg(example.join("drill.yaml"))
+        .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--junit")
         .arg(&junit)
@@ -715,9 +717,20 @@ fn exec_runs_the_pytest_example_with_boto3() {
     assert!(stdout.contains("2 passed"), "{stdout}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains(r#"<testcase name="rule: put-stored-but-500" classname="s3chaos.ambiguous-writes"/>"#),
+        xml.contains(r#"<testcase name="rule: put-stored-but-500" classname="s3chaos.pytest-example"/>"#),
         "the ambiguous PUTs fired and boto3 got over them: {xml}"
     );
+    for expectation in [
+        "backoff",
+        "max_attempts",
+        "recovers_within",
+        "no_open_multipart_uploads",
+    ] {
+        let case = format!(r#"<testcase name="expect: {expectation}" classname="s3chaos.pytest-example">"#);
+        let at = xml.find(&case).unwrap_or_else(|| panic!("{case} in {xml}"));
+        let rest = &xml[at..xml[at..].find("</testcase>").map_or(xml.len(), |e| at + e)];
+        assert!(!rest.contains("<failure"), "boto3 meets `{expectation}`: {rest}");
+    }
 }
 
 /// One process, two regions: the main listener plays a dead us-east-1 (every request held
@@ -1138,4 +1151,85 @@ except botocore.exceptions.ClientError as e:
         "{stdout}"
     );
     assert!(stdout.contains("CODE SlowDown"), "{stdout}");
+}
+
+/// `s3chaos verdict` judges a recorded game day: a tight retry loop in the log fails (exit
+/// 1, the verdict and its evidence printed, a JUnit case with the failure); a clean log
+/// passes (exit 0); `--scenario` brings the drill's `expect:`.
+#[test]
+fn verdict_judges_a_recorded_drill_and_exits_1_on_a_failed_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |us: u64, status: u16, rule: &str| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_800_000_000_000_000 + us);
+        format!(
+            r#"{{"time":"{}","operation":"GetObject","bucket":"b","key":"hot","status":{status},"latency_ms":0.2,"duration_ms":0.2,"outcome":"complete"{rule}}}"#,
+            humantime::format_rfc3339_micros(at)
+        )
+    };
+    let storm: Vec<String> = (0..6)
+        .map(|i| {
+            line(
+                i * 500,
+                if i < 5 { 503 } else { 200 },
+                if i < 5 {
+                    r#","rule":"storm","fault":"error SlowDown""#
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect();
+    let log = write(&dir, "storm.jsonl", &(storm.join("\n") + "\n"));
+    let junit = dir.path().join("verdicts.xml");
+    let out = Command::new(BIN)
+        .arg("verdict")
+        .arg(&log)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("backoff") && stdout.contains("tight loop"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("GetObject b/hot"),
+        "the evidence names the call: {stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testcase name="expect: backoff""#) && xml.contains("<failure"),
+        "{xml}"
+    );
+
+    let calm = write(
+        &dir,
+        "calm.jsonl",
+        &format!("{}\n{}\n", line(0, 200, ""), line(900_000, 200, "")),
+    );
+    let scenario = write(
+        &dir,
+        "drill.yaml",
+        "name: drill\nexpect: {max_attempts: 1}\nrules: []\n",
+    );
+    let out = Command::new(BIN)
+        .arg("verdict")
+        .arg(&calm)
+        .arg("--scenario")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("pass") && stdout.contains("max_attempts"),
+        "the stated expectation is judged: {stdout}"
+    );
 }
