@@ -54,6 +54,9 @@ enum Command {
         /// Write here instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// The drill's scenario, for the verdicts' `expect:` (without it, the default checks).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Judge a recorded drill (`run --events FILE`): did the app's clients retry with backoff,
     /// recover, give up on held requests, close their multipart uploads... Exits 1 when an
@@ -138,7 +141,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Ctl(args) => ctl::run(args),
-        Command::Report { file, format, output } => report(&file, &format, output.as_deref()),
+        Command::Report {
+            file,
+            format,
+            output,
+            scenario,
+        } => report(&file, &format, output.as_deref(), scenario.as_deref()),
         Command::Store {
             listen,
             data_dir,
@@ -282,8 +290,22 @@ fn scenarios(command: ScenariosCommand) -> ExitCode {
     }
 }
 
-fn report(file: &std::path::Path, format: &str, output: Option<&std::path::Path>) -> ExitCode {
-    let report = match s3chaos::report::load(file) {
+fn report(
+    file: &std::path::Path,
+    format: &str,
+    output: Option<&std::path::Path>,
+    scenario: Option<&std::path::Path>,
+) -> ExitCode {
+    let expectations = match scenario.map(Scenario::load).transpose() {
+        Ok(s) => s
+            .map(|s| s3chaos::verdict::Expectations::of_scenario(&s))
+            .unwrap_or_default(),
+        Err(e) => {
+            eprintln!("s3chaos report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match s3chaos::report::load_judged(file, &expectations) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("s3chaos report: {e}");

@@ -59,7 +59,12 @@ pub(super) async fn handle(
         (&Method::POST, "/resume") => resume(&state),
         (&Method::GET, "/events") => events(&state, &query),
         (&Method::GET, "/metrics") => metrics(&state),
-        (_, "/healthz" | "/status" | "/scenario" | "/rules" | "/halt" | "/resume" | "/events" | "/metrics") => error(
+        (&Method::GET, "/verdicts") => off_thread(&state, verdicts).await,
+        (
+            _,
+            "/healthz" | "/status" | "/scenario" | "/rules" | "/halt" | "/resume" | "/events" | "/metrics"
+            | "/verdicts",
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{method} is not allowed on {path}"),
         ),
@@ -339,6 +344,25 @@ fn control_error(e: ControlError) -> Reply {
         ),
         ControlError::Conflict(_) => error(StatusCode::CONFLICT, &e.to_string()),
         ControlError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+/// The verdicts so far: the event log judged against the running scenario's `expect:`. The
+/// log is read whole, off the serving threads (a long game day's log takes a while).
+fn verdicts(state: &AdminState) -> Reply {
+    let Some(log) = state.telemetry.request_log() else {
+        return error(
+            StatusCode::CONFLICT,
+            "verdicts are judged from the event log: run s3chaos with --events FILE",
+        );
+    };
+    let expect = crate::verdict::Expectations::of_scenario(&state.control.engine().scenario());
+    match crate::verdict::read_events(log.path()) {
+        Ok(events) => {
+            let verdicts = crate::verdict::judge(&events, &expect);
+            json_reply(StatusCode::OK, serde_json::to_value(&verdicts).unwrap_or_default())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 

@@ -50,6 +50,9 @@ enum CtlCommand {
     },
     /// The Prometheus metrics text.
     Metrics,
+    /// Whether the app is passing so far: the event log judged against `expect:` (needs
+    /// `--events` on the proxy).
+    Verdicts,
 }
 
 #[derive(Args)]
@@ -176,6 +179,7 @@ async fn call(args: &CtlArgs) -> Result<Value, String> {
         CtlCommand::Rules => (Method::GET, "/rules".to_owned(), None),
         CtlCommand::Events { since } => (Method::GET, format!("/events?since={since}"), None),
         CtlCommand::Metrics => (Method::GET, "/metrics".to_owned(), None),
+        CtlCommand::Verdicts => (Method::GET, "/verdicts".to_owned(), None),
     };
     client.call(method, &path, body).await.map_err(|e| e.to_string())
 }
@@ -254,5 +258,31 @@ fn human(command: &CtlCommand, v: &Value) -> String {
             out
         }
         CtlCommand::Metrics => s(v),
+        CtlCommand::Verdicts => {
+            let mut out = format!(
+                "{} requests, {} logical calls ({} grouped by inference)\n",
+                s(&v["requests"]),
+                s(&v["calls"]),
+                s(&v["inferred_calls"])
+            );
+            for verdict in v["verdicts"].as_array().into_iter().flatten() {
+                let status = match verdict["status"].as_str() {
+                    Some("fail") => "FAIL".to_owned(),
+                    Some("not_judged") => "not judged".to_owned(),
+                    other => other.unwrap_or("?").to_owned(),
+                };
+                out += &format!(
+                    "{status:<10} {:<26} {}\n",
+                    s(&verdict["expectation"]),
+                    s(&verdict["summary"])
+                );
+                if status == "FAIL" {
+                    for line in verdict["evidence"].as_array().into_iter().flatten() {
+                        out += &format!("{:<10} {:<26}   {}\n", "", "", s(line));
+                    }
+                }
+            }
+            out
+        }
     }
 }

@@ -117,7 +117,9 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let report = match &args.run.events {
-        Some(path) if args.report.is_some() || args.junit.is_some() => s3chaos::report::load(path).ok(),
+        Some(path) if args.report.is_some() || args.junit.is_some() => {
+            s3chaos::report::load_judged(path, &expectations).ok()
+        }
         _ => None,
     };
     if let Some(out) = &args.report {

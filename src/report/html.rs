@@ -24,6 +24,9 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 td:first-child, th:first-child {{ text-align: left; }}
 .summary span {{ display: inline-block; margin-right: 24px; }}
 .bad {{ color: #c5221f; font-weight: bold; }}
+.pass {{ color: #188038; font-weight: bold; }} .muted {{ color: #5f6368; }}
+table.verdicts td, table.verdicts th {{ text-align: left; vertical-align: top; }}
+details pre {{ font-size: 12px; margin: 4px 0; white-space: pre-wrap; }}
 svg text {{ font-size: 11px; fill: #5f6368; }}
 </style></head><body>
 <h1>s3chaos drill report</h1>
@@ -45,6 +48,8 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
             "not recovered: the last requests still failed"
         }
     );
+
+    verdicts(&mut out, &r.verdicts);
 
     let total = r.buckets.len() as f64 * r.bucket_width;
     let per_second = |b: &Bucket| b.requests as f64 / r.bucket_width;
@@ -89,6 +94,49 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// The verdict table, at the top: one row per expectation, its evidence one click away.
+fn verdicts(out: &mut String, v: &crate::verdict::Verdicts) {
+    use crate::verdict::Status;
+    let failed = v.failed().count();
+    let _ = writeln!(
+        out,
+        r#"<h2 id="verdicts">Verdicts: {}</h2>
+<p class="muted">{} requests in {} logical calls ({} grouped by inference). Expectations not stated in <code>expect:</code> are shown as info; a tight retry loop, a request still held at the end and an open multipart upload fail by default.</p>
+<table class="verdicts"><tr><th>Result</th><th>Expectation</th><th>What was seen</th></tr>"#,
+        if failed == 0 {
+            "passed".to_owned()
+        } else {
+            format!("{failed} failed")
+        },
+        v.requests,
+        v.calls,
+        v.inferred_calls
+    );
+    for verdict in &v.verdicts {
+        let class = match verdict.status {
+            Status::Fail => "bad",
+            Status::Pass => "pass",
+            Status::Info | Status::NotJudged => "muted",
+        };
+        let evidence = if verdict.evidence.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<details><summary>evidence</summary><pre>{}</pre></details>",
+                escape(&verdict.evidence.join("\n"))
+            )
+        };
+        let _ = writeln!(
+            out,
+            r#"<tr class="verdict"><td class="{class}">{}</td><td><code>{}</code></td><td>{}{evidence}</td></tr>"#,
+            verdict.status,
+            verdict.expectation,
+            escape(&verdict.summary)
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 type Series<'a> = (&'a str, &'a dyn Fn(&Bucket) -> f64);

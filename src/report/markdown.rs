@@ -40,6 +40,7 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = writeln!(out, "- Phases: {}", phases.join(" → "));
     }
+    verdicts(&mut out, &r.verdicts);
     table(&mut out, &r.operation_table());
     if !r.rules.is_empty() {
         table(&mut out, &r.rule_table());
@@ -73,5 +74,35 @@ fn table(out: &mut String, t: &super::Table) {
             })
             .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+}
+
+/// The verdict table; a failed verdict's evidence follows it as a code block.
+fn verdicts(out: &mut String, v: &crate::verdict::Verdicts) {
+    use crate::verdict::Status;
+    let _ = writeln!(
+        out,
+        "\n## Verdicts\n\n{} requests in {} logical calls ({} grouped by inference).\n\n| Result | Expectation | What was seen |\n|---|---|---|",
+        v.requests, v.calls, v.inferred_calls
+    );
+    for verdict in &v.verdicts {
+        let result = match verdict.status {
+            Status::Fail => "**FAIL**".to_owned(),
+            other => other.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {result} | `{}` | {} |",
+            verdict.expectation,
+            verdict.summary.replace('|', "\\|")
+        );
+    }
+    for verdict in v.failed().filter(|v| !v.evidence.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n`{}`:\n\n```\n{}\n```",
+            verdict.expectation,
+            verdict.evidence.join("\n")
+        );
     }
 }

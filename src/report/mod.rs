@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::telemetry::RequestEvent;
+use crate::verdict::{Expectations, Verdicts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -68,6 +69,8 @@ pub struct Report {
     pub skipped_lines: u64,
     /// Faults by rule, most first.
     pub rules: Vec<RuleOutcome>,
+    /// Whether the app passed: its clients judged against the drill's `expect:`.
+    pub verdicts: Verdicts,
 }
 
 /// What one rule did and whether the clients got over it.
@@ -81,11 +84,28 @@ pub struct RuleOutcome {
     pub recovered: bool,
 }
 
-pub fn load(path: &Path) -> Result<Report, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+/// [`load`], with the verdicts judged against the drill's expectations (its scenario's
+/// `expect:`), where `load` knows only the default checks.
+pub fn load_judged(path: &Path, expect: &Expectations) -> Result<Report, ReportError> {
+    let text = read(path)?;
+    let mut report = from_text(path, &text)?;
+    let events: Vec<RequestEvent> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    report.verdicts = crate::verdict::judge(&events, expect);
+    Ok(report)
+}
+
+fn read(path: &Path) -> Result<String, ReportError> {
+    std::fs::read_to_string(path).map_err(|source| ReportError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    })
+}
+
+pub fn load(path: &Path) -> Result<Report, ReportError> {
+    from_text(path, &read(path)?)
+}
+
+fn from_text(path: &Path, text: &str) -> Result<Report, ReportError> {
     let mut skipped = 0;
     let mut events = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -240,6 +260,7 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
         retries,
         skipped_lines: 0,
         rules,
+        verdicts: crate::verdict::judge(events.iter().map(|(_, e)| e), &Expectations::default()),
     }
 }
 

@@ -136,6 +136,7 @@ pub struct RequestLog {
     sender: Mutex<Option<mpsc::SyncSender<RequestEvent>>>,
     dropped: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    path: std::path::PathBuf,
 }
 
 impl RequestLog {
@@ -152,6 +153,7 @@ impl RequestLog {
         };
         Ok(RequestLog {
             sender: Mutex::new(Some(tx)),
+            path: path.to_owned(),
             dropped,
             writer: Mutex::new(Some(writer)),
         })
@@ -163,6 +165,11 @@ impl RequestLog {
         if !sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The file the log is written to.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Lines lost because the queue was full or the disk refused them.

@@ -117,9 +117,9 @@ impl<'a> Call<'a> {
 
 /// The drill's requests in order of arrival, then its logical calls (ordered by their first
 /// attempt).
-pub fn attempts(events: &[RequestEvent]) -> Vec<Attempt<'_>> {
-    let mut out: Vec<Attempt<'_>> = events
-        .iter()
+pub fn attempts<'a>(events: impl IntoIterator<Item = &'a RequestEvent>) -> Vec<Attempt<'a>> {
+    let mut out: Vec<Attempt<'a>> = events
+        .into_iter()
         .filter_map(|event| {
             let at = humantime::parse_rfc3339_weak(&event.time)
                 .ok()?

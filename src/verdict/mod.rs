@@ -130,7 +130,7 @@ impl Expectations {
 }
 
 /// Judges the drill's requests against its expectations.
-pub fn judge(events: &[RequestEvent], expect: &Expectations) -> Verdicts {
+pub fn judge<'a>(events: impl IntoIterator<Item = &'a RequestEvent>, expect: &Expectations) -> Verdicts {
     let attempts = calls::attempts(events);
     let calls = calls::calls(&attempts);
     let seen = checks::Seen {

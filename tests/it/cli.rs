@@ -504,6 +504,10 @@ async fn event_log_of_a_drill_becomes_a_report() {
     assert!(retries >= 10 && retries < failed, "the SDK's retries show: {row}");
     assert!(md.contains("the last requests succeeded"), "{md}");
     assert!(md.contains("| outage/down |"), "{md}");
+    assert!(
+        md.contains("## Verdicts") && md.contains("| `recovers_within` |"),
+        "{md}"
+    );
 
     let html_path = dir.path().join("report.html");
     let out = Command::new(BIN)
@@ -516,6 +520,16 @@ async fn event_log_of_a_drill_becomes_a_report() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert_eq!(html.matches("<svg").count(), 3, "three charts");
+    assert!(html.contains(r#"<h2 id="verdicts">"#), "the verdict table");
+    assert_eq!(
+        html.matches(r#"<tr class="verdict">"#).count(),
+        9,
+        "one row per expectation"
+    );
+    assert!(
+        html.contains("<details><summary>evidence</summary>"),
+        "evidence one click away"
+    );
     assert!(html.contains(r#"class="injected""#) && html.contains(r#"class="phase""#));
     for outside in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(outside), "self-contained: no `{outside}`");
@@ -547,7 +561,7 @@ fn render_in_chromium(page: &std::path::Path, dir: &std::path::Path) {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1100,1000",
+            "--window-size=1100,1700",
         ])
         .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
         .arg(format!("--screenshot={}", shot.display()))

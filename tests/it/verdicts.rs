@@ -71,15 +71,14 @@ async fn the_sdk_with_standard_retries_passes_backoff_attempts_and_recovery() {
     );
 }
 
+const SCENARIO_STORM: &str = "name: storm\nexpect: {max_amplification: 3}\nrules:\n  - {name: storm, match: {operation: GetObject}, limit: 6, fault: {error: SlowDown}}\n";
+
 /// A client written here that retries at once, in a loop, with no backoff (and sends no
 /// invocation id: the attempts are grouped by key after a failure): it fails `backoff` by
 /// default and the stated `max_amplification`.
 #[tokio::test]
 async fn a_tight_retry_loop_fails_backoff_and_amplification() {
-    let h = Harness::start_logged(
-        "name: storm\nexpect: {max_amplification: 3}\nrules:\n  - {name: storm, match: {operation: GetObject}, limit: 6, fault: {error: SlowDown}}\n",
-    )
-    .await;
+    let h = Harness::start_logged(SCENARIO_STORM).await;
     let d = h.direct();
     d.create_bucket().bucket("vloop").send().await.unwrap();
     d.put_object()
@@ -128,6 +127,25 @@ async fn a_tight_retry_loop_fails_backoff_and_amplification() {
         "{}",
         text(amplification)
     );
+
+    // Live, on the admin API: the same verdicts so far.
+    let (admin, _control) = h.admin(SCENARIO_STORM, None).await;
+    let (status, json) = crate::admin::call(admin, "GET", "/verdicts", "", None).await;
+    assert_eq!(status, 200, "{json}");
+    let live = json["verdicts"].as_array().unwrap();
+    let backoff = live.iter().find(|v| v["expectation"] == "backoff").unwrap();
+    assert_eq!(backoff["status"], "fail", "{json}");
+    assert_eq!(json["requests"], 7, "{json}");
+}
+
+/// Without an event log the admin API says what it needs.
+#[tokio::test]
+async fn live_verdicts_need_the_event_log() {
+    let h = Harness::start("name: none\nrules: []\n").await;
+    let (admin, _control) = h.admin("name: none\nrules: []\n", None).await;
+    let (status, json) = crate::admin::call(admin, "GET", "/verdicts", "", None).await;
+    assert_eq!(status, 409, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("--events"), "{json}");
 }
 
 /// A client with no read timeout against a blackhole is still waiting when the drill ends:
