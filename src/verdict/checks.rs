@@ -31,6 +31,9 @@ pub const NEVER_RETRY: &[&str] = &[
     "MethodNotAllowed",
 ];
 
+/// What is shown for the reader but never passes or fails: no `expect:` key states it.
+pub const OBSERVATIONS: &[&str] = &["ambiguous_writes"];
+
 pub fn all(seen: &Seen<'_, '_>) -> Vec<Verdict> {
     vec![
         recovers_within(seen),
@@ -42,6 +45,7 @@ pub fn all(seen: &Seen<'_, '_>) -> Vec<Verdict> {
         max_amplification(seen),
         no_open_multipart_uploads(seen),
         no_silent_corruption(seen),
+        ambiguous_writes(seen),
     ]
 }
 
@@ -751,6 +755,34 @@ mod tests {
     }
 
     #[test]
+    fn what_the_client_did_after_an_ambiguous_write_is_shown_and_never_fails() {
+        let events = vec![
+            faulted(
+                at(0.0, "PutObject", "a", Some(500), "1"),
+                "amb",
+                "error InternalError (500) after upstream",
+                "InternalError",
+            ),
+            at(40.0, "HeadObject", "a", Some(200), "2"),
+            faulted(
+                at(50.0, "PutObject", "b", Some(500), "3"),
+                "amb",
+                "error InternalError (500) after upstream",
+                "InternalError",
+            ),
+            at(90.0, "PutObject", "b", Some(200), "4"),
+        ];
+        let (status, text) = status_of(&events, &Expectations::default(), "ambiguous_writes");
+        assert_eq!(status, Status::Info, "{text}");
+        assert!(
+            text.contains("2 writes done but reported failed")
+                && text.contains("1 read it back")
+                && text.contains("1 wrote it again"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn recovery_is_timed_from_the_last_fault_to_the_next_success() {
         let events = vec![
             faulted(at(0.0, "GetObject", "a", Some(503), "1"), "outage", "error", "SlowDown"),
@@ -787,4 +819,56 @@ mod tests {
             "the rule's own expect wins"
         );
     }
+}
+
+/// Writes done upstream whose client was told they failed (`when: after_upstream`), and what
+/// the client did next with that key: read it back (it found out what happened), wrote it
+/// again (fine if the write is idempotent: same key, same bytes, or conditional), something
+/// else, or nothing. Never fails: whether the next step was right depends on the app.
+fn ambiguous_writes(seen: &Seen<'_, '_>) -> Verdict {
+    const NAME: &str = "ambiguous_writes";
+    let ambiguous: Vec<&Attempt<'_>> = seen
+        .attempts
+        .iter()
+        .filter(|a| a.event.fault.as_deref().is_some_and(|f| f.contains("after upstream")))
+        .collect();
+    if ambiguous.is_empty() {
+        return not_judged(NAME, "no write was done upstream and reported failed");
+    }
+    let mut next_steps: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut evidence = Vec::new();
+    for a in &ambiguous {
+        let next = seen.attempts.iter().find(|n| {
+            n.at > a.at
+                && n.event.bucket == a.event.bucket
+                && n.event.key == a.event.key
+                && !std::ptr::eq(n.event, a.event)
+        });
+        let step = match next.map(|n| n.event.operation.as_str()) {
+            None => "did nothing more with the key",
+            Some("GetObject" | "HeadObject") => "read it back",
+            Some(op) if op == a.event.operation => "wrote it again",
+            Some(_) => "did something else with it",
+        };
+        *next_steps.entry(step).or_default() += 1;
+        if evidence.len() < 10 {
+            let then = next
+                .map(|n| format!(", then {} {}", seen.t(n.at), n.event.operation))
+                .unwrap_or_default();
+            evidence.push(format!(
+                "{} {}/{} {}{then}",
+                a.event.operation,
+                a.event.bucket,
+                a.event.key,
+                seen.attempt_line(a)
+            ));
+        }
+    }
+    let steps: Vec<String> = next_steps.iter().map(|(step, n)| format!("{n} {step}")).collect();
+    let summary = format!(
+        "{} writes done but reported failed: the client {}",
+        ambiguous.len(),
+        steps.join(", ")
+    );
+    verdict(NAME, Status::Info, summary, evidence)
 }

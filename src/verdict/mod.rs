@@ -62,9 +62,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The JUnit test case's name.
+    /// The JUnit test case's name: `expect: KEY`, or `observed: WHAT` for what is shown but
+    /// never judged (no `expect:` key states it).
     pub fn name(&self) -> String {
-        format!("expect: {}", self.expectation)
+        if checks::OBSERVATIONS.contains(&self.expectation) {
+            format!("observed: {}", self.expectation)
+        } else {
+            format!("expect: {}", self.expectation)
+        }
     }
 }
 

@@ -523,8 +523,8 @@ async fn event_log_of_a_drill_becomes_a_report() {
     assert!(html.contains(r#"<h2 id="verdicts">"#), "the verdict table");
     assert_eq!(
         html.matches(r#"<tr class="verdict">"#).count(),
-        9,
-        "one row per expectation"
+        10,
+        "one row per expectation, and the observation"
     );
     assert!(
         html.contains("<details><summary>evidence</summary>"),
@@ -625,9 +625,9 @@ fn exec_runs_a_command_against_the_proxy_and_reports_per_rule() {
     );
     assert!(stderr.contains("faults injected"), "the summary: {stderr}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    // The command, two rules and nine expectations (none stated: only the default checks
+    // The command, two rules, nine expectations and one observation (none stated: only the default checks
     // can fail, and the SDK's standard retries pass them).
-    assert!(xml.contains(r#"tests="12" failures="1""#), "{xml}");
+    assert!(xml.contains(r#"tests="13" failures="1""#), "{xml}");
     assert!(xml.contains(r#"<testcase name="expect: backoff""#), "{xml}");
     assert!(
         stderr.contains("verdicts:") && stderr.contains("max_attempts"),
@@ -733,6 +733,11 @@ fn exec_runs_the_pytest_example_with_boto3() {
     assert!(
         xml.contains(r#"<testcase name="rule: put-stored-but-500" classname="s3chaos.pytest-example"/>"#),
         "the ambiguous PUTs fired and boto3 got over them: {xml}"
+    );
+    assert!(
+        xml.contains(r#"<testcase name="observed: ambiguous_writes""#)
+            && xml.contains("writes done but reported failed"),
+        "what boto3 did after the ambiguous PUTs: {xml}"
     );
     for expectation in [
         "backoff",
