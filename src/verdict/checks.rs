@@ -619,6 +619,58 @@ fn no_silent_corruption(seen: &Seen<'_, '_>) -> Verdict {
     verdict(NAME, judged(stated, kept.is_empty()), summary, evidence)
 }
 
+/// Writes done upstream whose client was told they failed (`when: after_upstream`), and what
+/// the client did next with that key: read it back (it found out what happened), wrote it
+/// again (fine if the write is idempotent: same key, same bytes, or conditional), something
+/// else, or nothing. Never fails: whether the next step was right depends on the app.
+fn ambiguous_writes(seen: &Seen<'_, '_>) -> Verdict {
+    const NAME: &str = "ambiguous_writes";
+    let ambiguous: Vec<&Attempt<'_>> = seen
+        .attempts
+        .iter()
+        .filter(|a| a.event.fault.as_deref().is_some_and(|f| f.contains("after upstream")))
+        .collect();
+    if ambiguous.is_empty() {
+        return not_judged(NAME, "no write was done upstream and reported failed");
+    }
+    let mut next_steps: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut evidence = Vec::new();
+    for a in &ambiguous {
+        let next = seen.attempts.iter().find(|n| {
+            n.at > a.at
+                && n.event.bucket == a.event.bucket
+                && n.event.key == a.event.key
+                && !std::ptr::eq(n.event, a.event)
+        });
+        let step = match next.map(|n| n.event.operation.as_str()) {
+            None => "did nothing more with the key",
+            Some("GetObject" | "HeadObject") => "read it back",
+            Some(op) if op == a.event.operation => "wrote it again",
+            Some(_) => "did something else with it",
+        };
+        *next_steps.entry(step).or_default() += 1;
+        if evidence.len() < 10 {
+            let then = next
+                .map(|n| format!(", then {} {}", seen.t(n.at), n.event.operation))
+                .unwrap_or_default();
+            evidence.push(format!(
+                "{} {}/{} {}{then}",
+                a.event.operation,
+                a.event.bucket,
+                a.event.key,
+                seen.attempt_line(a)
+            ));
+        }
+    }
+    let steps: Vec<String> = next_steps.iter().map(|(step, n)| format!("{n} {step}")).collect();
+    let summary = format!(
+        "{} writes done but reported failed: the client {}",
+        ambiguous.len(),
+        steps.join(", ")
+    );
+    verdict(NAME, Status::Info, summary, evidence)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::scenario::Expect;
@@ -819,56 +871,4 @@ mod tests {
             "the rule's own expect wins"
         );
     }
-}
-
-/// Writes done upstream whose client was told they failed (`when: after_upstream`), and what
-/// the client did next with that key: read it back (it found out what happened), wrote it
-/// again (fine if the write is idempotent: same key, same bytes, or conditional), something
-/// else, or nothing. Never fails: whether the next step was right depends on the app.
-fn ambiguous_writes(seen: &Seen<'_, '_>) -> Verdict {
-    const NAME: &str = "ambiguous_writes";
-    let ambiguous: Vec<&Attempt<'_>> = seen
-        .attempts
-        .iter()
-        .filter(|a| a.event.fault.as_deref().is_some_and(|f| f.contains("after upstream")))
-        .collect();
-    if ambiguous.is_empty() {
-        return not_judged(NAME, "no write was done upstream and reported failed");
-    }
-    let mut next_steps: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut evidence = Vec::new();
-    for a in &ambiguous {
-        let next = seen.attempts.iter().find(|n| {
-            n.at > a.at
-                && n.event.bucket == a.event.bucket
-                && n.event.key == a.event.key
-                && !std::ptr::eq(n.event, a.event)
-        });
-        let step = match next.map(|n| n.event.operation.as_str()) {
-            None => "did nothing more with the key",
-            Some("GetObject" | "HeadObject") => "read it back",
-            Some(op) if op == a.event.operation => "wrote it again",
-            Some(_) => "did something else with it",
-        };
-        *next_steps.entry(step).or_default() += 1;
-        if evidence.len() < 10 {
-            let then = next
-                .map(|n| format!(", then {} {}", seen.t(n.at), n.event.operation))
-                .unwrap_or_default();
-            evidence.push(format!(
-                "{} {}/{} {}{then}",
-                a.event.operation,
-                a.event.bucket,
-                a.event.key,
-                seen.attempt_line(a)
-            ));
-        }
-    }
-    let steps: Vec<String> = next_steps.iter().map(|(step, n)| format!("{n} {step}")).collect();
-    let summary = format!(
-        "{} writes done but reported failed: the client {}",
-        ambiguous.len(),
-        steps.join(", ")
-    );
-    verdict(NAME, Status::Info, summary, evidence)
 }
