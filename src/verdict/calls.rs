@@ -8,6 +8,9 @@
 //! - An app's own retry loop makes a new invocation per try: a call that ended in failure,
 //!   followed within the window by a call of the same operation, bucket and key, is the same
 //!   logical call too. Inferred.
+//! - Either way the retry must come on the connection the failed answer came on (clients
+//!   keep it alive and reuse it), unless that connection itself was lost: another
+//!   connection's request is more likely another thread's call.
 //!
 //! Where it can be wrong: two parts of an app reading the same key one after the other after
 //! a failure look like one call retrying; a client that hides its attempts (retries inside
@@ -40,6 +43,16 @@ impl Attempt<'_> {
             || matches!(
                 e.outcome.as_deref(),
                 Some("cut" | "upstream_error" | "client_gone" | "still_held" | "no_response")
+            )
+    }
+
+    /// It ended without an answer the client could read: no response, a cut body, the
+    /// connection lost.
+    pub fn lost_connection(&self) -> bool {
+        self.event.status.is_none()
+            || matches!(
+                self.event.outcome.as_deref(),
+                Some("cut" | "no_response" | "client_gone" | "still_held")
             )
     }
 
@@ -104,6 +117,12 @@ impl<'a> Call<'a> {
         })
     }
 
+    /// Every attempt came on one client connection.
+    pub fn one_connection(&self) -> bool {
+        let first = self.first().event.conn;
+        first.is_some() && self.attempts.iter().all(|a| a.event.conn == first)
+    }
+
     /// Gaps between the end of each attempt and the arrival of the next, seconds.
     pub fn gaps(&self) -> impl Iterator<Item = f64> + '_ {
         self.attempts.windows(2).map(|w| (w[1].at - w[0].end).max(0.0))
@@ -161,7 +180,11 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
         let key = (e.operation.as_str(), e.bucket.as_str(), e.key.as_str());
         if let Some(&i) = open_inferred.get(&key) {
             let last = calls[i].last();
-            if last.failed() && attempt.at - last.end <= RETRY_WINDOW {
+            // A client retries an answer on the connection it came on (keep-alive); after the
+            // connection itself failed, on a new one. Another connection's request after an
+            // answered failure is more likely another thread's call.
+            let same_client = last.event.conn == e.conn || last.lost_connection();
+            if last.failed() && same_client && attempt.at - last.end <= RETRY_WINDOW {
                 calls[i].attempts.push(attempt.clone());
                 calls[i].grouping = Grouping::Inferred;
                 continue;
@@ -180,9 +203,12 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
         let id = call.id();
         if let Some(&i) = last_of.get(&id) {
             let before: &Call<'a> = &merged[i];
+            // Only once the failed call is over: calls that overlap are concurrent, not retries.
+            let same_client = before.last().event.conn == call.first().event.conn || before.last().lost_connection();
             if !before.succeeded()
+                && same_client
                 && call.first().at - before.last().end <= RETRY_WINDOW
-                && call.first().at >= before.last().at
+                && call.first().at >= before.last().end
             {
                 let target = &mut merged[i];
                 target.attempts.extend(call.attempts);
@@ -215,6 +241,21 @@ mod tests {
             invocation: invocation.map(str::to_owned),
             ..Default::default()
         }
+    }
+
+    /// Eight threads of a client that sends no invocation id read one key at once, each on
+    /// its own connection; some get a 503. They are eight calls, not one call retrying.
+    #[test]
+    fn concurrent_readers_on_their_own_connections_are_not_one_call() {
+        let events: Vec<RequestEvent> = (0..8u64)
+            .map(|i| {
+                let mut e = event(i, "GetObject", "hot", Some(if i % 2 == 0 { 503 } else { 200 }), None);
+                e.conn = Some(i + 1);
+                e
+            })
+            .collect();
+        let attempts = attempts(&events);
+        assert_eq!(calls(&attempts).len(), 8);
     }
 
     #[test]

@@ -211,7 +211,8 @@ fn max_attempts(seen: &Seen<'_, '_>) -> Verdict {
 }
 
 /// Tight loops: a call whose retries (two or more) all came within [`TIGHT_GAP`] of the
-/// attempt before. One short gap alone is not counted: full jitter draws one now and then.
+/// attempt before, its attempts grouped by the SDK's invocation id or all on one connection.
+/// One short gap alone is not counted: full jitter draws one now and then.
 /// Jitter (only judged when `backoff` is stated): across calls grouped by invocation id, the
 /// gaps before the same attempt number must vary; with five or more such gaps spread less
 /// than 1 ms (or 5% of their mean), the retries are not jittered.
@@ -225,6 +226,8 @@ fn backoff(seen: &Seen<'_, '_>) -> Verdict {
         .iter()
         .copied()
         .filter(|c| c.attempts.len() >= 3 && c.gaps().all(|g| g < TIGHT_GAP))
+        // Grouped by the SDK, or one connection's: not concurrent callers of one key.
+        .filter(|c| c.grouping == Grouping::Invocation || c.one_connection())
         .filter(|c| seen.expect.for_rule(c.rule()).backoff != Some(false))
         .collect();
     let mut by_attempt: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -689,6 +692,7 @@ mod tests {
             duration_ms: Some(0.2),
             outcome: Some(if status.is_some() { "complete" } else { "no_response" }.into()),
             invocation: (!invocation.is_empty()).then(|| invocation.to_owned()),
+            conn: Some(1),
             ..Default::default()
         }
     }

@@ -1181,7 +1181,7 @@ fn verdict_judges_a_recorded_drill_and_exits_1_on_a_failed_expectation() {
     let line = |us: u64, status: u16, rule: &str| {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_800_000_000_000_000 + us);
         format!(
-            r#"{{"time":"{}","operation":"GetObject","bucket":"b","key":"hot","status":{status},"latency_ms":0.2,"duration_ms":0.2,"outcome":"complete"{rule}}}"#,
+            r#"{{"time":"{}","operation":"GetObject","bucket":"b","key":"hot","status":{status},"latency_ms":0.2,"duration_ms":0.2,"outcome":"complete","conn":1{rule}}}"#,
             humantime::format_rfc3339_micros(at)
         )
     };
