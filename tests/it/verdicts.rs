@@ -323,3 +323,92 @@ async fn an_app_that_retries_access_denied_fails_no_retry_on() {
         text(retried)
     );
 }
+
+/// s3chaos answers SlowDown with `Retry-After: 2`; a client that retries 100 ms later
+/// ignores it, and the stated `honours_retry_after` fails on that call.
+#[tokio::test]
+async fn a_client_that_ignores_retry_after_fails_honours_retry_after() {
+    let h = Harness::start_logged(
+        "name: wait\nexpect: {honours_retry_after: true}\nrules:\n  - {name: wait, match: {operation: GetObject}, limit: 2, fault: {error: {code: SlowDown, retry_after: 2s}}}\n",
+    )
+    .await;
+    let d = h.direct();
+    d.create_bucket().bucket("vwait").send().await.unwrap();
+    d.put_object()
+        .bucket("vwait")
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let (target, host) = presigned_get(&h, "vwait", "k").await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    for _ in 0..3 {
+        let req = http::Request::get(format!("http://{}{target}", h.proxy))
+            .header("host", &host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let answer = client.request(req).await.unwrap();
+        let _ = answer.into_body().collect().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = h.events(3).await;
+    assert_eq!(
+        events.iter().filter(|e| e.retry_after_s == Some(2.0)).count(),
+        2,
+        "{events:?}"
+    );
+    let verdicts = judged(&h);
+    let waited = get(&verdicts, "honours_retry_after");
+    assert_eq!(waited.status, Status::Fail, "{}", text(waited));
+    assert!(
+        waited.summary.starts_with("2 of 2 retries came before the Retry-After"),
+        "{}",
+        text(waited)
+    );
+    assert!(waited.evidence[0].contains("GetObject vwait/k"), "{}", text(waited));
+}
+
+/// A client that backs off but always by the same 50 ms (no jitter: every client retries in
+/// step, the thundering herd): `backoff: true` fails on the jitter, not on a tight loop.
+#[tokio::test]
+async fn a_fixed_backoff_without_jitter_fails_backoff_when_stated() {
+    let h = Harness::start_logged(
+        "name: herd\nexpect: {backoff: true}\nrules:\n  - {name: herd, match: {operation: GetObject}, every: 2, fault: {error: SlowDown}}\n",
+    )
+    .await;
+    let d = h.direct();
+    d.create_bucket().bucket("vherd").send().await.unwrap();
+    d.put_object()
+        .bucket("vherd")
+        .key("k")
+        .body(b"v".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let (target, host) = presigned_get(&h, "vherd", "k").await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    for call in 0..7 {
+        for attempt in 1..=2 {
+            let req = http::Request::get(format!("http://{}{target}", h.proxy))
+                .header("host", &host)
+                .header("amz-sdk-invocation-id", format!("fixed-{call}"))
+                .header("amz-sdk-request", format!("attempt={attempt}; max=2"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let answer = client.request(req).await.unwrap();
+            let ok = answer.status().is_success();
+            let _ = answer.into_body().collect().await;
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    h.events(13).await; // the first call passes, then every first attempt meets a SlowDown
+    let verdicts = judged(&h);
+    let backoff = get(&verdicts, "backoff");
+    assert_eq!(backoff.status, Status::Fail, "{}", text(backoff));
+    assert!(backoff.summary.contains("not jittered"), "{}", text(backoff));
+    assert!(!backoff.summary.contains("tight loop"), "{}", text(backoff));
+}
