@@ -61,9 +61,17 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
             .env("AWS_ENDPOINT_URL", &endpoint)
             .env("AWS_ENDPOINT_URL_S3", &endpoint);
     }
+    // Every ecosystem's clients trust the generated CA (see `trust`); the bundles live as
+    // long as the command.
+    let trust_dir = std::env::temp_dir().join(format!("s3chaos-exec-{}-trust", std::process::id()));
     if args.run.tls_self_signed || forward {
-        // The SDKs and the AWS CLI trust the generated CA through this variable.
-        command.env("AWS_CA_BUNDLE", serve::ca_bundle(&args.run));
+        std::fs::create_dir_all(&trust_dir).with_context(|| format!("cannot create {}", trust_dir.display()))?;
+        let exports = super::trust::exports(&serve::ca_bundle(&args.run), &trust_dir, |name| {
+            std::env::var(name).ok()
+        })?;
+        for (name, path) in exports {
+            command.env(name, path);
+        }
     }
     if let Some(admin) = started.admin {
         command.env("S3CHAOS_ADMIN", format!("http://{admin}"));
@@ -147,6 +155,7 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = temporary_log {
         let _ = std::fs::remove_file(path);
     }
+    let _ = std::fs::remove_dir_all(&trust_dir);
     let failed: Vec<&str> = verdicts
         .iter()
         .flat_map(|v| v.failed())

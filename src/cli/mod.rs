@@ -4,3 +4,4 @@ pub mod ctl;
 pub mod exec;
 pub mod junit;
 pub mod serve;
+pub mod trust;

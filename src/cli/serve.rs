@@ -310,7 +310,7 @@ fn private_ca(args: &RunArgs) -> anyhow::Result<Option<Arc<PrivateCa>>> {
         }
     };
     tracing::info!(
-        "certificates signed by a private CA; clients trust it with: export AWS_CA_BUNDLE={}",
+        "certificates signed by a private CA; boto3 and the AWS CLI trust it with AWS_CA_BUNDLE={0}, Node with NODE_EXTRA_CA_CERTS={0} (s3chaos exec exports what every client reads)",
         ca_bundle(args).display()
     );
     Ok(Some(Arc::new(ca)))

@@ -1252,3 +1252,102 @@ fn verdict_judges_a_recorded_drill_and_exits_1_on_a_failed_expectation() {
         "the stated expectation is judged: {stdout}"
     );
 }
+
+/// `exec --tls-self-signed` reaches every ecosystem's clients: the Rust SDK with its default
+/// trust store (rustls-native-certs, which reads `SSL_CERT_FILE`) and, where installed,
+/// Node's JS SDK v3 (`NODE_EXTRA_CA_CERTS`). Before, exec exported only `AWS_CA_BUNDLE`,
+/// which neither reads: both failed on the self-signed certificate.
+#[test]
+fn exec_with_tls_is_trusted_by_the_rust_sdk_and_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = std::env::current_exe().unwrap();
+    let exec = |tail: &[&std::ffi::OsStr]| {
+        Command::new(BIN)
+            .args(["exec", "--tls-self-signed", "--tls-ca-out"])
+            .arg(dir.path().join("ca.pem"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("NODE_EXTRA_CA_CERTS")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .arg("--")
+            .args(tail)
+            .output()
+            .unwrap()
+    };
+    let out = exec(&[
+        app.as_os_str(),
+        "--ignored".as_ref(),
+        "--exact".as_ref(),
+        "cli::exec_tls_client_app".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the Rust SDK: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");
+    let installed = js.join("node_modules/@aws-sdk/client-s3").is_dir()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("S3CHAOS_REQUIRE_CLIENTS").is_none(),
+            "S3CHAOS_REQUIRE_CLIENTS is set but Node or tests/clients/js/node_modules is missing"
+        );
+        eprintln!("SKIPPED the Node half: Node.js or tests/clients/js/node_modules is missing (.ci/run installs them)");
+        return;
+    }
+    let script = js.join("tls.mjs");
+    let out = exec(&["node".as_ref(), script.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("trusted s3chaos's CA"),
+        "Node: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The app `exec_with_tls_is_trusted_by_the_rust_sdk_and_node` runs: the Rust SDK over
+/// HTTPS with its default trust store, configured only from the environment.
+#[test]
+#[ignore = "the command run by exec_with_tls_is_trusted_by_the_rust_sdk_and_node"]
+fn exec_tls_client_app() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run under s3chaos exec");
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "env"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .http_client(https)
+            .build();
+        let c = aws_sdk_s3::Client::from_conf(conf);
+        c.create_bucket()
+            .bucket("rusttls")
+            .send()
+            .await
+            .expect("the CA is trusted");
+        c.put_object()
+            .bucket("rusttls")
+            .key("k")
+            .body(b"over TLS".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    });
+}
