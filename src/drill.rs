@@ -3,6 +3,10 @@
 //! the stop condition, halting every fault when the real upstream starts failing, and removes
 //! rules added at run time when their `ttl` runs out.
 //!
+//! With an event log it also writes the drill's own timeline there ([`DrillEvent`]: each
+//! phase at the time the timeline started it, the end, halts and resumes), so a report draws
+//! the phases as the scenario ran them.
+//!
 //! It never decides for a request: requests read the timeline themselves (see
 //! [`crate::engine::timeline`]), so a late tick here delays a log line, never a fault's end.
 
@@ -14,6 +18,7 @@ use crate::control::Control;
 use crate::engine::Scenario;
 use crate::engine::timeline::DrillState;
 use crate::engine::{Engine, UpstreamTally};
+use crate::telemetry::{DrillEvent, Telemetry};
 
 /// How often the supervisor looks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -25,6 +30,10 @@ pub struct Supervisor {
     last: Option<(Arc<Scenario>, DrillState)>,
     /// Upstream tallies over the stop condition's window, oldest first.
     samples: VecDeque<(Instant, UpstreamTally)>,
+    /// Where the drill's timeline is written, with the requests (`--events`).
+    log: Option<Arc<Telemetry>>,
+    /// The halt reason last seen (`None`: faults on).
+    halted: Option<String>,
 }
 
 impl Supervisor {
@@ -34,6 +43,20 @@ impl Supervisor {
             control,
             last: None,
             samples: VecDeque::new(),
+            log: None,
+            halted: None,
+        }
+    }
+
+    /// Also writes the drill's timeline to `telemetry`'s event log, when it has one.
+    pub fn logging_to(mut self, telemetry: Arc<Telemetry>) -> Supervisor {
+        self.log = Some(telemetry);
+        self
+    }
+
+    fn write(&self, event: DrillEvent) {
+        if let Some(log) = self.log.as_ref().and_then(|t| t.request_log()) {
+            log.record_drill(event);
         }
     }
 
@@ -59,11 +82,29 @@ impl Supervisor {
             Some((s, st)) if Arc::ptr_eq(s, &scenario) => Some(*st),
             _ => None,
         };
-        if previous != Some(state) {
-            announce(&scenario, previous, state);
+        if previous != Some(state)
+            && let Some(event) = announce(&scenario, previous, state)
+        {
+            self.write(event);
         }
         self.last = Some((scenario.clone(), state));
         self.check_stop_condition(&scenario, now);
+        let halted = self.engine.halted();
+        if halted != self.halted {
+            let event = match &halted {
+                Some(reason) => DrillEvent {
+                    drill: "halt".into(),
+                    reason: Some(reason.clone()),
+                    ..drill_event(&scenario, std::time::SystemTime::now())
+                },
+                None => DrillEvent {
+                    drill: "resume".into(),
+                    ..drill_event(&scenario, std::time::SystemTime::now())
+                },
+            };
+            self.write(event);
+            self.halted = halted;
+        }
     }
 
     fn check_stop_condition(&mut self, scenario: &Scenario, now: Instant) {
@@ -103,26 +144,35 @@ impl Supervisor {
     }
 }
 
-/// Logs a change in where the drill stands.
-fn announce(scenario: &Scenario, previous: Option<DrillState>, state: DrillState) {
+fn drill_event(scenario: &Scenario, at: std::time::SystemTime) -> DrillEvent {
+    DrillEvent {
+        time: humantime::format_rfc3339_micros(at).to_string(),
+        scenario: Some(scenario.name().to_owned()),
+        ..DrillEvent::default()
+    }
+}
+
+/// Logs a change in where the drill stands; the event log's line for it, if it has one.
+fn announce(scenario: &Scenario, previous: Option<DrillState>, state: DrillState) -> Option<DrillEvent> {
     let timeline = scenario.timeline();
     let name = scenario.name();
     match state {
-        DrillState::Pending { starts_in } => tracing::info!(
-            target: "s3chaos::drill",
-            scenario = name,
-            "drill starts in {} (start_at)",
-            humantime::format_duration(Duration::from_secs(starts_in.as_secs()))
-        ),
+        DrillState::Pending { starts_in } => {
+            tracing::info!(
+                target: "s3chaos::drill",
+                scenario = name,
+                "drill starts in {} (start_at)",
+                humantime::format_duration(Duration::from_secs(starts_in.as_secs()))
+            );
+            None
+        }
         DrillState::Running { phase, at } => {
             let p = &timeline.phases()[phase];
-            let Some(phase_name) = p.name() else {
-                return; // no phases: nothing to announce
-            };
+            let phase_name = p.name()?; // no phases: nothing to announce
             let same_phase_continues =
                 matches!(previous, Some(DrillState::Running { phase: q, at: before }) if q == phase && before <= at);
             if same_phase_continues {
-                return;
+                return None;
             }
             // In real time, which differs from drill time under --time-scale.
             let left = p
@@ -139,16 +189,38 @@ fn announce(scenario: &Scenario, previous: Option<DrillState>, state: DrillState
                 timeline.phases().len(),
                 humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
             );
+            // When the timeline started it (the tick that saw it may be up to a tick late).
+            let into = at.saturating_sub(p.start()).div_f64(timeline.clock().speed());
+            let started = std::time::SystemTime::now() - into;
+            Some(DrillEvent {
+                drill: "phase".into(),
+                phase: Some(phase_name.to_owned()),
+                index: Some(phase),
+                of: Some(timeline.phases().len()),
+                ..drill_event(scenario, started)
+            })
         }
-        DrillState::Over => tracing::info!(
-            target: "s3chaos::drill",
-            scenario = name,
-            "drill over: the last phase ended; requests pass untouched from now on"
-        ),
-        DrillState::Expired => tracing::warn!(
-            target: "s3chaos::drill",
-            scenario = name,
-            "max duration reached: every fault has stopped by itself"
-        ),
+        DrillState::Over => {
+            tracing::info!(
+                target: "s3chaos::drill",
+                scenario = name,
+                "drill over: the last phase ended; requests pass untouched from now on"
+            );
+            Some(DrillEvent {
+                drill: "over".into(),
+                ..drill_event(scenario, std::time::SystemTime::now())
+            })
+        }
+        DrillState::Expired => {
+            tracing::warn!(
+                target: "s3chaos::drill",
+                scenario = name,
+                "max duration reached: every fault has stopped by itself"
+            );
+            Some(DrillEvent {
+                drill: "expired".into(),
+                ..drill_event(scenario, std::time::SystemTime::now())
+            })
+        }
     }
 }

@@ -140,7 +140,11 @@ impl Frontend {
             Some((text, origin)) => Control::new(engine.clone(), text, origin),
             None => Control::passthrough(engine.clone()),
         });
-        let mut tasks = vec![Supervisor::new(control.clone()).spawn()];
+        let mut tasks = vec![
+            Supervisor::new(control.clone())
+                .logging_to(self.telemetry.clone())
+                .spawn(),
+        ];
         let mut reload_now = None;
         if let (Some(path), Some(poll)) = (self.source.path(), self.reload_poll) {
             let (now, task) = Reloader::new(path, control.clone()).spawn(poll);

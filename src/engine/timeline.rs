@@ -105,6 +105,11 @@ impl Phase {
         self.duration
     }
 
+    /// Drill time at which it starts.
+    pub fn start(&self) -> Duration {
+        self.start
+    }
+
     pub fn end(&self) -> Option<Duration> {
         self.duration.map(|d| self.start + d)
     }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Bucket, Report, phase_spans};
+use super::{Bucket, Report};
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 150.0;
@@ -27,6 +27,8 @@ td:first-child, th:first-child {{ text-align: left; }}
 .pass {{ color: #188038; font-weight: bold; }} .muted {{ color: #5f6368; }}
 table.verdicts td, table.verdicts th {{ text-align: left; vertical-align: top; }}
 details pre {{ font-size: 12px; margin: 4px 0; white-space: pre-wrap; }}
+.legend {{ font-size: 12px; color: #5f6368; margin: 0 0 0 60px; }} .legend span {{ margin-right: 16px; }}
+.legend i {{ display: inline-block; width: 12px; height: 8px; margin-right: 4px; vertical-align: middle; }}
 svg text {{ font-size: 11px; fill: #5f6368; }}
 </style></head><body>
 <h1>s3chaos drill report</h1>
@@ -60,12 +62,17 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
             b.errors as f64 * 100.0 / b.requests as f64
         }
     };
+    let _ = writeln!(
+        out,
+        r#"<p class="muted caption">Time axis: drill time from the first request (0 s = {}). Seconds without requests are gaps in the error and latency lines, not zeros.</p>"#,
+        humantime::format_rfc3339_seconds(r.first)
+    );
     chart(
         &mut out,
         r,
         total,
         "Request rate (requests/s)",
-        &[("#1a73e8", &per_second)],
+        &[("#1a73e8", "requests per second", &per_second, false)],
         None,
         true,
     );
@@ -74,7 +81,7 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
         r,
         total,
         "Error rate (% failed: 5xx or never answered)",
-        &[("#d93025", &error_pct)],
+        &[("#d93025", "% of requests that failed", &error_pct, true)],
         Some(100.0),
         false,
     );
@@ -82,11 +89,17 @@ svg text {{ font-size: 11px; fill: #5f6368; }}
         &mut out,
         r,
         total,
-        "Latency (ms): p50 (green) and p99 (orange)",
-        &[("#188038", &|b: &Bucket| b.p50_ms), ("#f29900", &|b: &Bucket| b.p99_ms)],
+        "Latency (ms): p50 and p99",
+        &[
+            ("#188038", "p50", &|b: &Bucket| b.p50_ms, true),
+            ("#f29900", "p99", &|b: &Bucket| b.p99_ms, true),
+        ],
         None,
         false,
     );
+    if !r.phases.is_empty() {
+        table(&mut out, "By phase", &r.phase_table());
+    }
 
     table(&mut out, "By operation", &r.operation_table());
     if !r.rules.is_empty() {
@@ -139,7 +152,25 @@ fn verdicts(out: &mut String, v: &crate::verdict::Verdicts) {
     out.push_str("</table>\n");
 }
 
-type Series<'a> = (&'a str, &'a dyn Fn(&Bucket) -> f64);
+/// A line: its colour, its legend, its value per bucket, and whether a bucket without
+/// requests is a gap (no value) rather than a zero.
+type Series<'a> = (&'a str, &'a str, &'a dyn Fn(&Bucket) -> f64, bool);
+
+/// A tick step (seconds) giving at most about ten ticks over `total`.
+fn tick_step(total: f64) -> f64 {
+    const STEPS: [f64; 14] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    ];
+    STEPS.iter().copied().find(|s| total / s <= 10.0).unwrap_or(14400.0)
+}
+
+fn drill_time(t: f64) -> String {
+    if t < 60.0 {
+        format!("{t:.0} s")
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(t as u64)).to_string()
+    }
+}
 
 /// One panel: phases shaded behind, one polyline per series, buckets with injected faults
 /// marked along the bottom; `label_phases` writes the phase names on this panel.
@@ -154,7 +185,7 @@ fn chart(
 ) {
     let top = series
         .iter()
-        .flat_map(|(_, f)| r.buckets.iter().map(f))
+        .flat_map(|(_, _, f, _)| r.buckets.iter().map(f))
         .fold(0.0, f64::max);
     let top = max.unwrap_or(if top <= 0.0 { 1.0 } else { top * 1.1 });
     let x = |t: f64| LEFT + t / total.max(1e-9) * WIDTH;
@@ -168,22 +199,35 @@ fn chart(
         HEIGHT + 40.0,
         escape(title)
     );
-    for (i, (name, start, end)) in phase_spans(r).iter().enumerate() {
+    for (i, p) in r.phases.iter().enumerate() {
         let _ = writeln!(
             out,
-            r#"<rect class="phase" x="{:.1}" y="10" width="{:.1}" height="{HEIGHT}" fill="{}"/>"#,
-            x(*start),
-            (x(*end) - x(*start)).max(1.0),
-            PHASE_COLOURS[i % PHASE_COLOURS.len()]
+            r#"<rect class="phase" data-phase="{}" x="{:.1}" y="10" width="{:.1}" height="{HEIGHT}" fill="{}"><title>phase {}: {:.1}-{:.1} s</title></rect>"#,
+            escape(&p.name),
+            x(p.start),
+            (x(p.end) - x(p.start)).max(1.0),
+            PHASE_COLOURS[i % PHASE_COLOURS.len()],
+            escape(&p.name),
+            p.start,
+            p.end
         );
         if label_phases {
             let _ = writeln!(
                 out,
-                r#"<text x="{:.1}" y="24">{}</text>"#,
-                x(*start) + 4.0,
-                escape(name)
+                r#"<text class="phase-name" x="{:.1}" y="24">{}</text>"#,
+                x(p.start) + 4.0,
+                escape(&p.name)
             );
         }
+    }
+    for (start, end) in &r.halts {
+        let end = end.unwrap_or(total);
+        let _ = writeln!(
+            out,
+            r##"<rect class="halt" x="{:.1}" y="10" width="{:.1}" height="{HEIGHT}" fill="#5f6368" opacity="0.25"><title>halted: {start:.1}-{end:.1} s</title></rect>"##,
+            x(*start),
+            (x(end) - x(*start)).max(1.0)
+        );
     }
     // Axes and scale.
     let _ = writeln!(
@@ -200,14 +244,20 @@ fn chart(
         short(top),
         10.0 + HEIGHT
     );
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="{}">0 s</text><text x="{}" y="{}" text-anchor="end">{:.0} s</text>"#,
-        HEIGHT + 28.0,
-        LEFT + WIDTH,
-        HEIGHT + 28.0,
-        total
-    );
+    let step = tick_step(total);
+    let mut tick = 0.0;
+    while tick <= total + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line class="tick" x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#9aa0a6"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+            x(tick),
+            10.0 + HEIGHT,
+            14.0 + HEIGHT,
+            HEIGHT + 28.0,
+            drill_time(tick)
+        );
+        tick += step;
+    }
     for b in r.buckets.iter().filter(|b| b.injected > 0) {
         let _ = writeln!(
             out,
@@ -217,19 +267,54 @@ fn chart(
             (x(b.start + r.bucket_width) - x(b.start)).max(1.0)
         );
     }
-    for (colour, f) in series {
-        let points: Vec<String> = r
-            .buckets
-            .iter()
-            .map(|b| format!("{:.1},{:.1}", x(b.start + r.bucket_width / 2.0), y(f(b))))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-            points.join(" ")
-        );
+    for (colour, _, f, gaps) in series {
+        // One polyline per run of buckets with requests (or one for all, without gaps); a
+        // run of one bucket is a dot.
+        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+        for b in &r.buckets {
+            if *gaps && b.requests == 0 {
+                if !runs.last().is_some_and(Vec::is_empty) {
+                    runs.push(Vec::new());
+                }
+                continue;
+            }
+            let point = format!("{:.1},{:.1}", x(b.start + r.bucket_width / 2.0), y(f(b)));
+            runs.last_mut().expect("a run").push(point);
+        }
+        for run in runs.iter().filter(|run| !run.is_empty()) {
+            if run.len() == 1 {
+                let (cx, cy) = run[0].split_once(',').expect("x,y");
+                let _ = writeln!(
+                    out,
+                    r#"<circle class="series" cx="{cx}" cy="{cy}" r="2" fill="{colour}"/>"#
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    r#"<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                    run.join(" ")
+                );
+            }
+        }
     }
     out.push_str("</svg>\n");
+    // The legend: every mark on the chart.
+    out.push_str(r#"<p class="legend">"#);
+    for (colour, name, _, _) in series {
+        let _ = write!(
+            out,
+            r#"<span><i style="background:{colour}"></i>{}</span>"#,
+            escape(name)
+        );
+    }
+    out.push_str(r##"<span><i style="background:#d93025;opacity:.6"></i>a fault was injected</span>"##);
+    if !r.phases.is_empty() {
+        out.push_str(r##"<span><i style="background:#e8f0fe;border:1px solid #ccc"></i>phases (shaded bands)</span>"##);
+    }
+    if !r.halts.is_empty() {
+        out.push_str(r##"<span><i style="background:#5f6368;opacity:.4"></i>faults halted</span>"##);
+    }
+    out.push_str("</p>\n");
 }
 
 fn short(v: f64) -> String {

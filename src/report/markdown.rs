@@ -32,15 +32,29 @@ pub fn render(r: &Report) -> String {
             "**the last requests still failed**"
         }
     );
-    let spans = super::phase_spans(r);
-    if !spans.is_empty() {
-        let phases: Vec<String> = spans
+    if !r.phases.is_empty() {
+        let phases: Vec<String> = r
+            .phases
             .iter()
-            .map(|(name, start, end)| format!("{name} ({start:.0}–{end:.0} s)"))
+            .map(|p| format!("{} ({:.0}–{:.0} s)", p.name, p.start, p.end))
             .collect();
         let _ = writeln!(out, "- Phases: {}", phases.join(" → "));
     }
+    if !r.halts.is_empty() {
+        let halts: Vec<String> = r
+            .halts
+            .iter()
+            .map(|(from, to)| match to {
+                Some(to) => format!("{from:.0}–{to:.0} s"),
+                None => format!("from {from:.0} s to the end"),
+            })
+            .collect();
+        let _ = writeln!(out, "- Faults halted: {}", halts.join(", "));
+    }
     verdicts(&mut out, &r.verdicts);
+    if !r.phases.is_empty() {
+        table(&mut out, &r.phase_table());
+    }
     table(&mut out, &r.operation_table());
     if !r.rules.is_empty() {
         table(&mut out, &r.rule_table());

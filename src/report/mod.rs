@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::telemetry::RequestEvent;
+use crate::telemetry::{DrillEvent, RequestEvent};
 use crate::verdict::{Expectations, Verdicts};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,24 @@ pub struct Report {
     pub rules: Vec<RuleOutcome>,
     /// Whether the app passed: its clients judged against the drill's `expect:`.
     pub verdicts: Verdicts,
+    /// The drill's phases as its timeline ran them (from the log's drill lines), or, for a
+    /// log without them, as the requests recorded them; with each phase's figures.
+    pub phases: Vec<PhaseSpan>,
+    /// Halts (start, end or `None` while still halted), seconds from the first request.
+    pub halts: Vec<(f64, Option<f64>)>,
+}
+
+/// One phase of the drill: when, and what happened in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseSpan {
+    pub name: String,
+    /// Seconds from the report's start.
+    pub start: f64,
+    pub end: f64,
+    pub requests: u64,
+    pub failures: u64,
+    pub faults: u64,
+    pub p99_ms: f64,
 }
 
 /// What one rule did and whether the clients got over it.
@@ -108,13 +126,21 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
 fn from_text(path: &Path, text: &str) -> Result<Report, ReportError> {
     let mut skipped = 0;
     let mut events = Vec::new();
+    let mut drill = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<RequestEvent>(line)
+        let at = |time: &str| humantime::parse_rfc3339_weak(time).ok();
+        if let Some(pair) = serde_json::from_str::<RequestEvent>(line)
             .ok()
-            .and_then(|e| Some((humantime::parse_rfc3339_weak(&e.time).ok()?, e)))
+            .and_then(|e| Some((at(&e.time)?, e)))
         {
-            Some(pair) => events.push(pair),
-            None => skipped += 1,
+            events.push(pair);
+        } else if let Some(pair) = serde_json::from_str::<DrillEvent>(line)
+            .ok()
+            .and_then(|e| Some((at(&e.time)?, e)))
+        {
+            drill.push(pair);
+        } else {
+            skipped += 1;
         }
     }
     if events.is_empty() {
@@ -125,7 +151,93 @@ fn from_text(path: &Path, text: &str) -> Result<Report, ReportError> {
     let mut report = build(&mut events);
     report.source = path.display().to_string();
     report.skipped_lines = skipped;
+    drill.sort_by_key(|(t, _)| *t);
+    report.timeline(&events, &drill);
     Ok(report)
+}
+
+impl Report {
+    /// Seconds from the report's start to `at` (negative before the first request).
+    fn offset(&self, at: SystemTime) -> f64 {
+        match at.duration_since(self.first) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        }
+    }
+
+    /// The phases and halts from the log's drill lines (each phase from its start to the next
+    /// phase, the drill's end, or the log's end), with each phase's figures. A log written
+    /// before s3chaos recorded its timeline falls back to the phase each request was in.
+    fn timeline(&mut self, events: &[(SystemTime, RequestEvent)], drill: &[(SystemTime, DrillEvent)]) {
+        let end = self.buckets.len() as f64 * self.bucket_width;
+        let mut spans: Vec<PhaseSpan> = Vec::new();
+        for (at, e) in drill {
+            let t = self.offset(*at).clamp(0.0, end);
+            match e.drill.as_str() {
+                "phase" => {
+                    let name = e.phase.clone().unwrap_or_default();
+                    if spans
+                        .last()
+                        .is_some_and(|last| last.name == name && (last.start - t).abs() < 0.5)
+                    {
+                        continue; // the same phase announced again (a reload)
+                    }
+                    if let Some(last) = spans.last_mut() {
+                        last.end = last.end.min(t);
+                    }
+                    spans.push(PhaseSpan {
+                        name,
+                        start: t,
+                        end,
+                        ..PhaseSpan::default()
+                    });
+                }
+                "over" | "expired" => {
+                    if let Some(last) = spans.last_mut() {
+                        last.end = last.end.min(t);
+                    }
+                }
+                "halt" => self.halts.push((t, None)),
+                "resume" => {
+                    if let Some(open) = self.halts.iter_mut().rev().find(|(_, e)| e.is_none()) {
+                        open.1 = Some(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if spans.is_empty() {
+            spans = phase_spans(self)
+                .into_iter()
+                .map(|(name, start, end)| PhaseSpan {
+                    name,
+                    start,
+                    end,
+                    ..PhaseSpan::default()
+                })
+                .collect();
+        }
+        let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); spans.len()];
+        for (at, e) in events {
+            let t = self.offset(*at);
+            let Some(i) = spans.iter().position(|p| t >= p.start && t < p.end).or_else(|| {
+                // The last request of the log ends the last phase.
+                spans.iter().position(|p| (p.end - end).abs() < 1e-9 && t >= p.start)
+            }) else {
+                continue;
+            };
+            let span = &mut spans[i];
+            span.requests += 1;
+            span.failures += u64::from(is_error(e));
+            span.faults += u64::from(e.rule.is_some());
+            latencies[i].push(e.latency_ms);
+        }
+        for (span, mut lat) in spans.iter_mut().zip(latencies) {
+            sort(&mut lat);
+            span.p99_ms = percentile(&lat, 0.99);
+        }
+        self.phases = spans;
+    }
 }
 
 /// A request the client did not get a good answer to: a 5xx, no response at all (a
@@ -261,6 +373,8 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
         skipped_lines: 0,
         rules,
         verdicts: crate::verdict::judge(events.iter().map(|(_, e)| e), &Expectations::default()),
+        phases: Vec::new(),
+        halts: Vec::new(),
     }
 }
 
@@ -351,6 +465,36 @@ impl Report {
     }
 
     /// The per-rule table: what each rule faulted and whether the clients got over it.
+    /// One row per phase: when, requests, failures, p99, faults.
+    pub fn phase_table(&self) -> Table {
+        Table {
+            header: &["phase", "from", "to", "requests", "failed", "p99 ms", "faults"],
+            rows: self
+                .phases
+                .iter()
+                .map(|p| {
+                    let pct = if p.requests == 0 {
+                        0.0
+                    } else {
+                        p.failures as f64 * 100.0 / p.requests as f64
+                    };
+                    vec![
+                        Cell::plain(p.name.clone()),
+                        Cell::plain(format!("{:.1} s", p.start)),
+                        Cell::plain(format!("{:.1} s", p.end)),
+                        Cell::plain(p.requests.to_string()),
+                        Cell {
+                            text: format!("{} ({pct:.1}%)", p.failures),
+                            bad: p.failures > 0,
+                        },
+                        Cell::plain(format!("{:.1}", p.p99_ms)),
+                        Cell::plain(p.faults.to_string()),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
     pub fn rule_table(&self) -> Table {
         Table {
             header: &["rule", "requests faulted", "clients recovered"],
@@ -494,5 +638,62 @@ mod tests {
             "a cut body and an answer never given failed the client; a body left unread did not"
         );
         assert_eq!(r.operations[0].errors, 2);
+    }
+
+    /// The phases come from the drill's own lines: one span each, even across a second
+    /// without requests (the client backing off in the outage), with each phase's figures;
+    /// a halt and its resume are kept.
+    #[test]
+    fn phases_come_from_the_drill_timeline_not_from_where_requests_fell() {
+        let drill = |ms: u64, kind: &str, phase: Option<&str>| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms);
+            serde_json::to_string(&DrillEvent {
+                time: humantime::format_rfc3339_micros(at).to_string(),
+                drill: kind.into(),
+                phase: phase.map(str::to_owned),
+                ..DrillEvent::default()
+            })
+            .unwrap()
+        };
+        let mut lines = vec![drill(0, "phase", Some("calm"))];
+        for ms in (0..2000).step_by(100) {
+            lines.push(serde_json::to_string(&event(ms, "GetObject", "k", Some(200), None, "calm").1).unwrap());
+        }
+        lines.push(drill(2000, "phase", Some("outage")));
+        // Requests in the outage only at its start and its end: nothing from 2.3 s to 4.6 s.
+        for ms in [2000, 2100, 2200, 4600, 4700, 4800] {
+            lines.push(
+                serde_json::to_string(&event(ms, "GetObject", "k", Some(503), Some("down"), "outage").1).unwrap(),
+            );
+        }
+        lines.push(drill(3000, "halt", None));
+        lines.push(drill(3500, "resume", None));
+        lines.push(drill(5000, "phase", Some("recovery")));
+        lines.push(serde_json::to_string(&event(5500, "GetObject", "k", Some(200), None, "recovery").1).unwrap());
+        lines.push(drill(6000, "over", None));
+        let text = lines.join("\n");
+        let r = from_text(Path::new("x.jsonl"), &text).unwrap();
+        let spans: Vec<(&str, f64, f64, u64, u64)> = r
+            .phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.start, p.end, p.requests, p.failures))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                ("calm", 0.0, 2.0, 20, 0),
+                ("outage", 2.0, 5.0, 6, 6),
+                ("recovery", 5.0, 6.0, 1, 0)
+            ]
+        );
+        assert_eq!(r.halts, vec![(3.0, Some(3.5))]);
+        assert_eq!(r.skipped_lines, 0, "drill lines are not skipped lines");
+        let html = r.html();
+        assert_eq!(
+            html.matches(r#"data-phase="outage""#).count(),
+            3,
+            "one outage band per chart"
+        );
+        assert!(html.contains(r#"class="halt""#));
     }
 }

@@ -128,12 +128,46 @@ pub struct RequestEvent {
     pub upload_id: Option<String>,
 }
 
+/// A line of the event log about the drill itself, not a request: where the drill's own
+/// timeline stands, so a report draws the phases as the scenario ran them (and not only
+/// where requests happened to fall).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrillEvent {
+    /// RFC 3339, microseconds: when it happened (a phase's start as the timeline placed it).
+    pub time: String,
+    /// `phase` (a phase began), `over` (the last phase ended), `expired` (`max_duration`),
+    /// `halt`, `resume`.
+    pub drill: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The phase's place (from 0) and how many there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<usize>,
+    /// Why the drill was halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One line of the event log. (Requests are nearly every line: boxing them to shrink the
+/// rare drill line's slot would cost an allocation per request.)
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+enum Line {
+    Request(RequestEvent),
+    Drill(DrillEvent),
+}
+
 /// The `--events FILE` writer: a bounded queue drained by its own thread, so proxying never
 /// waits on the disk. A full queue drops the line and counts it ([`RequestLog::dropped`]); so
 /// does a line the disk refuses (full, or failing), with a warning when that starts and a
 /// note when lines are written again.
 pub struct RequestLog {
-    sender: Mutex<Option<mpsc::SyncSender<RequestEvent>>>,
+    sender: Mutex<Option<mpsc::SyncSender<Line>>>,
     dropped: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: std::path::PathBuf,
@@ -143,7 +177,7 @@ impl RequestLog {
     /// Appends to `path` (created if missing).
     pub fn open(path: &Path, queue: usize) -> std::io::Result<RequestLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<RequestEvent>(queue);
+        let (tx, rx) = mpsc::sync_channel::<Line>(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = {
             let (dropped, path) = (dropped.clone(), path.to_owned());
@@ -160,8 +194,17 @@ impl RequestLog {
     }
 
     pub fn record(&self, event: RequestEvent) {
+        self.send(Line::Request(event));
+    }
+
+    /// A line about the drill itself (a phase began, a halt).
+    pub fn record_drill(&self, event: DrillEvent) {
+        self.send(Line::Drill(event));
+    }
+
+    fn send(&self, line: Line) {
         let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = sender.as_ref().is_some_and(|s| s.try_send(event).is_ok());
+        let sent = sender.as_ref().is_some_and(|s| s.try_send(line).is_ok());
         if !sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -186,7 +229,7 @@ impl RequestLog {
     }
 }
 
-fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<RequestEvent>, dropped: &AtomicU64) {
+fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<Line>, dropped: &AtomicU64) {
     let mut out = std::io::BufWriter::new(file);
     let mut line = Vec::with_capacity(512);
     let mut failing = false;

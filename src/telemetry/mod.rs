@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::s3::Operation;
-pub use events::{FaultEvent, RecentFaults, RequestEvent, RequestLog};
+pub use events::{DrillEvent, FaultEvent, RecentFaults, RequestEvent, RequestLog};
 
 /// How one request really ended, as the client saw it: what the event log, the metrics and
 /// the report count (not the status the response head promised).

@@ -445,7 +445,7 @@ async fn event_log_of_a_drill_becomes_a_report() {
     let mut running = Running::in_dir(
         &dir,
         Some(
-            "name: reported\nphases:\n  - {name: calm, duration: 2s}\n  - name: outage\n    duration: 1500ms\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
+            "name: reported\nphases:\n  - {name: calm, duration: 2s}\n  - name: outage\n    duration: 3s\n    rules:\n      - {name: down, match: {operation: GetObject}, fault: {error: ServiceUnavailable}}\n  - {name: recovery, duration: 1s}\n",
         ),
         &["--events", events.to_str().unwrap()],
     );
@@ -472,8 +472,15 @@ async fn event_log_of_a_drill_becomes_a_report() {
         .send()
         .await
         .unwrap();
-    let until = std::time::Instant::now() + Duration::from_millis(5000);
-    while std::time::Instant::now() < until {
+    // Traffic, then nothing for about 1.7 s in the middle of the outage (a client backing
+    // off), then traffic again: at least one whole second without a request.
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_millis(6500) {
+        let t = began.elapsed();
+        if t > Duration::from_millis(2600) && t < Duration::from_millis(4300) {
+            tokio::time::sleep(Duration::from_millis(4300) - t).await;
+            continue;
+        }
         let _ = c.get_object().bucket("rep").key("k").send().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -534,11 +541,75 @@ async fn event_log_of_a_drill_becomes_a_report() {
     for outside in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(outside), "self-contained: no `{outside}`");
     }
+    // One band per phase on each chart, from the drill's own timeline (before, a band was
+    // drawn per second that had requests: a dozen alternating bands, white gaps).
+    for phase in ["calm", "outage", "recovery"] {
+        assert_eq!(
+            html.matches(&format!(r#"data-phase="{phase}""#)).count(),
+            3,
+            "{phase}: one band per chart"
+        );
+    }
+    assert!(html.contains("<h2>By phase</h2>"), "per-phase rows");
+    assert!(html.matches(r#"class="tick""#).count() >= 9, "a time axis with ticks");
+    assert!(html.contains(r#"class="legend""#));
     render_in_chromium(&html_path, dir.path());
+    let dom = dump_dom_in_chromium(&html_path, dir.path());
+    if let Some(dom) = dom {
+        let svgs: Vec<&str> = dom.split("<svg").skip(1).collect();
+        assert_eq!(svgs.len(), 3, "three charts in the browser's DOM");
+        assert_eq!(
+            svgs[0].matches(r#"class="phase""#).count(),
+            3,
+            "as many bands as phases"
+        );
+        // The error line breaks at the empty second instead of dropping to 0 %.
+        let lines = svgs[1].matches(r#"<polyline class="series""#).count()
+            + svgs[1].matches(r#"<circle class="series""#).count();
+        assert!(lines >= 2, "the error line has a gap: {lines} pieces");
+        assert_eq!(
+            svgs[0].matches(r#"<polyline class="series""#).count(),
+            1,
+            "the request rate is drawn through the gap (0 requests/s)"
+        );
+    }
+}
+
+/// The page's DOM as headless Chromium built it (`None`, and a loud skip, without Chromium).
+fn dump_dom_in_chromium(page: &std::path::Path, dir: &std::path::Path) -> Option<String> {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        assert!(
+            std::env::var_os("S3CHAOS_REQUIRE_CHROMIUM").is_none(),
+            "S3CHAOS_REQUIRE_CHROMIUM is set but /usr/bin/chromium is missing"
+        );
+        eprintln!("SKIPPED the Chromium DOM check: /usr/bin/chromium is not installed (.ci/run installs it)");
+        return None;
+    }
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("chromium-dom").display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("<svg"),
+        "no DOM from Chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dom)
 }
 
 /// Opens the page in headless Chromium and checks the charts were drawn: pixels of the
-/// request-rate line (blue) and of the error line and fault marks (red).
+/// request-rate line (blue) and of the error line and fault marks (red). The screenshot is
+/// kept as `target/test-artefacts/report.png`.
 fn render_in_chromium(page: &std::path::Path, dir: &std::path::Path) {
     let chromium = std::path::Path::new("/usr/bin/chromium");
     if !chromium.exists() {
@@ -569,6 +640,10 @@ fn render_in_chromium(page: &std::path::Path, dir: &std::path::Path) {
         .output()
         .unwrap();
     assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    let artefacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts");
+    if std::fs::create_dir_all(&artefacts).is_ok() {
+        let _ = std::fs::copy(&shot, artefacts.join("report.png"));
+    }
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
