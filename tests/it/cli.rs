@@ -1042,7 +1042,7 @@ async fn tls_self_signed_from_the_command_line() {
     let hint = running
         .log
         .iter()
-        .find(|l| l.contains("export AWS_CA_BUNDLE="))
+        .find(|l| l.contains("AWS_CA_BUNDLE=") && l.contains("NODE_EXTRA_CA_CERTS="))
         .expect("the log says how to trust the CA");
     assert!(
         hint.contains(&*std::fs::canonicalize(&ca).unwrap().to_string_lossy()),
@@ -1066,7 +1066,8 @@ async fn tls_self_signed_from_the_command_line() {
             "d",
             "--",
         ])
-        .args(["sh", "-c", "echo \"$AWS_ENDPOINT_URL $AWS_CA_BUNDLE\""])
+        .args(["sh", "-c", "echo \"$AWS_ENDPOINT_URL $NODE_EXTRA_CA_CERTS\""])
+        .env_remove("NODE_EXTRA_CA_CERTS")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1151,8 +1152,9 @@ async fn forward_mode_from_the_command_line() {
         .args([
             "sh",
             "-c",
-            "echo \"$HTTPS_PROXY $HTTP_PROXY ${AWS_ENDPOINT_URL:-none} $AWS_CA_BUNDLE\"",
+            "echo \"$HTTPS_PROXY $HTTP_PROXY ${AWS_ENDPOINT_URL:-none} $NODE_EXTRA_CA_CERTS $(grep -c 'BEGIN CERTIFICATE' \"$AWS_CA_BUNDLE\")\"",
         ])
+        .env_remove("NODE_EXTRA_CA_CERTS")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1163,7 +1165,12 @@ async fn forward_mode_from_the_command_line() {
         "{said}"
     );
     assert_eq!(words[2], "none", "{said}");
-    assert!(words[3].ends_with("s3chaos-ca.pem"), "{said}");
+    assert!(words[3].ends_with("s3chaos-ca.pem"), "Node adds the CA alone: {said}");
+    let roots: usize = words[4].parse().unwrap();
+    assert!(
+        roots >= 2,
+        "AWS_CA_BUNDLE keeps the roots it had and adds the CA: {said}"
+    );
 }
 
 /// boto3, configured as an app that talks to AWS (no endpoint URL), run by `s3chaos exec
