@@ -15,6 +15,7 @@
 //! Bound to a non-loopback address, the API requires a bearer token ([`AdminState::token`]).
 
 pub mod client;
+mod dashboard;
 mod routes;
 
 use std::net::SocketAddr;

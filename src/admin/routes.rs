@@ -22,7 +22,8 @@ pub(super) async fn handle(
     body_timeout: Option<std::time::Duration>,
 ) -> Result<Reply, std::convert::Infallible> {
     // Probes (Docker HEALTHCHECK, Kubernetes) cannot carry a secret; /healthz says nothing.
-    let probe = req.method() == Method::GET && req.uri().path() == "/healthz";
+    // The dashboard's page holds no data either (it asks for the token, then calls the API).
+    let probe = req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/");
     if let Some(token) = &state.token
         && !probe
         && !authorized(&req, token)
@@ -37,6 +38,11 @@ pub(super) async fn handle(
     let query = req.uri().query().unwrap_or("").to_owned();
     let reply = match (&method, path.as_str()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/") => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            super::dashboard::PAGE.to_owned(),
+        ),
         (&Method::GET, "/status") => status(&state),
         (&Method::GET, "/scenario") => get_scenario(&state),
         (&Method::PUT, "/scenario") => match body(req, body_timeout).await {
@@ -169,6 +175,11 @@ fn status(state: &AdminState) -> Reply {
             "open_connections": totals.open_connections,
             "upstream_idle_connections": state.upstream_idle.load(std::sync::atomic::Ordering::Relaxed),
             "rules": scenario.rules().len(),
+            // For the dashboard's rates: requests that failed (5xx or no answer), and the
+            // upstream latency histogram (cumulative, seconds).
+            "failed": totals.failed_total(),
+            "upstream_latency_buckets": crate::telemetry::LATENCY_BUCKETS,
+            "upstream_latency_counts": totals.upstream_buckets,
         }),
     )
 }

@@ -161,6 +161,11 @@ impl Totals {
     pub fn requests_total(&self) -> u64 {
         self.requests.iter().map(|r| r.2).sum()
     }
+
+    /// Requests answered with a 5xx or not answered at all.
+    pub fn failed_total(&self) -> u64 {
+        self.requests.iter().filter(|r| r.1 == 0 || r.1 == 5).map(|r| r.2).sum()
+    }
 }
 
 /// Everything the proxy reports, shared by its workers and the admin API.

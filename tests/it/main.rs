@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod clients;
 mod containers;
+mod dashboard;
 mod drill;
 mod faults;
 mod forward;
