@@ -21,6 +21,8 @@ pub enum ControlError {
     Conflict(String),
     #[error("no rule added at run time is named `{0}`")]
     NotFound(String),
+    #[error("the running scenario has no rule named `{0}`")]
+    NoSuchRule(String),
 }
 
 /// A rule added at run time, as listed by the API.
@@ -119,6 +121,19 @@ impl Control {
     }
 
     /// Removes a rule added at run time (`NAME` or `api/NAME`).
+    /// Switches a rule of the running scenario off (it matches and counts, never fires) or
+    /// on again; the switch stays across reloads of the same scenario.
+    pub fn set_enabled(&self, name: &str, on: bool) -> Result<(), ControlError> {
+        let scenario = self.engine().scenario();
+        let rule = scenario
+            .rules()
+            .iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| ControlError::NoSuchRule(name.to_owned()))?;
+        rule.set_enabled(on);
+        Ok(())
+    }
+
     pub fn remove_rule(&self, name: &str) -> Result<(), ControlError> {
         let mut inner = self.lock();
         let short = name.strip_prefix("api/").unwrap_or(name);
@@ -185,6 +200,32 @@ mod tests {
             .iter()
             .map(|r| r.name().to_owned())
             .collect()
+    }
+
+    /// A rule switched off matches and counts but never fires; the switch stays when the
+    /// same scenario is reloaded; an unknown rule is refused.
+    #[test]
+    fn a_disabled_rule_never_fires_and_stays_off_across_a_reload() {
+        let text = "name: s\nrules:\n  - {name: r, fault: reset}\n";
+        let c = control(text);
+        let fires = |c: &Control| {
+            crate::faults::with_request("GET", "/b/k", |req| {
+                c.engine().decide(req).is_some_and(|d| d.fired().count() > 0)
+            })
+        };
+        assert!(fires(&c));
+        c.set_enabled("r", false).unwrap();
+        assert!(!fires(&c), "switched off");
+        c.apply(text, "s.yaml").unwrap();
+        assert!(!fires(&c), "still off after a reload");
+        assert_eq!(
+            c.engine().scenario().rules()[0].stats().matched,
+            3,
+            "it still matches and counts"
+        );
+        c.set_enabled("r", true).unwrap();
+        assert!(fires(&c));
+        assert!(matches!(c.set_enabled("nope", false), Err(ControlError::NoSuchRule(_))));
     }
 
     #[test]

@@ -54,6 +54,30 @@ pub(super) async fn handle(
             Ok(text) => off_thread(&state, move |state| add_rule(state, &text)).await,
             Err(reply) => reply,
         },
+        (&Method::POST, p) if p.starts_with("/rules/") && (p.ends_with("/disable") || p.ends_with("/enable")) => {
+            let (name, switch) = p["/rules/".len()..]
+                .rsplit_once('/')
+                .expect("a /rules/NAME/SWITCH path");
+            let name = percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .into_owned();
+            let on = switch == "enable";
+            match state.control.set_enabled(&name, on) {
+                Ok(()) => {
+                    tracing::info!(rule = %name, enabled = on, "rule switched through the admin API");
+                    json_reply(StatusCode::OK, json!({"rule": name, "enabled": on}))
+                }
+                Err(e) => control_error(e),
+            }
+        }
+        (&Method::GET, "/library") => json_reply(
+            StatusCode::OK,
+            json!({"scenarios": crate::library::BUILTIN.iter().map(|(name, _)| *name).collect::<Vec<_>>()}),
+        ),
+        (&Method::GET, p) if p.starts_with("/library/") => match crate::library::text(&p["/library/".len()..]) {
+            Some(text) => self::text(StatusCode::OK, "application/yaml", text.to_owned()),
+            None => error(StatusCode::NOT_FOUND, "no built-in scenario by that name"),
+        },
         (&Method::DELETE, p) if p.starts_with("/rules/") => {
             let name = p["/rules/".len()..].to_owned();
             off_thread(&state, move |state| remove_rule(state, &name)).await
@@ -242,6 +266,7 @@ fn list_rules(state: &AdminState) -> Reply {
             json!({
                 "name": rule.name(),
                 "source": if rule.name().starts_with(&format!("{API_PREFIX}/")) { "api" } else { "file" },
+                "enabled": rule.enabled(),
                 "faults": rule.faults().iter().map(|f| f.describe()).collect::<Vec<_>>(),
                 "matched": stats.matched,
                 "injected": stats.injected,
@@ -354,7 +379,7 @@ fn control_error(e: ControlError) -> Reply {
             }),
         ),
         ControlError::Conflict(_) => error(StatusCode::CONFLICT, &e.to_string()),
-        ControlError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        ControlError::NotFound(_) | ControlError::NoSuchRule(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }
 }
 

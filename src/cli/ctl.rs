@@ -41,6 +41,10 @@ enum CtlCommand {
     AddRule(AddRule),
     /// Remove a rule added at run time.
     RmRule { name: String },
+    /// Switch a rule off: it still matches and counts, never fires (kept across reloads).
+    DisableRule { name: String },
+    /// Switch a rule back on.
+    EnableRule { name: String },
     /// Every rule with its counts.
     Rules,
     /// The recent injected faults.
@@ -180,6 +184,8 @@ async fn call(args: &CtlArgs) -> Result<Value, String> {
         CtlCommand::Events { since } => (Method::GET, format!("/events?since={since}"), None),
         CtlCommand::Metrics => (Method::GET, "/metrics".to_owned(), None),
         CtlCommand::Verdicts => (Method::GET, "/verdicts".to_owned(), None),
+        CtlCommand::DisableRule { name } => (Method::POST, format!("/rules/{name}/disable"), None),
+        CtlCommand::EnableRule { name } => (Method::POST, format!("/rules/{name}/enable"), None),
     };
     client.call(method, &path, body).await.map_err(|e| e.to_string())
 }
@@ -221,6 +227,15 @@ fn human(command: &CtlCommand, v: &Value) -> String {
         CtlCommand::Apply { .. } => format!("applied scenario `{}` ({} rules)\n", s(&v["applied"]), s(&v["rules"])),
         CtlCommand::AddRule(_) => format!("added rule `{}`\n", s(&v["added"])),
         CtlCommand::RmRule { .. } => format!("removed rule `{}`\n", s(&v["removed"])),
+        CtlCommand::DisableRule { .. } | CtlCommand::EnableRule { .. } => format!(
+            "rule `{}` {}\n",
+            s(&v["rule"]),
+            if v["enabled"] == true {
+                "on"
+            } else {
+                "off: it matches, never fires"
+            }
+        ),
         CtlCommand::Rules => {
             let mut out = format!(
                 "{:<32} {:<6} {:>9} {:>9}  {:<10} faults\n",

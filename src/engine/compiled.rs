@@ -327,6 +327,8 @@ pub struct Rule {
     injected: AtomicU64,
     /// What the rule expects of the calls it faulted (over the drill's).
     expect: Option<Expect>,
+    /// Switched off from the admin API (the dashboard): it matches and counts, never fires.
+    disabled: std::sync::atomic::AtomicBool,
 }
 
 /// A span of drill time, `[start, end)`.
@@ -381,6 +383,7 @@ impl Rule {
             states: spec.faults.iter().map(FaultSpec::new_state).collect(),
             faults: spec.faults,
             expect: spec.expect,
+            disabled: Default::default(),
             window,
             matched: AtomicU64::new(0),
             eligible: AtomicU64::new(0),
@@ -423,7 +426,7 @@ impl Rule {
     pub fn roll(&self, seed: u64, at: Duration, req: &RequestInfo<'_>) -> Option<(Draw, Applies)> {
         let t = &self.trigger;
         self.matched.fetch_add(1, Ordering::Relaxed);
-        if !self.window.contains(at) {
+        if !self.window.contains(at) || self.disabled.load(Ordering::Relaxed) {
             return None;
         }
         let n = self.eligible.fetch_add(1, Ordering::Relaxed);
@@ -488,7 +491,19 @@ impl Rule {
         }
     }
 
+    /// Switches the rule off (it still matches and counts, never fires) or on again.
+    pub fn set_enabled(&self, on: bool) {
+        self.disabled.store(!on, Ordering::Relaxed);
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Counters and the on/off switch go on in the rule's next version (a reload).
     fn copy_counters(&self, from: &Rule) {
+        self.disabled
+            .store(from.disabled.load(Ordering::Relaxed), Ordering::Relaxed);
         for (to, from) in [
             (&self.matched, &from.matched),
             (&self.eligible, &from.eligible),

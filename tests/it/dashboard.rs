@@ -78,8 +78,9 @@ async fn text_until(page: &fantoccini::Client, id: &str, ok: impl Fn(&str) -> bo
 }
 
 /// The dashboard updates with live traffic; Halt halts (as `/status` says) and Resume
-/// resumes; a rule added from the form makes the next request fail as it says; a screenshot
-/// is kept as `target/test-artefacts/dashboard.png`.
+/// resumes; a rule added from the form makes the next request fail as it says; a rule
+/// switched off stops injecting; a scenario loads from the library; a screenshot is kept as
+/// `target/test-artefacts/dashboard.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
     let Some((page, _driver)) = browser().await else { return };
@@ -150,11 +151,59 @@ async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
     assert_eq!(aws_sdk_s3::error::ProvideErrorMetadata::code(&err), Some("SlowDown"));
     text_until(&page, "rules", |t| t.contains("api/")).await;
 
+    // Switch the file's rule off from its row: it still matches, never fires.
+    page.find(Locator::Css(r#"button.switch[data-rule="slow"]"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_until(&page, "message", |t| t.contains("rule slow: disabled")).await;
+    let injected = |rules: &serde_json::Value| {
+        rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "slow")
+            .unwrap()["injected"]
+            .as_u64()
+            .unwrap()
+    };
+    let (_, rules) = call(admin, "GET", "/rules", "", None).await;
+    let slow = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "slow")
+        .unwrap()
+        .clone();
+    assert_eq!(slow["enabled"], false, "{rules}");
+    let before = injected(&rules);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, rules) = call(admin, "GET", "/rules", "", None).await;
+    assert_eq!(
+        injected(&rules),
+        before,
+        "a disabled rule injects nothing while traffic goes on"
+    );
+
     let shot = page.screenshot().await.unwrap();
     let artefacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts");
     if std::fs::create_dir_all(&artefacts).is_ok() {
         let _ = std::fs::write(artefacts.join("dashboard.png"), shot);
     }
+
+    // Load a scenario from the library.
+    page.find(Locator::Id("library"))
+        .await
+        .unwrap()
+        .select_by_label("ambiguous-writes")
+        .await
+        .unwrap();
+    page.find(Locator::Id("load")).await.unwrap().click().await.unwrap();
+    text_until(&page, "message", |t| t.contains("loaded builtin:ambiguous-writes")).await;
+    let (_, status) = call(admin, "GET", "/status", "", None).await;
+    assert_eq!(status["scenario"], "ambiguous-writes", "{status}");
     traffic.abort();
     page.close().await.unwrap();
 }
