@@ -202,9 +202,28 @@ fn status(state: &AdminState) -> Reply {
             // For the dashboard's rates: requests that failed (5xx or no answer), and the
             // upstream latency histogram (cumulative, seconds).
             "failed": totals.failed_total(),
+            "operations": operations(&totals),
             "upstream_latency_buckets": crate::telemetry::LATENCY_BUCKETS,
             "upstream_latency_counts": totals.upstream_buckets,
         }),
+    )
+}
+
+/// Requests and failures (5xx or no answer) so far, by operation, for the dashboard's
+/// per-operation view.
+fn operations(totals: &crate::telemetry::Totals) -> Value {
+    let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (op, class, n) in &totals.requests {
+        let entry = by.entry(op.to_string()).or_default();
+        entry.0 += n;
+        if *class == 0 || *class == 5 {
+            entry.1 += n;
+        }
+    }
+    Value::Object(
+        by.into_iter()
+            .map(|(op, (requests, failed))| (op, json!({"requests": requests, "failed": failed})))
+            .collect(),
     )
 }
 

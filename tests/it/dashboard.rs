@@ -116,6 +116,16 @@ async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
         .unwrap();
     text_until(&page, "requests", |t| t.parse::<u64>().is_ok_and(|n| n > first + 10)).await;
     text_until(&page, "recent", |t| t.contains("slow")).await;
+    // Per operation, on demand: the HEAD traffic under HeadObject, none under PutObject.
+    let operation = page.find(Locator::Id("operation")).await.unwrap();
+    text_until(&page, "operation", |t| {
+        t.contains("HeadObject") && t.contains("PutObject")
+    })
+    .await;
+    operation.select_by_label("PutObject").await.unwrap();
+    text_until(&page, "rps", |t| t == "0.0").await;
+    operation.select_by_label("HeadObject").await.unwrap();
+    text_until(&page, "rps", |t| t.parse::<f64>().is_ok_and(|r| r > 1.0)).await;
 
     page.find(Locator::Id("reason"))
         .await
