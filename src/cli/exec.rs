@@ -115,21 +115,24 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {:<40} matched {:>7}  injected {:>7}", s.name, s.matched, s.injected);
     }
 
-    let verdicts = match &args.run.events {
-        Some(path) => {
-            let events = s3chaos::verdict::read_events(path)?;
-            let verdicts = s3chaos::verdict::judge(&events, &expectations);
-            eprint!("s3chaos exec: {}", s3chaos::verdict::table(&verdicts));
-            Some(verdicts)
-        }
-        None => None,
-    };
     let report = match &args.run.events {
         Some(path) if args.report.is_some() || args.junit.is_some() => {
             s3chaos::report::load_judged(path, &expectations).ok()
         }
         _ => None,
     };
+    // The report judged the log already; without one, judge it here.
+    let verdicts = match (&report, &args.run.events) {
+        (Some(r), _) => Some(r.verdicts.clone()),
+        (None, Some(path)) => Some(s3chaos::verdict::judge(
+            &s3chaos::verdict::read_events(path)?,
+            &expectations,
+        )),
+        (None, None) => None,
+    };
+    if let Some(v) = &verdicts {
+        eprint!("s3chaos exec: {}", s3chaos::verdict::table(v));
+    }
     if let Some(out) = &args.report {
         match &report {
             Some(r) => {

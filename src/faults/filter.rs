@@ -62,28 +62,14 @@ pub const FLUSH_GRACE: Duration = Duration::from_millis(20);
 
 /// `inner` streamed through `filter`.
 pub fn filtered<F: ChunkFilter>(inner: ProxyBody, filter: F) -> ProxyBody {
-    ProxyBody::new(Filtered {
-        inner,
-        filter,
-        chunk: None,
-        wait: None,
-        state: State::Streaming,
-        silent: None,
-    })
+    ProxyBody::new(Filtered::new(inner, filter, None))
 }
 
 /// [`filtered`], for a filter whose waits are silences the client may give up in (a stall,
 /// first-byte latency, not a throttle's pacing): while one lasts, the client's FIN on `conn`
 /// is its departure (see [`super::departure`]).
 pub fn silent<F: ChunkFilter>(inner: ProxyBody, filter: F, conn: &ConnControl) -> ProxyBody {
-    ProxyBody::new(Filtered {
-        inner,
-        filter,
-        chunk: None,
-        wait: None,
-        state: State::Streaming,
-        silent: Some((conn.departure().clone(), None)),
-    })
+    ProxyBody::new(Filtered::new(inner, filter, Some(conn.departure().clone())))
 }
 
 enum State {
@@ -106,6 +92,17 @@ pub struct Filtered<F> {
 }
 
 impl<F: ChunkFilter> Filtered<F> {
+    fn new(inner: ProxyBody, filter: F, departure: Option<Arc<Departure>>) -> Filtered<F> {
+        Filtered {
+            inner,
+            filter,
+            chunk: None,
+            wait: None,
+            state: State::Streaming,
+            silent: departure.map(|d| (d, None)),
+        }
+    }
+
     /// Marks (or unmarks) the wait or hold that begins (or ended) as a silence.
     fn set_silent(&mut self, on: bool) {
         if let Some((departure, silence)) = &mut self.silent {

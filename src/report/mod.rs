@@ -105,11 +105,7 @@ pub struct RuleOutcome {
 /// [`load`], with the verdicts judged against the drill's expectations (its scenario's
 /// `expect:`), where `load` knows only the default checks.
 pub fn load_judged(path: &Path, expect: &Expectations) -> Result<Report, ReportError> {
-    let text = read(path)?;
-    let mut report = from_text(path, &text)?;
-    let events: Vec<RequestEvent> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    report.verdicts = crate::verdict::judge(&events, expect);
-    Ok(report)
+    from_text(path, &read(path)?, expect)
 }
 
 fn read(path: &Path) -> Result<String, ReportError> {
@@ -120,10 +116,10 @@ fn read(path: &Path) -> Result<String, ReportError> {
 }
 
 pub fn load(path: &Path) -> Result<Report, ReportError> {
-    from_text(path, &read(path)?)
+    load_judged(path, &Expectations::default())
 }
 
-fn from_text(path: &Path, text: &str) -> Result<Report, ReportError> {
+fn from_text(path: &Path, text: &str, expect: &Expectations) -> Result<Report, ReportError> {
     let mut skipped = 0;
     let mut events = Vec::new();
     let mut drill = Vec::new();
@@ -148,7 +144,7 @@ fn from_text(path: &Path, text: &str) -> Result<Report, ReportError> {
             path: path.display().to_string(),
         });
     }
-    let mut report = build(&mut events);
+    let mut report = build(&mut events, expect);
     report.source = path.display().to_string();
     report.skipped_lines = skipped;
     drill.sort_by_key(|(t, _)| *t);
@@ -262,7 +258,7 @@ fn sort(v: &mut [f64]) {
 }
 
 /// Aggregates events (sorted here by time).
-pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
+pub fn build(events: &mut [(SystemTime, RequestEvent)], expect: &Expectations) -> Report {
     events.sort_by_key(|(t, _)| *t);
     let first = events[0].0;
     let last = events[events.len() - 1].0;
@@ -372,7 +368,7 @@ pub fn build(events: &mut [(SystemTime, RequestEvent)]) -> Report {
         retries,
         skipped_lines: 0,
         rules,
-        verdicts: crate::verdict::judge(events.iter().map(|(_, e)| e), &Expectations::default()),
+        verdicts: crate::verdict::judge(events.iter().map(|(_, e)| e), expect),
         phases: Vec::new(),
         halts: Vec::new(),
     }
@@ -586,7 +582,7 @@ mod tests {
             event(2100, "PutObject", "b", None, Some("outage/rst"), "outage"),
             event(3100, "GetObject", "a", Some(200), None, "calm"),
         ];
-        let r = build(&mut events);
+        let r = build(&mut events, &Expectations::default());
         assert_eq!(r.requests, 6);
         assert_eq!((r.errors, r.injected), (3, 3));
         assert_eq!(r.buckets.len(), 4);
@@ -632,7 +628,7 @@ mod tests {
         let mut late = with(400, "client_gone"); // ... or stopped reading after a 200 head.
         late.1.rule = None;
         events.push(late);
-        let r = build(&mut events);
+        let r = build(&mut events, &Expectations::default());
         assert_eq!(
             r.errors, 2,
             "a cut body and an answer never given failed the client; a body left unread did not"
@@ -672,7 +668,7 @@ mod tests {
         lines.push(serde_json::to_string(&event(5500, "GetObject", "k", Some(200), None, "recovery").1).unwrap());
         lines.push(drill(6000, "over", None));
         let text = lines.join("\n");
-        let r = from_text(Path::new("x.jsonl"), &text).unwrap();
+        let r = from_text(Path::new("x.jsonl"), &text, &Expectations::default()).unwrap();
         let spans: Vec<(&str, f64, f64, u64, u64)> = r
             .phases
             .iter()

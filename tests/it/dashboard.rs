@@ -62,6 +62,24 @@ async fn browser() -> Option<(fantoccini::Client, Driver)> {
     panic!("chromedriver did not start");
 }
 
+async fn element(page: &fantoccini::Client, id: &str) -> fantoccini::elements::Element {
+    page.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+}
+
+async fn click(page: &fantoccini::Client, id: &str) {
+    element(page, id).await.click().await.unwrap();
+}
+
+async fn type_into(page: &fantoccini::Client, id: &str, text: &str) {
+    element(page, id).await.send_keys(text).await.unwrap();
+}
+
+async fn choose(page: &fantoccini::Client, id: &str, label: &str) {
+    element(page, id).await.select_by_label(label).await.unwrap();
+}
+
 /// Waits (up to 10 s) until the element's text satisfies `ok`; returns it.
 async fn text_until(page: &fantoccini::Client, id: &str, ok: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
@@ -117,7 +135,7 @@ async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
     text_until(&page, "requests", |t| t.parse::<u64>().is_ok_and(|n| n > first + 10)).await;
     text_until(&page, "recent", |t| t.contains("slow")).await;
     // Per operation, on demand: the HEAD traffic under HeadObject, none under PutObject.
-    let operation = page.find(Locator::Id("operation")).await.unwrap();
+    let operation = element(&page, "operation").await;
     text_until(&page, "operation", |t| {
         t.contains("HeadObject") && t.contains("PutObject")
     })
@@ -127,34 +145,19 @@ async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
     operation.select_by_label("HeadObject").await.unwrap();
     text_until(&page, "rps", |t| t.parse::<f64>().is_ok_and(|r| r > 1.0)).await;
 
-    page.find(Locator::Id("reason"))
-        .await
-        .unwrap()
-        .send_keys("browser test")
-        .await
-        .unwrap();
-    page.find(Locator::Id("halt")).await.unwrap().click().await.unwrap();
+    type_into(&page, "reason", "browser test").await;
+    click(&page, "halt").await;
     text_until(&page, "halted", |t| t.contains("HALTED") && t.contains("browser test")).await;
     let (_, status) = call(admin, "GET", "/status", "", None).await;
     assert_eq!(status["halted"], true, "{status}");
-    page.find(Locator::Id("resume")).await.unwrap().click().await.unwrap();
+    click(&page, "resume").await;
     text_until(&page, "message", |t| t.contains("resumed")).await;
     let (_, status) = call(admin, "GET", "/status", "", None).await;
     assert_eq!(status["halted"], false, "{status}");
 
     // A rule from the form: every GetObject answered SlowDown.
-    page.find(Locator::Id("rule-error"))
-        .await
-        .unwrap()
-        .select_by_label("SlowDown")
-        .await
-        .unwrap();
-    page.find(Locator::Id("add-rule-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    choose(&page, "rule-error", "SlowDown").await;
+    click(&page, "add-rule-button").await;
     text_until(&page, "message", |t| t.contains("added rule api/")).await;
     let one = h.single_attempt_client(None);
     let err = one.get_object().bucket("dash").key("k").send().await.unwrap_err();
@@ -204,13 +207,8 @@ async fn the_dashboard_shows_live_traffic_and_its_controls_act() {
     }
 
     // Load a scenario from the library.
-    page.find(Locator::Id("library"))
-        .await
-        .unwrap()
-        .select_by_label("ambiguous-writes")
-        .await
-        .unwrap();
-    page.find(Locator::Id("load")).await.unwrap().click().await.unwrap();
+    choose(&page, "library", "ambiguous-writes").await;
+    click(&page, "load").await;
     text_until(&page, "message", |t| t.contains("loaded builtin:ambiguous-writes")).await;
     let (_, status) = call(admin, "GET", "/status", "", None).await;
     assert_eq!(status["scenario"], "ambiguous-writes", "{status}");
@@ -235,29 +233,14 @@ async fn a_wrong_token_shows_the_login_prompt() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(login.is_displayed().await.unwrap(), "the token prompt is shown");
-    page.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    page.find(Locator::Id("login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&page, "token", "wrong").await;
+    click(&page, "login-button").await;
     text_until(&page, "login-error", |t| t.contains("refused")).await;
     assert!(login.is_displayed().await.unwrap());
-    let token = page.find(Locator::Id("token")).await.unwrap();
+    let token = element(&page, "token").await;
     token.clear().await.unwrap();
     token.send_keys("sekrit").await.unwrap();
-    page.find(Locator::Id("login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "login-button").await;
     text_until(&page, "who", |t| t.contains("scenario locked")).await;
     assert!(!login.is_displayed().await.unwrap(), "signed in: the prompt is gone");
     page.close().await.unwrap();

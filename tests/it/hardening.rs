@@ -78,15 +78,8 @@ async fn h2_requests_with_two_hosts_or_a_host_unlike_their_authority_are_refused
     let h = Harness::start("name: none\nrules: []").await;
     let c = h.client();
     c.create_bucket().bucket("hosts2").send().await.unwrap();
-    let presigned = c
-        .put_object()
-        .bucket("hosts2")
-        .key("smuggled")
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
-        .await
-        .unwrap();
-    let uri: http::Uri = presigned.uri().parse().unwrap();
-    let host = uri.authority().unwrap().to_string();
+    let (target, host) = presigned_put(&h, "hosts2", "smuggled").await;
+    let url = format!("http://{host}{target}");
     let tcp = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
     let (sender, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
@@ -95,7 +88,7 @@ async fn h2_requests_with_two_hosts_or_a_host_unlike_their_authority_are_refused
     tokio::spawn(conn);
     let put = |hosts: &[&str]| {
         let mut sender = sender.clone();
-        let mut req = http::Request::put(uri.to_string())
+        let mut req = http::Request::put(url.as_str())
             .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hi")))
             .unwrap();
         for host in hosts {

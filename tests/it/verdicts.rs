@@ -18,6 +18,59 @@ fn get<'v>(verdicts: &'v [Verdict], expectation: &str) -> &'v Verdict {
     verdicts.iter().find(|v| v.expectation == expectation).unwrap()
 }
 
+/// `bucket` with `keys` in it (each holding `v`), made directly on the store.
+async fn stored(h: &Harness, bucket: &str, keys: &[&str]) {
+    let d = h.direct();
+    d.create_bucket().bucket(bucket).send().await.unwrap();
+    for key in keys {
+        d.put_object()
+            .bucket(bucket)
+            .key(*key)
+            .body(b"v".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// A client written in the test: presigned GETs of one key over one keep-alive connection,
+/// with whatever headers (and retry policy) the test gives it.
+struct RawGets {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<bytes::Bytes>,
+    >,
+    url: String,
+    host: String,
+}
+
+impl RawGets {
+    async fn new(h: &Harness, bucket: &str, key: &str) -> RawGets {
+        let (target, host) = presigned_get(h, bucket, key).await;
+        RawGets {
+            client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            url: format!("http://{}{target}", h.proxy),
+            host,
+        }
+    }
+
+    /// One GET, its body read; whether it succeeded.
+    async fn get(&self, headers: &[(&str, String)]) -> bool {
+        let mut req = http::Request::get(&self.url).header("host", &self.host);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let answer = self
+            .client
+            .request(req.body(http_body_util::Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let ok = answer.status().is_success();
+        let _ = answer.into_body().collect().await;
+        ok
+    }
+}
+
 fn text(v: &Verdict) -> String {
     format!(
         "{} {}: {}\n{}",
@@ -36,15 +89,7 @@ async fn the_sdk_with_standard_retries_passes_backoff_attempts_and_recovery() {
         "name: brownout\nexpect: {backoff: true, max_attempts: 3, recovers_within: 30s}\nrules:\n  - {name: brownout, match: {operation: GetObject}, limit: 2, fault: {error: SlowDown}}\n",
     )
     .await;
-    let d = h.direct();
-    d.create_bucket().bucket("vbk").send().await.unwrap();
-    d.put_object()
-        .bucket("vbk")
-        .key("k")
-        .body(b"v".to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    stored(&h, "vbk", &["k"]).await;
     let sdk = client_for(h.proxy, |b| b.retry_config(RetryConfig::standard()));
     sdk.get_object()
         .bucket("vbk")
@@ -79,28 +124,12 @@ const SCENARIO_STORM: &str = "name: storm\nexpect: {max_amplification: 3}\nrules
 #[tokio::test]
 async fn a_tight_retry_loop_fails_backoff_and_amplification() {
     let h = Harness::start_logged(SCENARIO_STORM).await;
-    let d = h.direct();
-    d.create_bucket().bucket("vloop").send().await.unwrap();
-    d.put_object()
-        .bucket("vloop")
-        .key("hot")
-        .body(b"v".to_vec().into())
-        .send()
-        .await
-        .unwrap();
-    let (target, host) = presigned_get(&h, "vloop", "hot").await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    stored(&h, "vloop", &["hot"]).await;
+    let client = RawGets::new(&h, "vloop", "hot").await;
     let mut tries = 0;
     loop {
         tries += 1;
-        let req = http::Request::get(format!("http://{}{target}", h.proxy))
-            .header("host", &host)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let answer = client.request(req).await.unwrap();
-        let ok = answer.status().is_success();
-        let _ = answer.into_body().collect().await;
-        if ok || tries == 20 {
+        if client.get(&[]).await || tries == 20 {
             break;
         }
     }
@@ -157,17 +186,7 @@ async fn a_client_without_a_read_timeout_is_still_held_when_the_drill_ends() {
         "name: hole\nexpect: {gives_up_within: 2s}\nrules:\n  - {name: hole, match: {operation: GetObject}, fault: blackhole}\n",
     )
     .await;
-    let d = h.direct();
-    d.create_bucket().bucket("vhole").send().await.unwrap();
-    for key in ["forever", "patient"] {
-        d.put_object()
-            .bucket("vhole")
-            .key(key)
-            .body(b"v".to_vec().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    stored(&h, "vhole", &["forever", "patient"]).await;
     let forever = crate::harness::send_raw_get(&h, "vhole", "forever").await;
     let patient = h.single_attempt_client(Some(Duration::from_millis(200)));
     assert!(
@@ -332,24 +351,10 @@ async fn a_client_that_ignores_retry_after_fails_honours_retry_after() {
         "name: wait\nexpect: {honours_retry_after: true}\nrules:\n  - {name: wait, match: {operation: GetObject}, limit: 2, fault: {error: {code: SlowDown, retry_after: 2s}}}\n",
     )
     .await;
-    let d = h.direct();
-    d.create_bucket().bucket("vwait").send().await.unwrap();
-    d.put_object()
-        .bucket("vwait")
-        .key("k")
-        .body(b"v".to_vec().into())
-        .send()
-        .await
-        .unwrap();
-    let (target, host) = presigned_get(&h, "vwait", "k").await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    stored(&h, "vwait", &["k"]).await;
+    let client = RawGets::new(&h, "vwait", "k").await;
     for _ in 0..3 {
-        let req = http::Request::get(format!("http://{}{target}", h.proxy))
-            .header("host", &host)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let answer = client.request(req).await.unwrap();
-        let _ = answer.into_body().collect().await;
+        client.get(&[]).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let events = h.events(3).await;
@@ -377,29 +382,15 @@ async fn a_fixed_backoff_without_jitter_fails_backoff_when_stated() {
         "name: herd\nexpect: {backoff: true}\nrules:\n  - {name: herd, match: {operation: GetObject}, every: 2, fault: {error: SlowDown}}\n",
     )
     .await;
-    let d = h.direct();
-    d.create_bucket().bucket("vherd").send().await.unwrap();
-    d.put_object()
-        .bucket("vherd")
-        .key("k")
-        .body(b"v".to_vec().into())
-        .send()
-        .await
-        .unwrap();
-    let (target, host) = presigned_get(&h, "vherd", "k").await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    stored(&h, "vherd", &["k"]).await;
+    let client = RawGets::new(&h, "vherd", "k").await;
     for call in 0..7 {
         for attempt in 1..=2 {
-            let req = http::Request::get(format!("http://{}{target}", h.proxy))
-                .header("host", &host)
-                .header("amz-sdk-invocation-id", format!("fixed-{call}"))
-                .header("amz-sdk-request", format!("attempt={attempt}; max=2"))
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let answer = client.request(req).await.unwrap();
-            let ok = answer.status().is_success();
-            let _ = answer.into_body().collect().await;
-            if ok {
+            let headers = [
+                ("amz-sdk-invocation-id", format!("fixed-{call}")),
+                ("amz-sdk-request", format!("attempt={attempt}; max=2")),
+            ];
+            if client.get(&headers).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
