@@ -215,7 +215,9 @@ fn max_attempts(seen: &Seen<'_, '_>) -> Verdict {
 /// One short gap alone is not counted: full jitter draws one now and then.
 /// Jitter (only judged when `backoff` is stated): across calls grouped by invocation id, the
 /// gaps before the same attempt number must vary; with five or more such gaps spread less
-/// than 1 ms (or 5% of their mean), the retries are not jittered.
+/// than 5 ms (or 20% of their mean), the retries are not jittered. (A fixed backoff's gaps
+/// still vary by the client's timer and a loaded machine's scheduling: a few ms, which is
+/// not jitter; the SDKs' full jitter spreads gaps over the whole backoff.)
 fn backoff(seen: &Seen<'_, '_>) -> Verdict {
     const NAME: &str = "backoff";
     let retried: Vec<&Call<'_>> = seen.retried().collect();
@@ -245,7 +247,7 @@ fn backoff(seen: &Seen<'_, '_>) -> Verdict {
                 .iter()
                 .fold((f64::MAX, 0.0f64), |(lo, hi), g| (lo.min(*g), hi.max(*g)));
             let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-            (max - min < (0.001f64).max(0.05 * mean)).then_some((*n, min, max))
+            (max - min < (0.005f64).max(0.2 * mean)).then_some((*n, min, max))
         })
         .collect();
     let shortest = retried.iter().flat_map(|c| c.gaps()).fold(f64::MAX, f64::min);

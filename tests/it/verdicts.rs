@@ -374,7 +374,7 @@ async fn a_client_that_ignores_retry_after_fails_honours_retry_after() {
     assert!(waited.evidence[0].contains("GetObject vwait/k"), "{}", text(waited));
 }
 
-/// A client that backs off but always by the same 50 ms (no jitter: every client retries in
+/// A client that backs off but always by the same 200 ms (no jitter: every client retries in
 /// step, the thundering herd): `backoff: true` fails on the jitter, not on a tight loop.
 #[tokio::test]
 async fn a_fixed_backoff_without_jitter_fails_backoff_when_stated() {
@@ -393,7 +393,7 @@ async fn a_fixed_backoff_without_jitter_fails_backoff_when_stated() {
             if client.get(&headers).await {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     h.events(13).await; // the first call passes, then every first attempt meets a SlowDown
