@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::RuleStats;
 use super::index::RuleIndex;
 use super::matcher::{HeaderSlots, Matcher};
+use super::nth::NthCall;
 use super::timeline::{Clock, Phase, Timeline};
 use crate::draw::Draw;
 use crate::faults::{Applies, FaultList, FaultSpec, FaultState};
@@ -329,6 +330,8 @@ pub struct Rule {
     expect: Option<Expect>,
     /// Switched off from the admin API (the dashboard): it matches and counts, never fires.
     disabled: std::sync::atomic::AtomicBool,
+    /// `nth: N`: the call it is for, and the count of calls before it.
+    nth: Option<NthCall>,
 }
 
 /// A span of drill time, `[start, end)`.
@@ -379,6 +382,7 @@ impl Rule {
             draw_id: Draw::rule_id(&spec.name),
             name: spec.name,
             matcher,
+            nth: spec.trigger.nth.map(NthCall::new),
             trigger: spec.trigger,
             states: spec.faults.iter().map(FaultSpec::new_state).collect(),
             faults: spec.faults,
@@ -430,10 +434,14 @@ impl Rule {
             return None;
         }
         let n = self.eligible.fetch_add(1, Ordering::Relaxed);
-        if n < t.skip {
+        if let Some(nth) = &self.nth {
+            // Validation keeps `skip` and `every` off an `nth` rule.
+            if !nth.admits(req, at) {
+                return None;
+            }
+        } else if n < t.skip {
             return None;
-        }
-        if let Some(every) = t.every
+        } else if let Some(every) = t.every
             && !(n - t.skip + 1).is_multiple_of(every.get())
         {
             return None;
@@ -504,6 +512,9 @@ impl Rule {
     fn copy_counters(&self, from: &Rule) {
         self.disabled
             .store(from.disabled.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let (Some(to), Some(from)) = (&self.nth, &from.nth) {
+            to.take_over(from);
+        }
         for (to, from) in [
             (&self.matched, &from.matched),
             (&self.eligible, &from.eligible),

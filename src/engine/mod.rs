@@ -19,6 +19,7 @@
 pub mod compiled;
 pub mod index;
 pub mod matcher;
+pub mod nth;
 pub mod timeline;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -571,6 +572,22 @@ mod trigger_tests {
         let e = engine("{skip: 1, every: 3, fault: reset}");
         let pattern: Vec<bool> = (0..8).map(|_| fires(&e)).collect();
         assert_eq!(pattern, [false, false, false, true, false, false, true, false]);
+    }
+
+    #[test]
+    fn nth_faults_the_nth_call_and_its_retries_and_refuses_skip() {
+        // No SDK headers: every request before the third is a call; the third and its
+        // repeats of the same key are faulted, with `limit: 1` only its first attempt.
+        let e = engine("{nth: 3, fault: reset}");
+        let pattern: Vec<bool> = (0..5).map(|_| fires(&e)).collect();
+        assert_eq!(pattern, [false, false, true, true, true]);
+        let e = engine("{nth: 2, limit: 1, fault: reset}");
+        let pattern: Vec<bool> = (0..4).map(|_| fires(&e)).collect();
+        assert_eq!(pattern, [false, true, false, false]);
+        let err = Scenario::parse("name: t\nrules:\n  - {nth: 2, skip: 1, fault: reset}\n", "t").unwrap_err();
+        assert!(err.message.contains("drop `skip` and `every`"), "{err}");
+        assert_eq!(err.position.map(|p| p.0), Some(3), "{err}");
+        assert!(Scenario::parse("name: t\nrules:\n  - {nth: 0, fault: reset}\n", "t").is_err());
     }
 
     #[test]

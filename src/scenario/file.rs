@@ -120,6 +120,8 @@ struct RuleFile {
     #[serde(default)]
     every: Option<NonZeroU64>,
     #[serde(default)]
+    nth: Option<NonZeroU64>,
+    #[serde(default)]
     after: Option<DurationValue>,
     #[serde(default)]
     until: Option<DurationValue>,
@@ -235,6 +237,11 @@ fn check_rule(rule: &mut RuleFile, default_name: String, in_phase: bool) -> Resu
         return Err("a rule name must be non-empty and without `/` (a phase's rules are shown as `phase/rule`)".into());
     }
     let name = rule.name.get_or_insert(default_name);
+    if rule.nth.is_some() && (rule.skip > 0 || rule.every.is_some()) {
+        return Err(format!(
+            "rule `{name}` has `nth` with `skip` or `every`: `nth: N` counts the calls itself (the N-th logical call, retries not counted); drop `skip` and `every`"
+        ));
+    }
     let ramps = rule.probability.is_ramp() || rule.fault.ramps();
     if ramps && !in_phase && rule.until.is_none() {
         return Err(format!(
@@ -413,6 +420,7 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> RuleSpec {
         skip: r.skip,
         limit: r.limit,
         every: r.every,
+        nth: r.nth,
         after: r.after.map(|d| d.0),
         until: r.until.map(|d| d.0),
     };

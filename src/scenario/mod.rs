@@ -142,6 +142,10 @@ pub struct Trigger {
     pub limit: Option<u64>,
     /// Only every Nth eligible request (after `skip`): fully deterministic CI tests.
     pub every: Option<NonZeroU64>,
+    /// Only the N-th logical call the rule matches, and that call's retries (counted by first
+    /// attempts, so SDK retries of earlier calls do not shift it): how `explore` faults one
+    /// recorded call. Never with `skip` or `every`.
+    pub nth: Option<NonZeroU64>,
     /// Active from this long after the drill (or the rule's phase) started...
     pub after: Option<Duration>,
     /// ...until this long after it started.
