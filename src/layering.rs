@@ -16,7 +16,9 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("proxy", &["proxy"]),
     (
         "front",
-        &["admin", "report", "verdict", "embedded", "frontend", "layering"],
+        &[
+            "admin", "report", "verdict", "explore", "embedded", "frontend", "layering",
+        ],
     ),
 ];
 

@@ -32,6 +32,7 @@ pub mod draw;
 pub mod drill;
 pub mod embedded;
 pub mod engine;
+pub mod explore;
 pub mod faults;
 pub mod frontend;
 pub mod library;

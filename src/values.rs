@@ -209,6 +209,18 @@ impl Glob {
         })
     }
 
+    /// The pattern that matches exactly `s` and nothing else (its wildcards escaped).
+    pub fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if GLOB_META.contains(&c) || c == ']' || c == '}' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
     pub fn is_match(&self, s: &str) -> bool {
         match &self.matcher {
             GlobKind::Any => true,
@@ -472,6 +484,16 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_escaped_key_matches_itself_only() {
+        for key in ["plain/key.txt", "a*b", "q?[x]{y,z}\\w", "*"] {
+            let glob = Glob::new(&Glob::escape(key)).unwrap();
+            assert!(glob.is_match(key), "{key}");
+            assert!(!glob.is_match(&format!("{key}x")), "{key}");
+        }
+        assert!(!Glob::new(&Glob::escape("a*b")).unwrap().is_match("aXXb"));
+    }
 
     #[test]
     fn ramps_interpolate_and_parse_both_forms() {

@@ -60,10 +60,7 @@ impl NthCall {
     /// call (and so may be faulted).
     pub fn admits(&self, req: &RequestInfo<'_>, at: Duration) -> bool {
         let attempt = auth::attempt(req.headers);
-        let invocation = req
-            .headers
-            .get("amz-sdk-invocation-id")
-            .and_then(|v| v.to_str().ok());
+        let invocation = req.headers.get("amz-sdk-invocation-id").and_then(|v| v.to_str().ok());
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(chosen) = &mut state.chosen {
             let same = match (&chosen.invocation, invocation) {
@@ -153,7 +150,10 @@ mod tests {
     fn clients_without_headers_count_requests_and_retry_the_same_key_soon() {
         let rule = nth(1);
         assert!(request("k", &[], &rule, 0));
-        assert!(request("k", &[], &rule, 500), "a repeat of the key soon after: its retry");
+        assert!(
+            request("k", &[], &rule, 500),
+            "a repeat of the key soon after: its retry"
+        );
         assert!(!request("other", &[], &rule, 600), "another key: another call");
         assert!(
             !request("k", &[], &rule, 500 + RETRY_WINDOW.as_millis() as u64 + 1),

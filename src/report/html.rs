@@ -10,6 +10,22 @@ const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 60.0;
 const PHASE_COLOURS: [&str; 4] = ["#e8f0fe", "#fef3e0", "#f1e8fd", "#e6f4ea"];
 
+/// The report's look, shared with the pages made in its style (`s3chaos explore`'s).
+pub const STYLE: &str = r#"body { font-family: system-ui, sans-serif; margin: 24px; color: #202124; background: #fff; }
+h1 { font-size: 22px; } h2 { font-size: 16px; margin-top: 28px; }
+table { border-collapse: collapse; font-size: 14px; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.summary span { display: inline-block; margin-right: 24px; }
+.bad { color: #c5221f; font-weight: bold; }
+.pass { color: #188038; font-weight: bold; } .muted { color: #5f6368; }
+table.verdicts td, table.verdicts th { text-align: left; vertical-align: top; }
+details pre { font-size: 12px; margin: 4px 0; white-space: pre-wrap; }
+.legend { font-size: 12px; color: #5f6368; margin: 0 0 0 60px; } .legend span { margin-right: 16px; }
+.legend i { display: inline-block; width: 12px; height: 8px; margin-right: 4px; vertical-align: middle; }
+svg text { font-size: 11px; fill: #5f6368; }
+"#;
+
 pub fn render(r: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -17,20 +33,7 @@ pub fn render(r: &Report) -> String {
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>s3chaos drill report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #202124; background: #fff; }}
-h1 {{ font-size: 22px; }} h2 {{ font-size: 16px; margin-top: 28px; }}
-table {{ border-collapse: collapse; font-size: 14px; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.summary span {{ display: inline-block; margin-right: 24px; }}
-.bad {{ color: #c5221f; font-weight: bold; }}
-.pass {{ color: #188038; font-weight: bold; }} .muted {{ color: #5f6368; }}
-table.verdicts td, table.verdicts th {{ text-align: left; vertical-align: top; }}
-details pre {{ font-size: 12px; margin: 4px 0; white-space: pre-wrap; }}
-.legend {{ font-size: 12px; color: #5f6368; margin: 0 0 0 60px; }} .legend span {{ margin-right: 16px; }}
-.legend i {{ display: inline-block; width: 12px; height: 8px; margin-right: 4px; vertical-align: middle; }}
-svg text {{ font-size: 11px; fill: #5f6368; }}
-</style></head><body>
+{STYLE}</style></head><body>
 <h1>s3chaos drill report</h1>
 <p>Source <code>{}</code>, from {} for {}.</p>
 <p class="summary"><span><b>{}</b> requests</span><span><b>{}</b> failed ({:.1}%)</span><span><b>{}</b> faults injected</span><span><b>{}</b> client retries</span><span class="{}">{}</span></p>
@@ -325,7 +328,8 @@ fn short(v: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe for HTML.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

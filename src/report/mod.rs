@@ -11,6 +11,8 @@
 mod html;
 mod markdown;
 
+pub use html::{STYLE, escape};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, SystemTime};

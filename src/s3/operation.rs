@@ -55,6 +55,26 @@ operations! {
     Unknown,
 }
 
+impl Operation {
+    /// Whether the operation changes what the store holds (a write, a delete, a multipart
+    /// step): the calls whose failure can be ambiguous (done, yet reported failed).
+    pub fn changes_state(self) -> bool {
+        const WRITES: [&str; 9] = [
+            "Put",
+            "Delete",
+            "Create",
+            "Complete",
+            "Copy",
+            "Upload",
+            "Abort",
+            "Restore",
+            "PostObject",
+        ];
+        let name = self.as_str();
+        WRITES.iter().any(|w| name.starts_with(w))
+    }
+}
+
 // The set type below stores one bit per operation in a u128.
 const _: () = assert!(Operation::ALL.len() <= 128);
 
@@ -122,6 +142,28 @@ mod tests {
         }
         assert!("GetObjects".parse::<Operation>().is_err());
         assert!("getobject".parse::<Operation>().is_err());
+    }
+
+    #[test]
+    fn writes_change_state_and_reads_do_not() {
+        for op in [
+            Operation::PutObject,
+            Operation::UploadPart,
+            Operation::CompleteMultipartUpload,
+            Operation::DeleteObjects,
+            Operation::AbortMultipartUpload,
+        ] {
+            assert!(op.changes_state(), "{op}");
+        }
+        for op in [
+            Operation::GetObject,
+            Operation::HeadObject,
+            Operation::ListObjectsV2,
+            Operation::ListParts,
+            Operation::Unknown,
+        ] {
+            assert!(!op.changes_state(), "{op}");
+        }
     }
 
     #[test]

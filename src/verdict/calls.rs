@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use crate::telemetry::RequestEvent;
 
 /// How long after a failed attempt a repeat of the same operation, bucket and key counts as
-/// its retry. The SDKs' longest standard backoff is 20 s; most retries come far sooner.
-pub const RETRY_WINDOW: f64 = 20.0;
+/// its retry, seconds: the engine's (`nth:` counts calls the same way).
+pub const RETRY_WINDOW: f64 = crate::engine::nth::RETRY_WINDOW.as_secs_f64();
 
 /// One request as the judge sees it.
 #[derive(Debug, Clone)]

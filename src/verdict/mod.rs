@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-pub use calls::{Attempt, Call, Grouping, RETRY_WINDOW};
+pub use calls::{Attempt, Call, Grouping, RETRY_WINDOW, attempts, calls};
 
 use crate::scenario::{Expect, Spec};
 use crate::telemetry::RequestEvent;
