@@ -2,7 +2,7 @@
 
 mod cli;
 
-use cli::{ctl, exec, junit, serve};
+use cli::{ctl, exec, explore, junit, serve};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +38,11 @@ enum Command {
     /// Run a command against s3chaos (CI in one line): `s3chaos exec --scenario F -- make test`.
     /// Takes every option `run` takes; exports AWS_ENDPOINT_URL; exits with the command's status.
     Exec(Box<exec::ExecArgs>),
+    /// Find the S3 faults a test does not survive: runs the command without faults (twice),
+    /// records its S3 calls, then once per call × fault class, and reports which failed,
+    /// each with a scenario and the command that replays it: `s3chaos explore -- pytest -x`.
+    /// Takes every option `run` takes.
+    Explore(Box<explore::ExploreArgs>),
     /// The built-in scenario library: list them, or `show NAME` to print one.
     Scenarios {
         #[command(subcommand)]
@@ -123,6 +128,19 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("s3chaos exec: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Explore(args) => {
+            // Quiet: a proxy starts per run; its start-up lines would bury the progress.
+            init_logging_at(args.run.log_json, "warn");
+            let argv: Vec<String> = std::env::args().collect();
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+            match runtime.block_on(explore::explore(*args, argv)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("s3chaos explore: {e:#}");
+                    ExitCode::from(2)
                 }
             }
         }
@@ -341,7 +359,12 @@ fn report(
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    init_logging_at(json, "info");
+}
+
+/// Logging to standard error at `default` level, unless RUST_LOG says otherwise.
+fn init_logging_at(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     // The embedded store's library (s3s) logs whole requests at debug level, credentials
     // included (`Authorization`, `x-amz-security-token`) and signatures it compared: never
     // below info, whatever RUST_LOG asks (tests/it/secrets.rs checks at trace level).

@@ -46,49 +46,8 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         args.run.events = Some(path.clone());
     }
     let started = serve::start(&args.run).await?;
-    let tls = args.run.tls_cert.is_some() || args.run.tls_self_signed;
-    let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, started.addr);
-    let mut command = tokio::process::Command::new(&args.command[0]);
-    command.args(&args.command[1..]).env("S3CHAOS_ENDPOINT", &endpoint);
-    let forward = args.run.mode == serve::Mode::Forward;
-    if forward {
-        // The command keeps its own endpoints and reaches them through s3chaos.
-        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
-            command.env(name, &endpoint);
-        }
-    } else {
-        command
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ENDPOINT_URL_S3", &endpoint);
-    }
-    // Every ecosystem's clients trust the generated CA (see `trust`); the bundles live as
-    // long as the command.
     let trust_dir = std::env::temp_dir().join(format!("s3chaos-exec-{}-trust", std::process::id()));
-    if args.run.tls_self_signed || forward {
-        std::fs::create_dir_all(&trust_dir).with_context(|| format!("cannot create {}", trust_dir.display()))?;
-        let exports = super::trust::exports(&serve::ca_bundle(&args.run), &trust_dir, |name| {
-            std::env::var(name).ok()
-        })?;
-        for (name, path) in exports {
-            command.env(name, path);
-        }
-    }
-    if let Some(admin) = started.admin {
-        command.env("S3CHAOS_ADMIN", format!("http://{admin}"));
-    }
-    if started.embedded {
-        // The embedded store takes any key whose secret is the same string; fill in what the
-        // command's environment does not already say.
-        for (name, value) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ] {
-            if std::env::var_os(name).is_none() {
-                command.env(name, value);
-            }
-        }
-    }
+    let (mut command, endpoint) = command_against(&args.run, &started, &args.command, &trust_dir)?;
     tracing::info!(command = %args.command.join(" "), %endpoint, "running the command against s3chaos");
     let began = Instant::now();
     let status = command
@@ -172,6 +131,57 @@ pub async fn exec(mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `argv` set up to run against `started`: the endpoint exported (or, in forward mode, the
+/// proxy), every ecosystem's clients trusting the CA (see `trust`; the bundles are written in
+/// `trust_dir`, which lives as long as the command), the admin address, and test credentials
+/// for the embedded store where the environment has none. Returns it with the endpoint.
+pub(super) fn command_against(
+    run: &RunArgs,
+    started: &serve::Started,
+    argv: &[String],
+    trust_dir: &std::path::Path,
+) -> anyhow::Result<(tokio::process::Command, String)> {
+    let tls = run.tls_cert.is_some() || run.tls_self_signed;
+    let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, started.addr);
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).env("S3CHAOS_ENDPOINT", &endpoint);
+    let forward = run.mode == serve::Mode::Forward;
+    if forward {
+        // The command keeps its own endpoints and reaches them through s3chaos.
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            command.env(name, &endpoint);
+        }
+    } else {
+        command
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ENDPOINT_URL_S3", &endpoint);
+    }
+    if run.tls_self_signed || forward {
+        std::fs::create_dir_all(trust_dir).with_context(|| format!("cannot create {}", trust_dir.display()))?;
+        let exports = super::trust::exports(&serve::ca_bundle(run), trust_dir, |name| std::env::var(name).ok())?;
+        for (name, path) in exports {
+            command.env(name, path);
+        }
+    }
+    if let Some(admin) = started.admin {
+        command.env("S3CHAOS_ADMIN", format!("http://{admin}"));
+    }
+    if started.embedded {
+        // The embedded store takes any key whose secret is the same string; fill in what the
+        // command's environment does not already say.
+        for (name, value) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            if std::env::var_os(name).is_none() {
+                command.env(name, value);
+            }
+        }
+    }
+    Ok((command, endpoint))
 }
 
 /// One test case for the command and one per rule: a rule that never fired did not test

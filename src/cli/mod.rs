@@ -2,6 +2,7 @@
 
 pub mod ctl;
 pub mod exec;
+pub mod explore;
 pub mod junit;
 pub mod serve;
 pub mod trust;

@@ -22,7 +22,7 @@ use s3chaos::scenario::Source;
 use s3chaos::telemetry::{RequestLog, Telemetry};
 use tokio::task::JoinHandle;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct RunArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9080", env = "S3CHAOS_LISTEN")]
@@ -701,7 +701,7 @@ pub async fn serve_signals(engine: &Engine, reload_now: Option<Arc<tokio::sync::
 
 /// Durations on the command line: the scenario's syntax and its one-year limit (a longer
 /// `--shutdown-grace` or `--max-duration` would overflow deadline arithmetic).
-fn duration_arg(s: &str) -> Result<Duration, String> {
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
     s.parse::<s3chaos::values::DurationValue>().map(|d| d.0)
 }
 
