@@ -120,7 +120,17 @@ async fn respond(
     match ending {
         None => {}
         Some(Ending::AfterUpstream { answer, connection }) => after_upstream = Some((answer, connection)),
-        Some(Ending::Respond(response)) => return Ok(response),
+        Some(Ending::Respond(mut response)) => {
+            // Answered before the upload was read (with `Expect: 100-continue`, before it was
+            // even sent): the connection cannot carry another request, so say so (RFC 9110
+            // §10.1.1), or a client pools it and loses its next request as it closes.
+            if req.version() < http::Version::HTTP_2 && !http_body::Body::is_end_stream(req.body()) {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            return Ok(response);
+        }
         Some(Ending::ReadBodyThenRespond(response)) => {
             // Read the upload to its end (discarding it, frame by frame), then answer. A
             // client that trickles or breaks its body hears about that instead.

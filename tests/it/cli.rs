@@ -760,23 +760,29 @@ fn exec_client_app() {
     });
 }
 
-/// The shipped pytest example (boto3, the most used S3 SDK) under `s3chaos exec`, as the
-/// GitHub Actions example runs it. Needs python3 with boto3 and pytest: `.ci/run` installs
-/// them and sets S3CHAOS_REQUIRE_PYTHON=1; elsewhere the test is skipped with a message.
-#[test]
-fn exec_runs_the_pytest_example_with_boto3() {
+/// Whether python3 can import `modules` (`"boto3, pytest"`). If not, `test` is skipped
+/// loudly, or fails under S3CHAOS_REQUIRE_PYTHON (which `.ci/run` sets once it installed them).
+pub(crate) fn python_with(modules: &str, test: &str) -> bool {
     let ready = Command::new("python3")
-        .args(["-c", "import boto3, pytest"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ready {
         assert!(
             std::env::var_os("S3CHAOS_REQUIRE_PYTHON").is_none(),
-            "S3CHAOS_REQUIRE_PYTHON is set but python3 with boto3 and pytest is missing"
+            "S3CHAOS_REQUIRE_PYTHON is set but python3 with {modules} is missing"
         );
-        eprintln!(
-            "SKIPPED the boto3/pytest example: python3 with boto3 and pytest is not installed (.ci/run installs them)"
-        );
+        eprintln!("SKIPPED {test}: python3 with {modules} is not installed (.ci/run installs them)");
+    }
+    ready
+}
+
+/// The shipped pytest example (boto3, the most used S3 SDK) under `s3chaos exec`, as the
+/// GitHub Actions example runs it. Needs python3 with boto3 and pytest: `.ci/run` installs
+/// them and sets S3CHAOS_REQUIRE_PYTHON=1; elsewhere the test is skipped with a message.
+#[test]
+fn exec_runs_the_pytest_example_with_boto3() {
+    if !python_with("boto3, pytest", "the boto3/pytest example") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1179,16 +1185,7 @@ async fn forward_mode_from_the_command_line() {
 /// the scenario's fault. Needs python3 with boto3, as the pytest example does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_reaches_aws_through_exec_in_forward_mode() {
-    let ready = Command::new("python3")
-        .args(["-c", "import boto3"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        assert!(
-            std::env::var_os("S3CHAOS_REQUIRE_PYTHON").is_none(),
-            "S3CHAOS_REQUIRE_PYTHON is set but python3 with boto3 is missing"
-        );
-        eprintln!("SKIPPED boto3 in forward mode: python3 with boto3 is not installed (.ci/run installs it)");
+    if !python_with("boto3", "boto3 in forward mode") {
         return;
     }
     let store = crate::forward::start_aws_like_store(false).await;

@@ -6,6 +6,7 @@ mod clients;
 mod containers;
 mod dashboard;
 mod drill;
+mod explore;
 mod faults;
 mod forward;
 mod hardening;
