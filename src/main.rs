@@ -133,7 +133,7 @@ fn main() -> ExitCode {
         }
         Command::Explore(args) => {
             // Quiet: a proxy starts per run; its start-up lines would bury the progress.
-            init_logging_at(args.run.log_json, "warn");
+            init_logging_at(args.run.log_json, "warn,s3s::ops=off");
             let argv: Vec<String> = std::env::args().collect();
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
             match runtime.block_on(explore::explore(*args, argv)) {

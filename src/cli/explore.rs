@@ -155,7 +155,12 @@ impl Setup {
         };
         let seconds = began.elapsed().as_secs_f64();
         let expectations = Expectations::of_scenario(&started.engine.scenario());
-        let injected = started.engine.stats().into_iter().map(|s| (s.name, s.injected)).collect();
+        let injected = started
+            .engine
+            .stats()
+            .into_iter()
+            .map(|s| (s.name, s.injected))
+            .collect();
         started.stop();
         let events = verdict::read_events(&dir.join("events.jsonl")).unwrap_or_default();
         let verdicts = verdict::judge(&events, &expectations);
@@ -277,9 +282,13 @@ impl Progress {
         self.done = plan.done.len();
         let left = plan.queued() + running;
         let total = self.done + left;
-        let mean = if self.done == 0 { 0.0 } else { self.run_seconds / self.done as f64 };
+        let mean = if self.done == 0 {
+            0.0
+        } else {
+            self.run_seconds / self.done as f64
+        };
         let eta = Duration::from_secs_f64(mean * left as f64 / jobs as f64);
-        let percent = if total == 0 { 100 } else { self.done * 100 / total };
+        let percent = (self.done * 100).checked_div(total).unwrap_or(100);
         let width = 24;
         let filled = percent * width / 100;
         let line = format!(
@@ -318,7 +327,12 @@ pub async fn explore(args: ExploreArgs, argv: Vec<String>) -> anyhow::Result<Exi
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let shown = args.command.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+    let shown = args
+        .command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
     let setup = std::sync::Arc::new(Setup {
         run: args.run.clone(),
         command: args.command.clone(),
@@ -366,7 +380,9 @@ pub async fn explore(args: ExploreArgs, argv: Vec<String>) -> anyhow::Result<Exi
     let comparison = explore::compare(&calls[0], &calls[1]);
     let mut notes = Vec::new();
     if calls[0].is_empty() {
-        anyhow::bail!("the command made no S3 call through s3chaos (does it use AWS_ENDPOINT_URL, or S3CHAOS_ENDPOINT?)");
+        anyhow::bail!(
+            "the command made no S3 call through s3chaos (does it use AWS_ENDPOINT_URL, or S3CHAOS_ENDPOINT?)"
+        );
     }
     if comparison.deterministic() {
         notes.push(format!(
@@ -612,12 +628,27 @@ mod tests {
     #[test]
     fn the_replay_keeps_the_proxy_options_and_drops_explores_own() {
         let argv: Vec<String> = [
-            "s3chaos", "explore", "--out", "x", "--jobs=2", "--upstream", "http://127.0.0.1:9000", "--allow-failures",
-            "--scenario", "s.yaml", "--tls-self-signed", "--", "pytest", "-x",
+            "s3chaos",
+            "explore",
+            "--out",
+            "x",
+            "--jobs=2",
+            "--upstream",
+            "http://127.0.0.1:9000",
+            "--allow-failures",
+            "--scenario",
+            "s.yaml",
+            "--tls-self-signed",
+            "--",
+            "pytest",
+            "-x",
         ]
         .map(String::from)
         .to_vec();
-        assert_eq!(replay_options(&argv), ["--upstream", "http://127.0.0.1:9000", "--tls-self-signed"]);
+        assert_eq!(
+            replay_options(&argv),
+            ["--upstream", "http://127.0.0.1:9000", "--tls-self-signed"]
+        );
         assert_eq!(shell_quote("tests/test_a.py"), "tests/test_a.py");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }

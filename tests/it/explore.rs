@@ -44,7 +44,12 @@ fn describe(point: &Value) -> String {
                 (b, "") => format!(" {b}"),
                 (b, k) => format!(" {b}/{k}"),
             };
-            format!("{}{target} #{} × {}", c["operation"].as_str().unwrap(), c["nth"], f["class"].as_str().unwrap())
+            format!(
+                "{}{target} #{} × {}",
+                c["operation"].as_str().unwrap(),
+                c["nth"],
+                f["class"].as_str().unwrap()
+            )
         })
         .collect::<Vec<_>>()
         .join(", then ")
@@ -76,11 +81,24 @@ fn explore_finds_exactly_the_planted_failures_and_each_replay_reproduces_one() {
     let output = explore(
         &out,
         &["--jobs", "2", "--junit", junit.to_str().unwrap()],
-        &["python3", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/explore/test_ingest.py"],
+        &[
+            "python3",
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/explore/test_ingest.py",
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "points failed: exit 1\n{stdout}\n{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "points failed: exit 1\n{stdout}\n{stderr}"
+    );
     let r = results(&out);
     assert_eq!(r["deterministic"], true, "{stdout}");
 
@@ -101,16 +119,29 @@ fn explore_finds_exactly_the_planted_failures_and_each_replay_reproduces_one() {
         ("GetObject ingest/planted/config.json #1 × cut", "test_failed"),
         ("GetObject ingest/planted/config.json #1 × corrupt", "test_failed"),
         // 3: the upload never aborted: the test passes, the drill does not.
-        ("UploadPart ingest/planted/archive.bin #1 × persistent", "verdict_failed"),
-        ("UploadPart ingest/planted/archive.bin #2 × persistent", "verdict_failed"),
-        ("CompleteMultipartUpload ingest/planted/archive.bin #1 × persistent", "verdict_failed"),
+        (
+            "UploadPart ingest/planted/archive.bin #1 × persistent",
+            "verdict_failed",
+        ),
+        (
+            "UploadPart ingest/planted/archive.bin #2 × persistent",
+            "verdict_failed",
+        ),
+        (
+            "CompleteMultipartUpload ingest/planted/archive.bin #1 × persistent",
+            "verdict_failed",
+        ),
     ]
     .map(|(p, o)| (p.to_owned(), o.to_owned()))
     .to_vec();
     planted.sort();
     assert_eq!(failed, planted, "exactly the planted failures, nothing else\n{stdout}");
     for p in points.iter().filter(|p| p["outcome"]["outcome"] == "verdict_failed") {
-        assert_eq!(p["outcome"]["expectations"], serde_json::json!(["no_open_multipart_uploads"]), "{p}");
+        assert_eq!(
+            p["outcome"]["expectations"],
+            serde_json::json!(["no_open_multipart_uploads"]),
+            "{p}"
+        );
     }
 
     // Pruning: the third of each loop's calls is skipped as equivalent, and fewer runs are
@@ -124,9 +155,13 @@ fn explore_finds_exactly_the_planted_failures_and_each_replay_reproduces_one() {
     assert!(r["not_run"].as_array().unwrap().is_empty());
     // The error path: a persistent PUT failure makes the app HEAD the key; that HEAD is
     // faulted in turn (two faults in one run), and the app survives it.
-    let deeper: Vec<&Value> = points.iter().filter(|p| p["point"]["faults"].as_array().unwrap().len() == 2).collect();
+    let deeper: Vec<&Value> = points
+        .iter()
+        .filter(|p| p["point"]["faults"].as_array().unwrap().len() == 2)
+        .collect();
     assert!(
-        deeper.iter().any(|p| describe(p) == "PutObject ingest/items/0.json #1 × persistent, then HeadObject ingest/items/0.json #1 × persistent"),
+        deeper.iter().any(|p| describe(p)
+            == "PutObject ingest/items/0.json #1 × persistent, then HeadObject ingest/items/0.json #1 × persistent"),
         "{stdout}"
     );
 
@@ -140,10 +175,21 @@ fn explore_finds_exactly_the_planted_failures_and_each_replay_reproduces_one() {
         .lines()
         .find(|l| l.starts_with("PutObject ingest/items/2.json #1"))
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert_eq!(skipped_row.matches(" survived").count(), 4, "shown as its equivalents' outcome: {skipped_row}");
-    assert_eq!(skipped_row.matches(" =").count(), 4, "and marked as not run (=N): {skipped_row}");
+    assert_eq!(
+        skipped_row.matches(" survived").count(),
+        4,
+        "shown as its equivalents' outcome: {skipped_row}"
+    );
+    assert_eq!(
+        skipped_row.matches(" =").count(),
+        4,
+        "and marked as not run (=N): {skipped_row}"
+    );
     let page = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(page.contains("<h1>s3chaos explore</h1>") && page.contains("9</b> failing points"), "{page}");
+    assert!(
+        page.contains("<h1>s3chaos explore</h1>") && page.contains("9</b> failing points"),
+        "{page}"
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<failure").count(), 9, "{xml}");
     assert_eq!(
@@ -194,7 +240,7 @@ fn a_nondeterministic_test_is_detected_and_only_the_shared_calls_are_explored() 
     let dir = tempfile::tempdir().unwrap();
     let app = script(
         dir.path(),
-        "put('/nd')\nput('/nd/fixed', b'same')\nput('/nd/run-' + uuid.uuid4().hex, b'random')\n",
+        "put('/ndet')\nput('/ndet/fixed', b'same')\nput('/ndet/run-' + uuid.uuid4().hex, b'random')\n",
     );
     let out = dir.path().join("out");
     let output = explore(
@@ -203,8 +249,15 @@ fn a_nondeterministic_test_is_detected_and_only_the_shared_calls_are_explored() 
         &["python3", app.to_str().unwrap()],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "--allow-failures: exit 0\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("NONDETERMINISTIC test: the two baselines differ (1 calls only in the first"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "--allow-failures: exit 0\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("NONDETERMINISTIC test: the two baselines differ (1 calls only in the first"),
+        "{stdout}"
+    );
     let r = results(&out);
     assert_eq!(r["deterministic"], false);
     let keys: Vec<&str> = r["baseline_calls"]
@@ -230,7 +283,10 @@ fn a_test_failing_without_faults_stops_exploration_with_its_output() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("the command fails without any fault (baseline 1, exit status 3)"), "{stderr}");
+    assert!(
+        stderr.contains("the command fails without any fault (baseline 1, exit status 3)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("the fixture is broken"), "{stderr}");
 }
 
@@ -241,7 +297,7 @@ fn a_client_without_timeouts_under_hang_is_killed_at_the_run_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let app = script(
         dir.path(),
-        "put('/h')\nput('/h/k', b'x' * 100)\nurllib.request.urlopen(E + '/h/k').read()  # no timeout\n",
+        "put('/hang')\nput('/hang/k', b'x' * 100)\nurllib.request.urlopen(E + '/hang/k').read()  # no timeout\n",
     );
     let out = dir.path().join("out");
     let output = explore(
@@ -250,7 +306,12 @@ fn a_client_without_timeouts_under_hang_is_killed_at_the_run_timeout() {
         &["python3", app.to_str().unwrap()],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let r = results(&out);
     let outcomes: Vec<(String, &str)> = r["points"]
         .as_array()
@@ -259,7 +320,10 @@ fn a_client_without_timeouts_under_hang_is_killed_at_the_run_timeout() {
         .map(|p| (describe(p), p["outcome"]["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(outcomes.len(), 3, "{outcomes:?}");
-    let get = outcomes.iter().find(|(d, _)| d == "GetObject h/k #1 × hang").unwrap();
+    let get = outcomes
+        .iter()
+        .find(|(d, _)| d == "GetObject hang/k #1 × hang")
+        .unwrap();
     assert_eq!(get.1, "hang", "{outcomes:?}");
     assert!(stdout.contains("HANG"), "{stdout}");
 }

@@ -25,27 +25,37 @@ async fn send(h: &Harness, head: &str) -> String {
 /// a HEAD after a failed PUT arrived as `attempt=2`).
 #[tokio::test]
 async fn an_error_before_the_upload_is_read_closes_the_connection_and_says_so() {
-    let h = Harness::start(
-        "name: e\nrules:\n  - {match: {operation: PutObject}, fault: {error: InternalError}}\n",
-    )
-    .await;
+    let h =
+        Harness::start("name: e\nrules:\n  - {match: {operation: PutObject}, fault: {error: InternalError}}\n").await;
     let answer = send(
         &h,
         "PUT /bkt/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
-    assert!(!answer.contains("100 Continue"), "the body was never asked for: {answer}");
-    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(
+        !answer.contains("100 Continue"),
+        "the body was never asked for: {answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
     // A GET (no body) keeps its connection for the next request.
     let h = Harness::start("name: e\nrules:\n  - {match: {operation: GetObject}, fault: {error: SlowDown}}\n").await;
     let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
     let get = "GET /bkt/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     s.write_all(get.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let first = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-    assert!(first.starts_with("http/1.1 503") && !first.contains("connection: close"), "{first}");
+    assert!(
+        first.starts_with("http/1.1 503") && !first.contains("connection: close"),
+        "{first}"
+    );
 }
 
 /// Two `Host` headers: the classifier reads the first, an upstream taking the last would see
