@@ -68,6 +68,8 @@ struct LogEntry {
     upload_id: Option<String>,
     retry_after_s: Option<f64>,
     error_code: Option<String>,
+    /// The answer said `Connection: close`: the client's next request comes on another.
+    closes: bool,
     /// The first bytes of an answer whose one value the log wants (an error's `<Code>`,
     /// CreateMultipartUpload's `<UploadId>`), and the element's name.
     sniff: Option<(Vec<u8>, &'static str)>,
@@ -111,6 +113,7 @@ impl RequestCtx {
                 upload_id,
                 retry_after_s: None,
                 error_code: None,
+                closes: false,
                 sniff: None,
                 phase: None,
                 rules: Vec::new(),
@@ -229,6 +232,10 @@ impl RequestCtx {
                 .headers()
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok());
+            log.closes = response
+                .headers()
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             if status.as_u16() >= 300 && head {
                 // A HEAD's error has no body; SDKs name it from the status.
                 log.error_code = Some(
@@ -310,6 +317,7 @@ impl RequestCtx {
             error_code: entry.error_code,
             retry_after_s: entry.retry_after_s,
             upload_id: entry.upload_id,
+            closed: entry.closes.then_some(true),
         });
     }
 }

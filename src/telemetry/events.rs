@@ -126,6 +126,10 @@ pub struct RequestEvent {
     /// The multipart upload: `uploadId` of the query, or of CreateMultipartUpload's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
+    /// `true`: the answer closed the connection (`Connection: close`), so the client's next
+    /// request, a retry included, comes on a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
 }
 
 /// A line of the event log about the drill itself, not a request: where the drill's own
@@ -338,6 +342,7 @@ mod tests {
             error_code: None,
             retry_after_s: None,
             upload_id: None,
+            closed: None,
         }
     }
 

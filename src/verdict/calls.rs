@@ -9,8 +9,9 @@
 //!   followed within the window by a call of the same operation, bucket and key, is the same
 //!   logical call too. Inferred.
 //! - Either way the retry must come on the connection the failed answer came on (clients
-//!   keep it alive and reuse it), unless that connection itself was lost: another
-//!   connection's request is more likely another thread's call.
+//!   keep it alive and reuse it), unless that connection itself was lost or the answer
+//!   closed it (`Connection: close`): another connection's request is more likely another
+//!   thread's call.
 //!
 //! Where it can be wrong: two parts of an app reading the same key one after the other after
 //! a failure look like one call retrying; a client that hides its attempts (retries inside
@@ -54,6 +55,12 @@ impl Attempt<'_> {
                 self.event.outcome.as_deref(),
                 Some("cut" | "no_response" | "client_gone" | "still_held")
             )
+    }
+
+    /// After it the client had to open a new connection: it lost this one, or the answer
+    /// closed it (`Connection: close`).
+    pub fn connection_ended(&self) -> bool {
+        self.lost_connection() || self.event.closed == Some(true)
     }
 
     /// What the attempt got, in a word: the error code, the status, or the outcome.
@@ -183,7 +190,7 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
             // A client retries an answer on the connection it came on (keep-alive); after the
             // connection itself failed, on a new one. Another connection's request after an
             // answered failure is more likely another thread's call.
-            let same_client = last.event.conn == e.conn || last.lost_connection();
+            let same_client = last.event.conn == e.conn || last.connection_ended();
             if last.failed() && same_client && attempt.at - last.end <= RETRY_WINDOW {
                 calls[i].attempts.push(attempt.clone());
                 calls[i].grouping = Grouping::Inferred;
@@ -204,7 +211,8 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
         if let Some(&i) = last_of.get(&id) {
             let before: &Call<'a> = &merged[i];
             // Only once the failed call is over: calls that overlap are concurrent, not retries.
-            let same_client = before.last().event.conn == call.first().event.conn || before.last().lost_connection();
+            let same_client =
+                before.last().event.conn == call.first().event.conn || before.last().connection_ended();
             if !before.succeeded()
                 && same_client
                 && call.first().at - before.last().end <= RETRY_WINDOW
@@ -256,6 +264,21 @@ mod tests {
             .collect();
         let attempts = attempts(&events);
         assert_eq!(calls(&attempts).len(), 8);
+    }
+
+    /// An answer that closed its connection (an error before the upload was read) is
+    /// retried on a new one: still the same call.
+    #[test]
+    fn a_retry_after_an_answer_that_closed_the_connection_is_the_same_call() {
+        let mut first = event(0, "PutObject", "k", Some(403), None);
+        first.conn = Some(1);
+        let mut again = event(100, "PutObject", "k", Some(403), None);
+        again.conn = Some(2);
+        let attempts_open = attempts([&first, &again]);
+        assert_eq!(calls(&attempts_open).len(), 2, "a kept-alive connection: another client's call");
+        first.closed = Some(true);
+        let attempts_closed = attempts([&first, &again]);
+        assert_eq!(calls(&attempts_closed).len(), 1);
     }
 
     #[test]
