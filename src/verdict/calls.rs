@@ -211,8 +211,7 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
         if let Some(&i) = last_of.get(&id) {
             let before: &Call<'a> = &merged[i];
             // Only once the failed call is over: calls that overlap are concurrent, not retries.
-            let same_client =
-                before.last().event.conn == call.first().event.conn || before.last().connection_ended();
+            let same_client = before.last().event.conn == call.first().event.conn || before.last().connection_ended();
             if !before.succeeded()
                 && same_client
                 && call.first().at - before.last().end <= RETRY_WINDOW
@@ -275,7 +274,11 @@ mod tests {
         let mut again = event(100, "PutObject", "k", Some(403), None);
         again.conn = Some(2);
         let attempts_open = attempts([&first, &again]);
-        assert_eq!(calls(&attempts_open).len(), 2, "a kept-alive connection: another client's call");
+        assert_eq!(
+            calls(&attempts_open).len(),
+            2,
+            "a kept-alive connection: another client's call"
+        );
         first.closed = Some(true);
         let attempts_closed = attempts([&first, &again]);
         assert_eq!(calls(&attempts_closed).len(), 1);
