@@ -95,6 +95,11 @@ pub struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// Once every listener is bound, write `{"endpoint": URL, "admin": URL}` to this file
+    /// (atomically: written aside, then renamed), so a harness that asked for port 0 learns
+    /// the ports without parsing logs.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
     /// Evaluate rules and log what would be injected; inject nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -588,6 +593,16 @@ pub async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let mut routes = Vec::new();
     for route in &args.routes {
         routes.push(start_route(args, route, &upstream_url, &options, tls.clone())?);
+    }
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({
+            "endpoint": format!("{scheme}://{addr}"),
+            "admin": admin_bound.map(|a| format!("http://{a}")),
+        });
+        let aside = path.with_extension("tmp");
+        std::fs::write(&aside, ready.to_string())
+            .and_then(|()| std::fs::rename(&aside, path))
+            .with_context(|| format!("cannot write --ready-file {}", path.display()))?;
     }
     Ok(Started {
         addr,
