@@ -760,6 +760,27 @@ fn exec_client_app() {
     });
 }
 
+/// `--ready-file`: a harness that asked for port 0 learns both addresses from a file written
+/// once they are bound (the Python package starts the binary this way).
+#[test]
+fn the_ready_file_names_the_bound_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let running = Running::in_dir(&dir, None, &["--ready-file", ready.to_str().unwrap()]);
+    // Written after the start-up log lines `Running` waits for.
+    for _ in 0..200 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let said: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    assert_eq!(said["endpoint"], format!("http://{}", running.addr));
+    assert_eq!(said["admin"], format!("http://{}", running.admin));
+    assert!(!dir.path().join("ready.tmp").exists(), "written aside, then renamed");
+    running.finish();
+}
+
 /// Whether python3 can import `modules` (`"boto3, pytest"`). If not, `test` is skipped
 /// loudly, or fails under S3CHAOS_REQUIRE_PYTHON (which `.ci/run` sets once it installed them).
 pub(crate) fn python_with(modules: &str, test: &str) -> bool {
