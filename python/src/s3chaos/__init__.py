@@ -4,7 +4,7 @@ read what happened.
 >>> from s3chaos import Proxy                                    # doctest: +SKIP
 >>> with Proxy() as proxy:
 ...     s3 = proxy.boto3_client()
-...     s3.create_bucket(Bucket="b")
+...     s3.create_bucket(Bucket="demo")
 ...     with proxy.fault(operation="GetObject", error="SlowDown", limit=1):
 ...         ...   # your code's GETs meet one 503 SlowDown
 ...     proxy.verdicts()

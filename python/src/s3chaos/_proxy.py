@@ -57,9 +57,9 @@ class Proxy:
 
     >>> with Proxy() as proxy:                                   # doctest: +SKIP
     ...     s3 = proxy.boto3_client()
-    ...     s3.create_bucket(Bucket="b")
+    ...     s3.create_bucket(Bucket="demo")
     ...     with proxy.fault(operation="PutObject", error="SlowDown", limit=2):
-    ...         s3.put_object(Bucket="b", Key="k", Body=b"retried twice, then stored")
+    ...         s3.put_object(Bucket="demo", Key="k", Body=b"retried twice, then stored")
     """
 
     def __init__(
