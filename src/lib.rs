@@ -42,6 +42,7 @@ pub mod report;
 pub mod s3;
 pub mod scenario;
 pub mod telemetry;
+pub mod testing;
 pub mod timer;
 pub mod values;
 pub mod verdict;

@@ -166,12 +166,19 @@ enum Line {
     Drill(DrillEvent),
 }
 
+/// What the writer thread is sent: a line, or a request to say when every line sent before
+/// is on disk.
+enum Message {
+    Line(Line),
+    Flush(mpsc::SyncSender<()>),
+}
+
 /// The `--events FILE` writer: a bounded queue drained by its own thread, so proxying never
 /// waits on the disk. A full queue drops the line and counts it ([`RequestLog::dropped`]); so
 /// does a line the disk refuses (full, or failing), with a warning when that starts and a
 /// note when lines are written again.
 pub struct RequestLog {
-    sender: Mutex<Option<mpsc::SyncSender<Line>>>,
+    sender: Mutex<Option<mpsc::SyncSender<Message>>>,
     dropped: Arc<AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: std::path::PathBuf,
@@ -181,7 +188,7 @@ impl RequestLog {
     /// Appends to `path` (created if missing).
     pub fn open(path: &Path, queue: usize) -> std::io::Result<RequestLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<Line>(queue);
+        let (tx, rx) = mpsc::sync_channel::<Message>(queue);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = {
             let (dropped, path) = (dropped.clone(), path.to_owned());
@@ -208,7 +215,7 @@ impl RequestLog {
 
     fn send(&self, line: Line) {
         let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = sender.as_ref().is_some_and(|s| s.try_send(line).is_ok());
+        let sent = sender.as_ref().is_some_and(|s| s.try_send(Message::Line(line)).is_ok());
         if !sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -224,6 +231,17 @@ impl RequestLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Returns once every line recorded before the call is written to the file (or after
+    /// five seconds of a disk that does not take it). For tests and harnesses that read the
+    /// log while the proxy runs; the proxy itself never waits on it.
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if sender.is_some_and(|s| s.send(Message::Flush(done)).is_ok()) {
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+
     /// Writes out what is queued and closes the file.
     pub fn close(&self) {
         self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -233,7 +251,7 @@ impl RequestLog {
     }
 }
 
-fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<Line>, dropped: &AtomicU64) {
+fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<Message>, dropped: &AtomicU64) {
     let mut out = std::io::BufWriter::new(file);
     let mut line = Vec::with_capacity(512);
     let mut failing = false;
@@ -253,11 +271,19 @@ fn write_lines(file: std::fs::File, path: &Path, rx: mpsc::Receiver<Line>, dropp
     };
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
-        while let Some(event) = next {
-            line.clear();
-            if serde_json::to_writer(&mut line, &event).is_ok() {
-                line.push(b'\n');
-                report(out.write_all(&line), 1);
+        while let Some(message) = next {
+            match message {
+                Message::Line(event) => {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &event).is_ok() {
+                        line.push(b'\n');
+                        report(out.write_all(&line), 1);
+                    }
+                }
+                Message::Flush(done) => {
+                    report(out.flush(), 0);
+                    let _ = done.send(());
+                }
             }
             next = rx.try_recv().ok();
         }
@@ -289,6 +315,27 @@ mod tests {
             request_id: String::new(),
             attempt: String::new(),
         }
+    }
+
+    /// `flush` returns with every line recorded before it in the file, while the log stays
+    /// open for more.
+    #[test]
+    fn flush_waits_for_the_lines_recorded_before_it() {
+        let dir = std::env::temp_dir().join(format!("s3chaos-flush-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let log = RequestLog::open(&path, 1024).unwrap();
+        for _ in 0..500 {
+            log.record(sample());
+        }
+        log.flush();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 500);
+        log.record(sample());
+        log.flush();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 501);
+        log.close();
+        log.flush(); // closed: returns at once
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
