@@ -167,7 +167,9 @@ enum Line {
 }
 
 /// What the writer thread is sent: a line, or a request to say when every line sent before
-/// is on disk.
+/// is on disk. (Lines are nearly every message: boxing them would cost an allocation per
+/// request for the sake of the rare flush.)
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Line(Line),
     Flush(mpsc::SyncSender<()>),
