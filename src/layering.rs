@@ -17,7 +17,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     (
         "front",
         &[
-            "admin", "report", "verdict", "explore", "embedded", "frontend", "layering",
+            "admin", "report", "verdict", "explore", "embedded", "frontend", "testing", "layering",
         ],
     ),
 ];

@@ -23,7 +23,9 @@
 //!   ([`proxy::context`]), the upstream pool, TLS, forward mode.
 //! - front: [`admin`] (admin API), [`report`] (drill reports), [`verdict`] (whether the
 //!   app passed: its clients' calls judged against `expect:`), [`embedded`] (the built-in
-//!   S3 store), [`frontend`] (the builder `run`, `exec`, `--route` and the tests start from).
+//!   S3 store), [`frontend`] (the builder `run`, `exec`, `--route` and the tests start from),
+//!   [`explore`] (which fault points to run and what they meant), [`testing`] (s3chaos as a
+//!   dev-dependency: a faulty S3 endpoint in a Rust test).
 
 pub mod admin;
 pub mod body;

@@ -109,6 +109,13 @@ impl Builder {
     }
 
     /// Proxy worker threads (default 1: a test needs no more).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chaos = s3chaos::testing::ChaosS3::builder().workers(2).start().await?;
+    /// # let _ = chaos;
+    /// # Ok(()) }
+    /// ```
     pub fn workers(mut self, workers: usize) -> Builder {
         self.workers = Some(workers.max(1));
         self
@@ -231,12 +238,12 @@ impl ChaosS3 {
         self.running().engine.halt(reason);
     }
 
-    /// Faults on again after [`ChaosS3::halt`].
+    /// Faults on again after [`ChaosS3::halt`] (see its example).
     pub fn resume(&self) {
         self.running().engine.resume();
     }
 
-    /// Why the drill is halted, if it is.
+    /// Why the drill is halted, if it is (see [`ChaosS3::halt`]'s example).
     pub fn halted(&self) -> Option<String> {
         self.running().engine.halted()
     }
@@ -271,7 +278,15 @@ impl ChaosS3 {
         crate::verdict::read_events(&self.events_path).unwrap_or_default()
     }
 
-    /// The event log's path (it is removed with the handle).
+    /// The event log's path (it is removed with the handle), for `s3chaos report` or
+    /// `s3chaos verdict` on a test's run.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chaos = s3chaos::testing::ChaosS3::start().await?;
+    /// assert!(chaos.events_path().ends_with("events.jsonl"));
+    /// # Ok(()) }
+    /// ```
     pub fn events_path(&self) -> &Path {
         &self.events_path
     }
@@ -320,7 +335,15 @@ impl FaultGuard<'_> {
         &self.name
     }
 
-    /// This rule's counters.
+    /// This rule's counters (`None` once its `ttl` removed it).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chaos = s3chaos::testing::ChaosS3::start().await?;
+    /// let guard = chaos.fault("{fault: {latency: 1ms}}")?;
+    /// assert_eq!(guard.stats().map(|s| s.injected), Some(0));
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> Option<RuleStats> {
         self.chaos.stats().into_iter().find(|s| s.name == self.name)
     }
