@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for tool in wrk nginx haproxy curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in wrk nginx haproxy curl h2load; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   pkgs=()
-  for t in "${need[@]}"; do case "$t" in nginx) pkgs+=(nginx-light);; *) pkgs+=("$t");; esac; done
+  for t in "${need[@]}"; do case "$t" in nginx) pkgs+=(nginx-light);; h2load) pkgs+=(nghttp2-client);; *) pkgs+=("$t");; esac; done
   echo "installing ${pkgs[*]} ..." >&2
   apt-get update -qq && apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
