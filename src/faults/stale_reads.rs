@@ -5,10 +5,15 @@
 //! cross-region replica's lag today): the bug it finds is an app that writes then reads, or
 //! lists, and trusts what it sees.
 //!
-//! Limits, by design: the previous version is known only if a GET through s3chaos saw it
-//! (objects up to `max_object_size` are kept, at most `max_keys` of them and `max_memory`
-//! bytes in all, counting bodies being recorded, oldest dropped first); a key whose previous
-//! state is unknown reads as absent. At most `4 × max_keys` changes are remembered: past
+//! What is served stays S3-legal: an old-model stale read returned the old version or the
+//! new one, and `404` only for a key that did not exist (S3 cached a GET's or HEAD's 404 of a
+//! key not yet written). So the previous version is served only if a GET through s3chaos saw
+//! it (objects up to `max_object_size` are kept, at most `max_keys` of them and `max_memory`
+//! bytes in all, counting bodies being recorded, oldest dropped first), `NoSuchKey` only if a
+//! GET or HEAD through s3chaos got a 404 for the key before its write (or it was deleted), and
+//! otherwise the read is not staled: the current version is served and the log says "not
+//! staled: previous version unknown". Listings still leave out a written key whose previous
+//! version is unknown (the common write-then-list case of a new key). At most `4 × max_keys` changes are remembered: past
 //! that the oldest end their window early (the key reads fresh, as S3 may). The rule must match the
 //! writes, the reads and the listings of the bucket (leave its probability at 1).
 
@@ -82,17 +87,43 @@ pub struct Memory {
 struct State {
     /// (bucket, key) → when it last changed through the proxy, and what it was before.
     changes: HashMap<(String, String), Change>,
-    /// The last version of each key a GET showed, for serving it while stale.
-    cache: HashMap<(String, String), Arc<Version>>,
+    /// What a GET or HEAD last showed of each key (forgotten at its next write, whose content
+    /// the proxy does not keep), for serving it while stale.
+    cache: HashMap<(String, String), Seen>,
     /// Insertion order of `cache`, for dropping the oldest.
     order: VecDeque<(String, String)>,
 }
 
+/// A key as a read through the proxy showed it.
+#[derive(Clone)]
+enum Seen {
+    Object(Arc<Version>),
+    /// `404`: the key did not exist.
+    Absent,
+}
+
 struct Change {
     at: Instant,
-    /// `None`: absent (or unknown) before the change.
-    previous: Option<Arc<Version>>,
+    /// What the key was before the change, if a read showed it (`None`: unknown).
+    previous: Option<Seen>,
     deleted: bool,
+    /// "Not staled" was logged for it (once per change).
+    logged: bool,
+}
+
+impl Change {
+    /// A read of the key can be answered with its previous state.
+    fn stales(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// The previous version, for a listing's edits.
+    fn version(&self) -> Option<Arc<Version>> {
+        match &self.previous {
+            Some(Seen::Object(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// An object as a GET saw it.
@@ -185,9 +216,9 @@ impl Memory {
         }
     }
 
-    fn remember(&self, id: (String, String), version: Version) {
+    fn remember(&self, id: (String, String), seen: Seen) {
         let mut state = self.lock();
-        if state.cache.insert(id.clone(), Arc::new(version)).is_none() {
+        if state.cache.insert(id.clone(), seen).is_none() {
             state.order.push_back(id);
         }
         while state.cache.len() > self.max_keys {
@@ -235,11 +266,23 @@ impl Fault for StaleReads {
                     return Applies::Skip;
                 };
                 let id = (bucket.to_owned(), key.to_owned());
-                if self.fresh_change(&mut memory.lock(), &id).is_some() {
-                    Applies::Fire
-                } else {
-                    Applies::Watch
+                let mut state = memory.lock();
+                if self.fresh_change(&mut state, &id).is_some_and(Change::stales) {
+                    return Applies::Fire;
                 }
+                if let Some(change) = state.changes.get_mut(&id)
+                    && !change.logged
+                    && !change.deleted
+                {
+                    change.logged = true;
+                    tracing::info!(
+                        target: "s3chaos::fault",
+                        bucket,
+                        key,
+                        "stale_reads: not staled: previous version unknown (no GET through s3chaos saw it); the current version is served, as S3 may"
+                    );
+                }
+                Applies::Watch
             }
             op if is_write(op) => Applies::Watch,
             Operation::ListObjects | Operation::ListObjectsV2 => Applies::Watch,
@@ -264,8 +307,11 @@ impl Fault for StaleReads {
             return RequestAction::Continue;
         };
         let response = match &change.previous {
-            None => super::error::answer(&S3ErrorResponse::standard(Code::NoSuchKey), req.method, req.path),
-            Some(version) => {
+            None => return RequestAction::Continue,
+            Some(Seen::Absent) => {
+                super::error::answer(&S3ErrorResponse::standard(Code::NoSuchKey), req.method, req.path)
+            }
+            Some(Seen::Object(version)) => {
                 let body = if req.operation == Operation::HeadObject {
                     Bytes::new()
                 } else {
@@ -288,20 +334,45 @@ impl Fault for StaleReads {
         let Some(bucket) = target.bucket.clone() else {
             return body;
         };
+        if parts.status == StatusCode::NOT_FOUND
+            && matches!(target.operation, Operation::GetObject | Operation::HeadObject)
+            && let Some(key) = target.key.clone()
+        {
+            // The key does not exist: a read after its first write may say so while stale.
+            memory.remember((bucket, key), Seen::Absent);
+            return body;
+        }
         if !parts.status.is_success() {
             return body;
         }
         match (target.operation, target.key.clone()) {
             (op, Some(key)) if is_write(op) => {
                 let id = (bucket, key);
+                let deleted = op == Operation::DeleteObject;
                 let mut state = memory.lock();
-                let previous = state.cache.get(&id).cloned();
+                // A write within an earlier write's window keeps that one's previous state
+                // (readers may still see it); otherwise what a read last showed is the previous
+                // state. Either way the new content is unseen (a DELETE's is known: nothing),
+                // so the read is forgotten: a later write never serves a version older than
+                // the one it replaced.
+                let carried = self.fresh_change(&mut state, &id).map(|c| c.previous.clone());
+                let seen = if deleted {
+                    let seen = state.cache.insert(id.clone(), Seen::Absent);
+                    if seen.is_none() {
+                        state.order.push_back(id.clone());
+                    }
+                    seen
+                } else {
+                    state.cache.remove(&id)
+                };
+                let previous = carried.unwrap_or(seen);
                 state.changes.insert(
                     id,
                     Change {
                         at: Instant::now(),
                         previous,
-                        deleted: op == Operation::DeleteObject,
+                        deleted,
+                        logged: false,
                     },
                 );
                 drop(state);
@@ -332,7 +403,7 @@ impl Fault for StaleReads {
                         .changes
                         .iter()
                         .filter(|((b, _), c)| *b == bucket && c.at.elapsed() < window)
-                        .map(|((_, k), c)| (k.clone(), c.previous.clone(), c.deleted))
+                        .map(|((_, k), c)| (k.clone(), c.version(), c.deleted))
                         .collect()
                 };
                 if edits.is_empty() {
@@ -391,11 +462,11 @@ impl Body for Recording {
             let body = std::mem::take(&mut this.seen).freeze();
             this.memory.remember(
                 id,
-                Version {
+                Seen::Object(Arc::new(Version {
                     headers,
                     body,
                     _charge: charge,
-                },
+                })),
             );
         }
         Poll::Ready(frame)
@@ -585,28 +656,80 @@ mod tests {
         assert!(memory.lock().changes.contains_key(&("b".into(), "w999".into())));
     }
 
+    /// A 404 a GET through the proxy got (the key does not exist yet).
+    fn answered_404(fault: &StaleReads, state: &FaultState, key: &str) {
+        let target = Target {
+            operation: Operation::GetObject,
+            bucket: Some("b".into()),
+            key: Some(key.into()),
+        };
+        let conn = Arc::new(ConnControl::new(Default::default()));
+        let ctx = BodyCtx {
+            target: &target,
+            draw: crate::draw::Draw::new(1, 0, 0),
+            state: Some(state),
+            conn: &conn,
+        };
+        let (mut parts, _) = Response::new(()).into_parts();
+        parts.status = StatusCode::NOT_FOUND;
+        let _ = fault.on_response(&mut parts, full(Bytes::new()), &ctx);
+    }
+
+    fn read(fault: &StaleReads, state: &FaultState, key: &str) -> RequestAction {
+        with_request("GET", &format!("/b/{key}"), |request| {
+            fault.on_request(&FaultCtx {
+                request,
+                draw: crate::draw::Draw::new(1, 0, 0),
+                state: Some(state),
+            })
+        })
+    }
+
     #[test]
-    fn watches_writes_then_fires_on_reads_of_the_changed_key() {
+    fn watches_writes_then_fires_on_reads_of_a_key_known_absent_before() {
         let fault = stale();
         let state = fault.new_state().unwrap();
         let applies = |method: &str, target: &str| with_request(method, target, |r| fault.applies(r, Some(&state)));
         assert_eq!(applies("GET", "/b/new"), Applies::Watch, "nothing changed yet: watch (to cache it)");
+        answered_404(&fault, &state, "new");
         assert_eq!(applies("PUT", "/b/new"), Applies::Watch);
         assert_eq!(applies("POST", "/b?delete"), Applies::Skip, "not a write it tracks");
         answered(&fault, &state, Operation::PutObject, "new");
         assert_eq!(applies("GET", "/b/new"), Applies::Fire, "a read within the window is stale");
         assert_eq!(applies("GET", "/b/other"), Applies::Watch);
-        let phase = with_request("GET", "/b/new", |request| {
-            fault.on_request(&FaultCtx {
-                request,
-                draw: crate::draw::Draw::new(1, 0, 0),
-                state: Some(&state),
-            })
-        });
-        let RequestAction::End(Ending::Respond(response)) = phase else {
+        let RequestAction::End(Ending::Respond(response)) = read(&fault, &state, "new") else {
             panic!("a stale read is answered in S3's place");
         };
-        assert_eq!(response.status(), 404, "the key did not exist before its write: NoSuchKey");
+        assert_eq!(response.status(), 404, "a GET saw it absent before its write: NoSuchKey, as S3 did");
+    }
+
+    /// As a new user tried it: PUT v1, PUT v2, GET within the window. s3chaos never saw v1,
+    /// and answered NoSuchKey, which S3 never did for a key that existed. Now the read is not
+    /// staled: the current version is served.
+    #[tokio::test]
+    async fn an_overwrite_whose_previous_version_is_unknown_is_not_staled() {
+        let fault = stale();
+        let state = fault.new_state().unwrap();
+        let applies = |method: &str, target: &str| with_request(method, target, |r| fault.applies(r, Some(&state)));
+        answered(&fault, &state, Operation::PutObject, "k");
+        answered(&fault, &state, Operation::PutObject, "k");
+        assert_eq!(applies("GET", "/b/k"), Applies::Watch, "not fired: passes to the upstream");
+        assert!(matches!(read(&fault, &state, "k"), RequestAction::Continue));
+        // A key read (v0), then written: stale reads serve v0; written again within the
+        // window, still v0 (readers may still see it). Written again after the window, the
+        // previous state is the unseen v1: not staled (v0 would be older than any real lag).
+        let short: StaleReads = serde_yaml_ng::from_str("{for: 50ms}").unwrap();
+        let state = short.new_state().unwrap();
+        let applies = |target: &str| with_request("GET", target, |r| short.applies(r, Some(&state)));
+        let got = answered_with(&short, &state, Operation::GetObject, "seen", Bytes::from_static(b"v0"));
+        let _ = got.collect().await; // read to its end: recorded
+        answered(&short, &state, Operation::PutObject, "seen");
+        assert_eq!(applies("/b/seen"), Applies::Fire, "v0 is known: stale");
+        answered(&short, &state, Operation::PutObject, "seen");
+        assert_eq!(applies("/b/seen"), Applies::Fire, "within the window: still v0");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        answered(&short, &state, Operation::PutObject, "seen");
+        assert_eq!(applies("/b/seen"), Applies::Watch, "v1 was never seen: not staled");
     }
 
     #[test]

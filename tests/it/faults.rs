@@ -651,11 +651,12 @@ async fn stale_reads_show_the_previous_state_for_the_window() {
     };
     put("old", b"version 2").await.unwrap();
     assert_eq!(read("old").await, Ok(v1.clone()), "the previous version, while stale");
+    assert_eq!(read("new").await, Err("NoSuchKey".into()), "not written yet");
     put("new", b"brand new").await.unwrap();
     assert_eq!(
         read("new").await,
         Err("NoSuchKey".into()),
-        "a new key is not visible yet"
+        "a new key read before its write is not visible yet (S3 cached the 404)"
     );
     assert_eq!(list().await, ["old"], "the listing lags too");
     c.delete_object().bucket("eventual").key("old").send().await.unwrap();
@@ -668,6 +669,45 @@ async fn stale_reads_show_the_previous_state_for_the_window() {
     assert_eq!(read("new").await, Ok(b"brand new".to_vec()));
     assert_eq!(read("old").await, Err("NoSuchKey".into()));
     assert_eq!(list().await, ["new"], "consistent after the window");
+}
+
+/// As a new user tried it: `stale_reads: {for: 2s}`, PUT v1, wait, PUT v2, GET. s3chaos never
+/// saw v1's body and answered `NoSuchKey`, which S3 never did for an overwritten key. Now the
+/// read is not staled (the current version, as S3 may), and a key written twice in the window
+/// serves the version a GET saw, never a 404.
+#[tokio::test]
+async fn stale_reads_never_answer_404_for_a_key_that_existed() {
+    let h = Harness::start(
+        "name: eventual\nrules:\n  - {name: ec, match: {bucket: legal}, fault: {stale_reads: {for: 300ms}}}\n",
+    )
+    .await;
+    let c = h.single_attempt_client(None);
+    c.create_bucket().bucket("legal").send().await.unwrap();
+    let put = |body: &'static [u8]| {
+        c.put_object()
+            .bucket("legal")
+            .key("k")
+            .body(ByteStream::from_static(body))
+            .send()
+    };
+    let read = || {
+        let c = c.clone();
+        async move {
+            match c.get_object().bucket("legal").key("k").send().await {
+                Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+                Err(e) => Err(e.code().unwrap_or("?").to_owned()),
+            }
+        }
+    };
+    put(b"v1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    put(b"v2").await.unwrap();
+    assert_eq!(read().await, Ok(b"v2".to_vec()), "previous version unknown: not staled");
+    // Seen, then overwritten: the stale read serves what the GET saw.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(read().await, Ok(b"v2".to_vec()));
+    put(b"v3").await.unwrap();
+    assert_eq!(read().await, Ok(b"v2".to_vec()), "the version a GET saw, while stale");
 }
 
 /// A client sending a request head larger than any S3 request has (1 MiB of headers, or a
