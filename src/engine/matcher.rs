@@ -24,6 +24,8 @@ pub struct Matcher {
     attempts: Option<SmallVec<[u32; 4]>>,
     /// The isolation scope this rule belongs to; `None`: requests without a scope.
     scope: Option<Box<str>>,
+    /// Only requests on a connection idle at least this long.
+    idle_for: Option<std::time::Duration>,
 }
 
 /// The distinct header names a scenario's rules look at; each gets a slot.
@@ -61,6 +63,7 @@ impl Matcher {
         .with_access_keys(spec.access_keys)
         .with_scope(spec.scope)
         .with_attempts(spec.attempts)
+        .with_idle_for(spec.idle_for)
     }
 
     pub fn new(
@@ -83,7 +86,15 @@ impl Matcher {
             access_keys: None,
             attempts: None,
             scope: None,
+            idle_for: None,
         }
+    }
+
+    /// Only requests arriving on a connection idle at least `idle` (never a connection's
+    /// first request).
+    pub fn with_idle_for(mut self, idle: Option<std::time::Duration>) -> Matcher {
+        self.idle_for = idle;
+        self
     }
 
     /// Only requests of this isolation scope (and requests with a scope meet only rules of
@@ -149,6 +160,11 @@ impl Matcher {
         }
         if let Some(glob) = &self.key
             && !req.key.as_deref().is_some_and(|k| glob.is_match(k))
+        {
+            return false;
+        }
+        if let Some(least) = self.idle_for
+            && req.idle.is_none_or(|idle| idle < least)
         {
             return false;
         }

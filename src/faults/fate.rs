@@ -48,6 +48,14 @@ pub struct ConnControl {
     departure: Arc<Departure>,
     /// Numbered from 1 in the order connections were made (the event log's `conn`).
     id: u64,
+    /// When its last request ended, microseconds after [`epoch`] (0: none has yet).
+    answered_at: AtomicU64,
+}
+
+/// The process's clock origin for [`ConnControl`]'s idle times.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// Connections made so far, for their ids.
@@ -80,7 +88,24 @@ impl ConnControl {
             kill: tokio::sync::Notify::new(),
             departure: Arc::default(),
             id: CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1,
+            answered_at: AtomicU64::new(0),
         }
+    }
+
+    /// A request on this connection has ended (its answer sent, or the request failed).
+    pub fn answered(&self, at: std::time::Instant) {
+        let micros = at.saturating_duration_since(epoch()).as_micros() as u64;
+        self.answered_at.store(micros.max(1), Ordering::Relaxed);
+    }
+
+    /// How long the connection had been idle when a request arrived at `now`: since its
+    /// previous request ended; `None` for its first request.
+    pub fn idle_at(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let last = self.answered_at.load(Ordering::Relaxed);
+        (last != 0).then(|| {
+            now.saturating_duration_since(epoch())
+                .saturating_sub(std::time::Duration::from_micros(last))
+        })
     }
 
     /// This connection's number, for the event log.

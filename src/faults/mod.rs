@@ -73,6 +73,9 @@ pub enum Ending {
     /// Abort the connection with a TCP RST before any response byte (on HTTP/2 reset the
     /// stream, unless `connection`).
     Reset { connection: bool },
+    /// Read the client's whole upload, then close the connection with a FIN and no answer
+    /// (on HTTP/2 reset the stream): a kept-alive connection closed under the request.
+    Close,
     /// Forward the request and let the upstream do it (store the object, delete the key),
     /// then answer the client with `answer` instead, or with none reset its connection (on
     /// HTTP/2 the stream, unless `connection`): the ambiguous outcome.
@@ -309,6 +312,7 @@ faults! {
     clock_skew::ClockSkew,
     blackhole::Blackhole,
     reset::Reset,
+    close::Close,
     truncate::Truncate,
     corrupt::Corrupt,
     bandwidth::Bandwidth,

@@ -29,6 +29,8 @@ use crate::telemetry::{Outcome, RequestEvent};
 /// What one request is and what became of it. See the module docs.
 pub struct RequestCtx {
     shared: Arc<Shared>,
+    /// The client connection: told when the request ends (its idle time starts then).
+    conn: Arc<crate::faults::fate::ConnControl>,
     arrived: Instant,
     operation: Operation,
     is_head: bool,
@@ -91,7 +93,13 @@ enum Failed {
 
 impl RequestCtx {
     /// The context of a request just classified.
-    pub fn begin(shared: Arc<Shared>, info: &RequestInfo<'_>, arrived: Instant, conn: u64) -> RequestCtx {
+    pub fn begin(
+        shared: Arc<Shared>,
+        info: &RequestInfo<'_>,
+        arrived: Instant,
+        control: Arc<crate::faults::fate::ConnControl>,
+    ) -> RequestCtx {
+        let conn = control.id();
         let log = shared.telemetry.request_log().is_some().then(|| {
             let header = |name: &str| {
                 info.headers
@@ -130,6 +138,7 @@ impl RequestCtx {
         });
         let mut ctx = RequestCtx {
             shared,
+            conn: control,
             arrived,
             operation: info.operation,
             is_head: info.method == http::Method::HEAD,
@@ -275,7 +284,9 @@ impl RequestCtx {
             _ => self.status,
         };
         self.shared.metrics.request(self.operation, status, outcome);
-        let took = self.arrived.elapsed();
+        let now = Instant::now();
+        self.conn.answered(now);
+        let took = now.saturating_duration_since(self.arrived);
         let Some(detail) = self.detail.take() else {
             return;
         };

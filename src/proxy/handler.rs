@@ -63,8 +63,9 @@ pub(super) async fn handle_for(
     }
     // Phases 1-3: classify, decide, request faults. Classification is needed for the
     // per-operation counters anyway; deciding is skipped outright with no rules.
-    let info = shared.classifier.classify(req.method(), req.uri(), req.headers());
-    let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived, conn.id());
+    let mut info = shared.classifier.classify(req.method(), req.uri(), req.headers());
+    info.idle = conn.idle_at(arrived);
+    let mut ctx = RequestCtx::begin(shared.clone(), &info, arrived, conn.clone());
     if let Some(problem) = host_problem(&req) {
         drop(info);
         let response = bad_host(problem, req.method(), req.uri().path(), req.version());
@@ -164,6 +165,14 @@ async fn respond(
         Some(Ending::Reset { connection }) => {
             conn.reset(connection);
             return Err(Box::new(InjectedFault("reset")));
+        }
+        Some(Ending::Close) => {
+            // Read the request whole (so the close is a FIN: nothing unread in the socket),
+            // then fail it: hyper drops the connection without an answer (on HTTP/2, resets
+            // the stream).
+            let (mut body, _) = Upload::watch(req.into_body(), shared.body_read_timeout);
+            while let Some(Ok(_)) = body.frame().await {}
+            return Err(Box::new(InjectedFault("close")));
         }
     }
 

@@ -30,6 +30,9 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
     /// The raw query string (empty when there is none).
     pub query: &'a str,
+    /// How long the request's connection was idle before it came: since the previous
+    /// request on it ended. `None` for a connection's first request (and where unknown).
+    pub idle: Option<std::time::Duration>,
 }
 
 /// Classifies requests; holds the base domains that mark virtual-hosted-style requests.
@@ -105,6 +108,7 @@ impl Classifier {
             headers,
             path,
             query: uri.query().unwrap_or(""),
+            idle: None,
         }
     }
 

@@ -149,6 +149,8 @@ struct MatchFile {
     access_key: Option<OneOrMany<String>>,
     /// The SDK's attempt number(s), from `amz-sdk-request`.
     attempt: Option<OneOrMany<Attempt>>,
+    /// Requests on a connection idle at least this long.
+    idle_for: Option<DurationValue>,
 }
 
 /// An attempt number: 1 is the first try.
@@ -414,6 +416,7 @@ fn compile_rule(r: RuleFile, phase: Option<&str>) -> RuleSpec {
         access_keys: m.access_key.map(|k| k.0),
         attempts: m.attempt.map(|a| a.0.into_iter().map(|a| a.0).collect()),
         scope: r.scope,
+        idle_for: m.idle_for.map(|d| d.0),
     };
     let trigger = Trigger {
         probability: r.probability,

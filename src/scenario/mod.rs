@@ -121,6 +121,9 @@ pub struct MatchSpec {
     pub attempts: Option<Vec<u32>>,
     /// The isolation scope the rule belongs to; `None`: requests without a scope.
     pub scope: Option<String>,
+    /// Only requests arriving on a connection idle at least this long (since its previous
+    /// request ended): the stale keep-alive race.
+    pub idle_for: Option<std::time::Duration>,
 }
 
 /// What a `header:` entry of a `match:` expects.

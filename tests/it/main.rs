@@ -16,6 +16,7 @@ mod outcomes;
 mod passthrough;
 mod pool;
 mod property;
+mod quirks;
 mod scenarios;
 mod secrets;
 mod signed;
