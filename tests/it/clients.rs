@@ -312,6 +312,14 @@ fn minio_client_lists_and_uploads() {
 /// `.ci/run` runs `npm ci` in `tests/clients/js`.
 #[test]
 fn javascript_sdk_v3_uploads_with_trailing_checksums() {
+    if let Some(js) = javascript_sdk() {
+        run_script("node", &js, "store.mjs");
+    }
+}
+
+/// `tests/clients/js` when Node and the JavaScript SDK v3 are installed there; `None` (a
+/// loud skip, or a failure under S3CHAOS_REQUIRE_CLIENTS) when not.
+pub(crate) fn javascript_sdk() -> Option<PathBuf> {
     let js = clients_dir().join("js");
     let installed = js.join("node_modules/@aws-sdk/client-s3").is_dir();
     if !installed || !available("Node.js", "node", &["--version"]) {
@@ -320,9 +328,9 @@ fn javascript_sdk_v3_uploads_with_trailing_checksums() {
             "S3CHAOS_REQUIRE_CLIENTS is set but tests/clients/js has no node_modules (npm ci)"
         );
         if !installed {
-            eprintln!("SKIPPED the JavaScript SDK test: run `npm ci` in tests/clients/js (.ci/run does)");
+            eprintln!("SKIPPED a JavaScript SDK test: run `npm ci` in tests/clients/js (.ci/run does)");
         }
-        return;
+        return None;
     }
-    run_script("node", &js, "store.mjs");
+    Some(js)
 }

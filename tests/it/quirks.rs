@@ -124,43 +124,33 @@ async fn the_rust_sdk_retries_a_request_on_a_connection_closed_under_it() {
     assert_ne!(gets[2].conn, gets[1].conn, "and the retry came on a new one");
 }
 
-/// boto3 meets it too (botocore retries a connection closed before a response).
-#[test]
-fn boto3_retries_a_request_on_a_connection_closed_under_it() {
-    if !crate::cli::python_with("boto3", "boto3 against close: before_response") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("idle.yaml");
+/// Runs `command` (in `dir`) under `s3chaos exec` with a stale keep-alive close on the first
+/// GET after an idle time; the command must succeed, and the log must show the closed
+/// attempt followed by a successful retry.
+fn retried_under_exec(command: &[&str], dir: &std::path::Path) {
+    let work = tempfile::tempdir().unwrap();
+    let scenario = work.path().join("idle.yaml");
     std::fs::write(
         &scenario,
         "name: idle\nrules:\n  - {name: idle-close, match: {idle_for: 200ms, operation: GetObject}, limit: 1, fault: {close: before_response}}\n",
     )
     .unwrap();
-    let script = r#"
-import os, time, boto3
-from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
-s3.create_bucket(Bucket="quirks")
-s3.put_object(Bucket="quirks", Key="k", Body=b"0123456789")
-assert s3.get_object(Bucket="quirks", Key="k")["Body"].read() == b"0123456789"
-time.sleep(0.3)
-assert s3.get_object(Bucket="quirks", Key="k")["Body"].read() == b"0123456789"
-"#;
-    let events = dir.path().join("events.jsonl");
+    let events = work.path().join("events.jsonl");
     let out = std::process::Command::new(crate::cli::BIN)
         .args(["exec", "--scenario"])
         .arg(&scenario)
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
+        .arg(work.path().join("data"))
         .arg("--events")
         .arg(&events)
-        .args(["--", "python3", "-c", script])
+        .arg("--")
+        .args(command)
+        .current_dir(dir)
         .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    assert!(out.status.success(), "{}\n{said}", String::from_utf8_lossy(&out.stdout));
     assert!(
         said.contains("idle-close") && said.contains("injected       1"),
         "{said}"
@@ -171,6 +161,33 @@ assert s3.get_object(Bucket="quirks", Key="k")["Body"].read() == b"0123456789"
         .filter(|e| e.operation == "GetObject")
         .collect();
     assert_eq!(gets.len(), 3, "{gets:?}");
-    assert_eq!(gets[1].outcome.as_deref(), Some("no_response"));
-    assert_eq!(gets[2].status, Some(200));
+    assert_eq!(gets[1].outcome.as_deref(), Some("no_response"), "{gets:?}");
+    assert_eq!(gets[2].status, Some(200), "{gets:?}");
+}
+
+/// boto3 meets it too (botocore retries a connection closed before a response).
+#[test]
+fn boto3_retries_a_request_on_a_connection_closed_under_it() {
+    if !crate::cli::python_with("boto3", "boto3 against close: before_response") {
+        return;
+    }
+    let script = r#"
+import os, time, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}))
+s3.create_bucket(Bucket="quirks")
+s3.put_object(Bucket="quirks", Key="k", Body=b"0123456789")
+assert s3.get_object(Bucket="quirks", Key="k")["Body"].read() == b"0123456789"
+time.sleep(0.3)
+assert s3.get_object(Bucket="quirks", Key="k")["Body"].read() == b"0123456789"
+"#;
+    retried_under_exec(&["python3", "-c", script], std::path::Path::new("."));
+}
+
+/// And the JavaScript SDK v3 (`tests/clients/js/idle.mjs`).
+#[test]
+fn the_javascript_sdk_retries_a_request_on_a_connection_closed_under_it() {
+    if let Some(js) = crate::clients::javascript_sdk() {
+        retried_under_exec(&["node", "idle.mjs"], &js);
+    }
 }
