@@ -4,15 +4,19 @@
 //! after the status line has gone out. The upstream never sees the request, so nothing was
 //! done. Clients that trust the status code think the upload or copy succeeded; SDKs that
 //! check the body turn it into an error and retry.
+//!
+//! Only those three operations: S3 never answers anything else this way (a GET's 200 body is
+//! the object, and an `<Error>` there would be taken for its content), so on any other
+//! request the rule does not fire at all, whatever its `match:` says.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use serde::de::{Deserialize, Deserializer};
 
 use super::error::ErrorFault;
-use super::{Fault, FaultCtx, Ending, RequestAction};
+use super::{Applies, Ending, Fault, FaultCtx, FaultState, RequestAction};
 use crate::body::full;
-use crate::s3::S3ErrorResponse;
+use crate::s3::{Operation, RequestInfo, S3ErrorResponse};
 use crate::s3::error::RequestIds;
 
 /// The keep-alive whitespace S3 sends while it works: after the XML declaration, which goes
@@ -28,6 +32,14 @@ impl Fault for ErrorInBody {
     const KIND: &'static str = "error_in_body";
 
     const TERMINAL: bool = true;
+
+    /// The operations S3 answers with a 200 whose body is an `<Error>`.
+    fn applies(&self, request: &RequestInfo<'_>, _: Option<&FaultState>) -> Applies {
+        match request.operation {
+            Operation::CompleteMultipartUpload | Operation::CopyObject | Operation::UploadPartCopy => Applies::Fire,
+            _ => Applies::Skip,
+        }
+    }
 
     fn on_request(&self, ctx: &FaultCtx<'_>) -> RequestAction {
         let ids = RequestIds::generate();

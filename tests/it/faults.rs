@@ -556,6 +556,35 @@ async fn access_key_matching_reads_headers_and_presigned_urls() {
     );
 }
 
+/// `error_in_body` fires only on the three operations S3 answers that way (CompleteMultipart-
+/// Upload, CopyObject, UploadPartCopy): a rule matching everything leaves a GET alone (before,
+/// the GET's 200 body was the `<Error>` XML, taken by the SDK for the object's content), and a
+/// CopyObject gets the 200-with-error, which the SDK catches and retries.
+#[tokio::test]
+async fn error_in_body_fires_only_where_s3_does_it() {
+    let h = Harness::start("name: sneaky\nrules:\n  - {name: late, limit: 1, fault: {error_in_body: InternalError}}\n")
+        .await;
+    let body = seed_object(&h, "late", "src", 100).await;
+    let c = h.client();
+    let got = c.get_object().bucket("late").key("src").send().await.unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes(),
+        body,
+        "the object, not an <Error>"
+    );
+    assert_eq!(h.engine.stats()[0].injected, 0, "not counted either");
+    c.copy_object()
+        .bucket("late")
+        .key("dst")
+        .copy_source("late/src")
+        .send()
+        .await
+        .expect("the SDK saw the error inside the 200 and retried");
+    assert_eq!(h.engine.stats()[0].injected, 1);
+    let copied = c.get_object().bucket("late").key("dst").send().await.unwrap();
+    assert_eq!(copied.body.collect().await.unwrap().into_bytes(), body);
+}
+
 /// `error_in_body`: CompleteMultipartUpload answers 200 with an `<Error>` after whitespace;
 /// the upload is not completed, the SDK sees the error inside the 200 and retries.
 #[tokio::test]
