@@ -478,6 +478,24 @@ impl Rule {
         Some((draw, Applies::Fire))
     }
 
+    /// Whether the rule counts logical calls (`nth:`), even on requests it cannot fire on.
+    pub fn counts_calls(&self) -> bool {
+        self.nth.is_some()
+    }
+
+    /// A request this `nth` rule matched that another rule's terminal fault has ended: it is
+    /// counted (matched, and as a call), never faulted.
+    pub fn count_call(&self, at: Duration, req: &RequestInfo<'_>) {
+        self.matched.fetch_add(1, Ordering::Relaxed);
+        if let Some(nth) = &self.nth
+            && self.window.contains(at)
+            && !self.disabled.load(Ordering::Relaxed)
+        {
+            self.eligible.fetch_add(1, Ordering::Relaxed);
+            let _ = nth.admits(req, at);
+        }
+    }
+
     /// Gives back an injection [`Rule::roll`] counted but that did not happen (the request
     /// was left alone because of `max_active_faults`), so `limit` is not used up by it.
     pub(crate) fn uncount_injection(&self) {

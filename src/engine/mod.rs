@@ -343,10 +343,20 @@ impl Engine {
             let scope = scenario.request_scope(req);
             let header_values = scenario.header_slots().values(req.headers);
             let lists = phase.index.candidates(req, &header_values);
+            // Once a terminal fault has fired no later rule fires, but `nth` rules still
+            // count the call: their ordinal must not depend on what other rules did.
+            let mut ended = false;
             for position in index::merge_sorted(&lists) {
                 let index = phase.rules[position] as usize;
                 let rule = &scenario.rules()[index];
+                if ended && !rule.counts_calls() {
+                    continue;
+                }
                 if !rule.matcher().matches(req, &header_values, scope.as_deref()) {
+                    continue;
+                }
+                if ended {
+                    rule.count_call(at, req);
                     continue;
                 }
                 if let Some((draw, applies)) = rule.roll(scenario.seed(), at, req) {
@@ -357,7 +367,7 @@ impl Engine {
                         watch,
                     });
                     if !watch && rule.faults().is_terminal() {
-                        break;
+                        ended = true;
                     }
                 }
             }
@@ -588,6 +598,35 @@ mod trigger_tests {
         assert!(err.message.contains("drop `skip` and `every`"), "{err}");
         assert_eq!(err.position.map(|p| p.0), Some(3), "{err}");
         assert!(Scenario::parse("name: t\nrules:\n  - {nth: 0, fault: reset}\n", "t").is_err());
+    }
+
+    /// A terminal rule before it ends the evaluation, but an `nth` rule still counts the
+    /// call: without that, `nth: 2` behind a rule that failed the first call picked the third.
+    #[test]
+    fn nth_counts_calls_another_rule_ended() {
+        let e = Engine::new(
+            Scenario::parse(
+                "name: t\nrules:\n  - {name: first, limit: 1, fault: reset}\n  - {name: second, nth: 2, fault: {error: SlowDown}}\n",
+                "t",
+            )
+            .unwrap(),
+        );
+        let fired: Vec<Option<String>> = (0..3)
+            .map(|_| {
+                let (method, uri) = (http::Method::GET, "/bkt/other".parse::<http::Uri>().unwrap());
+                let mut headers = http::HeaderMap::new();
+                headers.insert("host", "127.0.0.1".parse().unwrap());
+                headers.insert("amz-sdk-request", "attempt=1".parse().unwrap());
+                e.decide(&Classifier::default().classify(&method, &uri, &headers))
+                    .map(|d| {
+                        d.fired()
+                            .map(|(r, _)| r.name().to_owned())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+            })
+            .collect();
+        assert_eq!(fired, [Some("first".into()), Some("second".into()), None]);
     }
 
     #[test]
