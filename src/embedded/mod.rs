@@ -3,11 +3,11 @@
 //! would to any other upstream, so faults and passthrough behave the same.
 //!
 //! s3s does the HTTP, XML and SigV4 work; this module is the storage behind s3s's `S3` trait:
-//! - [`layout`]: the data directory; [`db`]: metadata in SQLite; [`blobs`]: object bytes in
+//! - `layout`: the data directory; `db`: metadata in SQLite; `blobs`: object bytes in
 //!   files named by id (a key is never a path);
-//! - [`upload`]: receiving bodies (hashes, checksums); [`aws_chunked`] and [`credentials`]:
+//! - `upload`: receiving bodies (hashes, checksums); `aws_chunked` and `credentials`:
 //!   who is let in and how a signed body becomes its payload;
-//! - [`listing`]: S3's listing rules, apart from storage; `ops`: the operations.
+//! - `listing`: S3's listing rules, apart from storage; `ops`: the operations.
 
 mod aws_chunked;
 mod blobs;

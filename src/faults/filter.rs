@@ -1,7 +1,7 @@
 //! Body faults as chunk filters: a fault says what to do with the chunk in front of it, and
 //! one generic adapter ([`Filtered`]) owns the `Body` plumbing: pinning, the waits, trailers,
 //! the end of the stream and `size_hint`. A body fault is then a few lines of plain code
-//! that can be unit-tested without hyper ([`run`] drives a filter over chunks).
+//! that can be unit-tested without hyper (`run` drives a filter over chunks).
 //!
 //! The adapter holds at most the one chunk the inner body gave it; it never reads ahead, so
 //! back-pressure reaches the sender and memory does not grow with the body.

@@ -12,7 +12,7 @@ use super::{BodyCtx, Fault, FaultCtx, Ending, RequestAction, When, filter};
 use crate::body::ProxyBody;
 use crate::values::ByteSize;
 
-/// Read through [`ResetFile`], which checks that at most one cut point is given.
+/// Read through `ResetFile`, which checks that at most one cut point is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "ResetFile")]
 pub struct Reset {

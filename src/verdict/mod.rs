@@ -4,7 +4,7 @@
 //! [`judge`] is a pure function of the events and the expectations, so the same verdicts
 //! come out of `s3chaos exec`, `s3chaos verdict events.jsonl` after a game day, the drill
 //! report and the admin API. How each is computed, and where it can be wrong, is said on
-//! each check in [`checks`] and in the README.
+//! each check in `checks` and in the README.
 //!
 //! Without `expect:` every verdict is still computed and shown; three clear bugs fail by
 //! default: a tight retry loop (it is what turns an outage into a retry storm), a request
