@@ -192,24 +192,16 @@ fn run(s: &Settings, bin: &Path, work: &Path, procs: &mut Procs) -> Result<Strin
                 .arg(write(work, &format!("nginx-{upstream_name}.conf"), &conf)?),
         )?;
         ports.insert((upstream_name, "nginx"), p);
-        let p = free_port()?;
-        let conf = haproxy_conf(p, upstream, s.workers);
-        procs.spawn(
-            &format!("haproxy-{upstream_name}"),
-            Command::new("haproxy")
-                .arg("-f")
-                .arg(write(work, &format!("haproxy-{upstream_name}.cfg"), &conf)?),
-        )?;
-        ports.insert((upstream_name, "haproxy"), p);
-        let p = free_port()?;
-        let conf = haproxy_tcp_conf(p, upstream, s.workers);
-        procs.spawn(
-            &format!("haproxy-tcp-{upstream_name}"),
-            Command::new("haproxy")
-                .arg("-f")
-                .arg(write(work, &format!("haproxy-tcp-{upstream_name}.cfg"), &conf)?),
-        )?;
-        ports.insert((upstream_name, "haproxy-tcp"), p);
+        for (target, conf) in [
+            ("haproxy", haproxy_conf as fn(SocketAddr, SocketAddr, usize) -> String),
+            ("haproxy-tcp", haproxy_tcp_conf),
+        ] {
+            let p = free_port()?;
+            let name = format!("{target}-{upstream_name}");
+            let file = write(work, &format!("{name}.cfg"), &conf(p, upstream, s.workers))?;
+            procs.spawn(&name, Command::new("haproxy").arg("-f").arg(file))?;
+            ports.insert((upstream_name, target), p);
+        }
         let p = spawn_s3chaos(procs, bin, &format!("s3chaos-1w-{upstream_name}"), upstream, 1, None)?;
         ports.insert((upstream_name, "s3chaos-1w"), p);
         for (target, scenario) in [

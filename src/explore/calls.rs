@@ -138,20 +138,11 @@ pub fn compare(first: &[Recorded], second: &[Recorded]) -> Comparison {
 mod tests {
     use super::*;
 
+    /// An answered request of `op` on `b/key` with a 10-byte body.
     fn event(ms: u64, op: &str, key: &str, status: u16, invocation: &str) -> RequestEvent {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_000 + ms);
         RequestEvent {
-            time: humantime::format_rfc3339_micros(at).to_string(),
-            operation: op.into(),
-            bucket: "b".into(),
-            key: key.into(),
-            status: Some(status),
-            latency_ms: 1.0,
-            duration_ms: Some(1.0),
-            outcome: Some("complete".into()),
-            invocation: Some(invocation.into()),
             bytes: Some(10),
-            ..Default::default()
+            ..crate::verdict::test_event(ms, op, key, Some(status), Some(invocation))
         }
     }
 

@@ -604,6 +604,18 @@ mod tests {
 
     /// ... with `body`, returned as the fault passed it on.
     fn answered_with(fault: &StaleReads, state: &FaultState, operation: Operation, key: &str, body: Bytes) -> ProxyBody {
+        answered_as(fault, state, operation, key, StatusCode::OK, body)
+    }
+
+    /// The response phase of a request of `operation` on `key` the upstream answered `status`.
+    fn answered_as(
+        fault: &StaleReads,
+        state: &FaultState,
+        operation: Operation,
+        key: &str,
+        status: StatusCode,
+        body: Bytes,
+    ) -> ProxyBody {
         let target = Target {
             operation,
             bucket: Some("b".into()),
@@ -617,6 +629,7 @@ mod tests {
             conn: &conn,
         };
         let (mut parts, _) = Response::new(()).into_parts();
+        parts.status = status;
         fault.on_response(&mut parts, full(body), &ctx)
     }
 
@@ -658,21 +671,7 @@ mod tests {
 
     /// A 404 a GET through the proxy got (the key does not exist yet).
     fn answered_404(fault: &StaleReads, state: &FaultState, key: &str) {
-        let target = Target {
-            operation: Operation::GetObject,
-            bucket: Some("b".into()),
-            key: Some(key.into()),
-        };
-        let conn = Arc::new(ConnControl::new(Default::default()));
-        let ctx = BodyCtx {
-            target: &target,
-            draw: crate::draw::Draw::new(1, 0, 0),
-            state: Some(state),
-            conn: &conn,
-        };
-        let (mut parts, _) = Response::new(()).into_parts();
-        parts.status = StatusCode::NOT_FOUND;
-        let _ = fault.on_response(&mut parts, full(Bytes::new()), &ctx);
+        let _ = answered_as(fault, state, Operation::GetObject, key, StatusCode::NOT_FOUND, Bytes::new());
     }
 
     fn read(fault: &StaleReads, state: &FaultState, key: &str) -> RequestAction {

@@ -231,7 +231,7 @@ pub fn calls<'a>(attempts: &[Attempt<'a>]) -> Vec<Call<'a>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn event(ms: u64, op: &str, key: &str, status: Option<u16>, invocation: Option<&str>) -> RequestEvent {

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+/// A request event for tests: `ms` after a fixed time, on bucket `b`.
+#[cfg(test)]
+pub(crate) use calls::tests::event as test_event;
 pub use calls::{Attempt, Call, Grouping, RETRY_WINDOW, attempts, calls};
 
 use crate::scenario::{Expect, Spec};

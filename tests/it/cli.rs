@@ -781,6 +781,16 @@ fn the_ready_file_names_the_bound_addresses() {
     running.finish();
 }
 
+/// The embedded store's test credentials for a command run by a test, whatever the machine's
+/// own AWS settings are.
+pub(crate) fn test_credentials(command: &mut Command) -> &mut Command {
+    command
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+}
+
 /// Whether python3 can import `modules` (`"boto3, pytest"`). If not, `test` is skipped
 /// loudly, or fails under S3CHAOS_REQUIRE_PYTHON (which `.ci/run` sets once it installed them).
 pub(crate) fn python_with(modules: &str, test: &str) -> bool {
@@ -809,21 +819,19 @@ fn exec_runs_the_pytest_example_with_boto3() {
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("junit.xml");
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/examples/pytest");
-    let out = Command::new(BIN)
-        .args(["exec", "--scenario"])
-        .arg(example.join("drill.yaml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--junit")
-        .arg(&junit)
-        .args(["--", "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(&example)
-        .env_remove("AWS_PROFILE")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = test_credentials(
+        Command::new(BIN)
+            .args(["exec", "--scenario"])
+            .arg(example.join("drill.yaml"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--junit")
+            .arg(&junit)
+            .args(["--", "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .arg(&example),
+    )
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -1391,20 +1399,9 @@ fn exec_with_tls_is_trusted_by_the_rust_sdk_and_node() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/js");
-    let installed = js.join("node_modules/@aws-sdk/client-s3").is_dir()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !installed {
-        assert!(
-            std::env::var_os("S3CHAOS_REQUIRE_CLIENTS").is_none(),
-            "S3CHAOS_REQUIRE_CLIENTS is set but Node or tests/clients/js/node_modules is missing"
-        );
-        eprintln!("SKIPPED the Node half: Node.js or tests/clients/js/node_modules is missing (.ci/run installs them)");
+    let Some(js) = crate::clients::javascript_sdk() else {
         return;
-    }
+    };
     let script = js.join("tls.mjs");
     let out = exec(&["node".as_ref(), script.as_os_str()]);
     let stdout = String::from_utf8_lossy(&out.stdout);

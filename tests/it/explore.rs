@@ -6,25 +6,23 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::cli::{BIN, python_with};
+use crate::cli::{BIN, python_with, test_credentials};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 fn explore(out: &Path, options: &[&str], command: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("explore")
-        .arg("--out")
-        .arg(out)
-        .args(options)
-        .arg("--")
-        .args(command)
-        .current_dir(REPO)
-        .env_remove("AWS_PROFILE")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap()
+    test_credentials(
+        Command::new(BIN)
+            .arg("explore")
+            .arg("--out")
+            .arg(out)
+            .args(options)
+            .arg("--")
+            .args(command)
+            .current_dir(REPO),
+    )
+    .output()
+    .unwrap()
 }
 
 fn results(out: &Path) -> Value {
@@ -210,16 +208,14 @@ fn explore_finds_exactly_the_planted_failures_and_each_replay_reproduces_one() {
         let replay = f["replay"].as_str().unwrap();
         assert!(replay.starts_with("s3chaos exec --scenario "), "{replay}");
         assert!(out.join(f["scenario"].as_str().unwrap()).exists(), "{f}");
-        let again = Command::new("sh")
-            .args(["-c", replay])
-            .current_dir(REPO)
-            .env("PATH", &path)
-            .env_remove("AWS_PROFILE")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap();
+        let again = test_credentials(
+            Command::new("sh")
+                .args(["-c", replay])
+                .current_dir(REPO)
+                .env("PATH", &path),
+        )
+        .output()
+        .unwrap();
         let said = String::from_utf8_lossy(&again.stderr);
         assert_eq!(again.status.code(), Some(1), "`{replay}` fails again\n{said}");
         if f["detail"].as_str().unwrap().contains("drill failed") {

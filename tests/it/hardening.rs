@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::Harness;
+use crate::harness::{Harness, presigned_put};
 
 /// Sends `head` as is on a new connection; the whole answer (the proxy closes after it).
 async fn send(h: &Harness, head: &str) -> String {
@@ -295,24 +295,6 @@ async fn forward_mode_does_not_reach_the_admin_api_or_loopback() {
         "the allowed target was connected to"
     );
     running.wait_for("will not connect");
-}
-
-/// A presigned PUT for `bucket/key` (the signature covers the host only, so any body may
-/// follow): the request line's target and the `Host` to send.
-async fn presigned_put(h: &Harness, bucket: &str, key: &str) -> (String, String) {
-    let presigned = h
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
-        .await
-        .unwrap();
-    let uri: http::Uri = presigned.uri().parse().unwrap();
-    (
-        uri.path_and_query().unwrap().to_string(),
-        uri.authority().unwrap().to_string(),
-    )
 }
 
 fn body_timeout(timeout: Duration) -> s3chaos::proxy::ServeOptions {

@@ -339,18 +339,42 @@ pub async fn send_raw_get(h: &Harness, bucket: &str, key: &str) -> tokio::net::T
     s
 }
 
+/// A presigned request's path and query, and the Host it was signed for: what a raw-socket
+/// test sends.
+pub fn path_and_host(presigned: &aws_sdk_s3::presigning::PresignedRequest) -> (String, String) {
+    let uri: http::Uri = presigned.uri().parse().unwrap();
+    (
+        uri.path_and_query().unwrap().to_string(),
+        uri.authority().unwrap().to_string(),
+    )
+}
+
+fn five_minutes() -> aws_sdk_s3::presigning::PresigningConfig {
+    aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap()
+}
+
+/// A presigned PUT of `bucket/key` (see [`path_and_host`]).
+pub async fn presigned_put(h: &Harness, bucket: &str, key: &str) -> (String, String) {
+    let presigned = h
+        .client()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(five_minutes())
+        .await
+        .unwrap();
+    path_and_host(&presigned)
+}
+
+/// A presigned GET of `bucket/key` (see [`path_and_host`]).
 pub async fn presigned_get(h: &Harness, bucket: &str, key: &str) -> (String, String) {
     let presigned = h
         .client()
         .get_object()
         .bucket(bucket)
         .key(key)
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .presigned(five_minutes())
         .await
         .unwrap();
-    let uri: http::Uri = presigned.uri().parse().unwrap();
-    (
-        uri.path_and_query().unwrap().to_string(),
-        uri.authority().unwrap().to_string(),
-    )
+    path_and_host(&presigned)
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Harness, seed_object};
+use crate::harness::{Harness, presigned_get, seed_object};
 
 const STALE_KEEP_ALIVE: &str =
     "name: idle\nrules:\n  - {name: idle-close, match: {idle_for: 200ms}, fault: {close: before_response}}\n";
@@ -41,23 +41,6 @@ async fn get_on(s: &mut tokio::net::TcpStream, (path, host): &(String, String)) 
             }
         }
     }
-}
-
-/// A presigned GET of `bucket/key`: its path and query, and the Host it was signed for.
-async fn presigned_get(h: &Harness, bucket: &str, key: &str) -> (String, String) {
-    let presigned = h
-        .client()
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
-        .await
-        .unwrap();
-    let uri: http::Uri = presigned.uri().parse().unwrap();
-    (
-        uri.path_and_query().unwrap().to_string(),
-        uri.authority().unwrap().to_string(),
-    )
 }
 
 /// `close: before_response` with `idle_for`: requests that follow each other on a kept-alive
